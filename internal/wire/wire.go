@@ -48,6 +48,7 @@ const (
 const (
 	PathSessions = "/agent/v1/sessions"          // POST OpenRequest → OpenResponse
 	PathSession  = "/agent/v1/sessions/{id}"     // DELETE closes
+	PathStreams  = "/agent/v1/streams"           // GET → []StreamInfo, every live stream on the agent
 	PathStream   = "/agent/v1/streams/{id}"      // GET → StreamInfo, 404 when not here
 	PathStatus   = "/agent/v1/status"            // GET → Status
 	PathNodes    = "/agent/v1/nodes"             // POST NodeStartRequest → NodeInfo

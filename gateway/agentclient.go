@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/wire"
+)
+
+// agentClient calls agents' APIs over mutual TLS.
+type agentClient struct {
+	hc *http.Client
+}
+
+// agentError is a refusal from an agent, with the HTTP status it answered.
+type agentError struct {
+	Status int
+	Detail string
+}
+
+func (e *agentError) Error() string { return fmt.Sprintf("agent answered %d: %s", e.Status, e.Detail) }
+
+func isAgentStatus(err error, status int) bool {
+	var ae *agentError
+	return errors.As(err, &ae) && ae.Status == status
+}
+
+func newAgentClient(id *pki.Identity) *agentClient {
+	tr := &http.Transport{
+		TLSClientConfig:     id.ClientTLS(),
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     time.Minute,
+	}
+	return &agentClient{hc: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
+}
+
+// HTTPClient is the mutual-TLS client the gateway uses for agent calls.
+func (c *agentClient) HTTPClient() *http.Client { return c.hc }
+
+func (c *agentClient) close() { c.hc.CloseIdleConnections() }
+
+func (c *agentClient) do(ctx context.Context, method, api, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+api+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", api, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var p struct {
+			Detail string `json:"detail"`
+			Title  string `json:"title"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
+		if json.Unmarshal(b, &p) != nil || p.Detail == "" {
+			p.Detail = strings.TrimSpace(string(b))
+			if p.Title != "" {
+				p.Detail = p.Title
+			}
+		}
+		return &agentError{Status: resp.StatusCode, Detail: p.Detail}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
+}
+
+func (c *agentClient) Open(ctx context.Context, api string, req wire.OpenRequest) (wire.OpenResponse, error) {
+	var out wire.OpenResponse
+	err := c.do(ctx, http.MethodPost, api, wire.PathSessions, req, &out)
+	return out, err
+}
+
+func (c *agentClient) CloseSession(ctx context.Context, api, session string) error {
+	return c.do(ctx, http.MethodDelete, api, strings.Replace(wire.PathSession, "{id}", session, 1), nil, nil)
+}
+
+func (c *agentClient) Stream(ctx context.Context, api, stream string) (wire.StreamInfo, error) {
+	var out wire.StreamInfo
+	err := c.do(ctx, http.MethodGet, api, strings.Replace(wire.PathStream, "{id}", stream, 1), nil, &out)
+	return out, err
+}

@@ -1,0 +1,125 @@
+// The sluice page: a WHIP publisher and a WHEP player (RFC 9725 and its WHEP
+// counterpart), with trickle ICE over PATCH and DELETE on stop.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const sessions = { publish: null, play: null };
+
+// negotiate posts an offer and applies the answer. Candidates gathered after the
+// offer are trickled with PATCH to the session's Location.
+async function negotiate(kind, pc, stream) {
+  const url = (kind === "publish" ? "/whip/" : "/whep/") + encodeURIComponent(stream);
+  const pending = [];
+  let location = null, etag = null;
+  const patch = async (cands) => {
+    if (!location || cands.length === 0) return;
+    const frag = cands.map((c) => "a=" + c.candidate + "\r\n").join("");
+    await fetch(location, { method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": etag }, body: frag });
+  };
+  pc.onicecandidate = (e) => {
+    if (!e.candidate || !e.candidate.candidate) return;
+    if (location) patch([e.candidate]); else pending.push(e.candidate);
+  };
+  await pc.setLocalDescription(await pc.createOffer());
+  const resp = await fetch(url, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
+  if (resp.status !== 201) {
+    let msg = resp.status + " " + resp.statusText;
+    try { const p = await resp.json(); msg = p.title + (p.detail ? ": " + p.detail : ""); } catch (_) {}
+    throw new Error(msg);
+  }
+  location = new URL(resp.headers.get("Location"), url).toString();
+  etag = resp.headers.get("ETag");
+  await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+  patch(pending.splice(0));
+  return location;
+}
+
+async function stop(kind) {
+  const s = sessions[kind];
+  sessions[kind] = null;
+  if (!s) return;
+  s.pc.close();
+  if (s.stream) s.stream.getTracks().forEach((t) => t.stop());
+  if (s.location) await fetch(s.location, { method: "DELETE" }).catch(() => {});
+}
+
+function status(kind, text, isErr) {
+  const el = $(kind === "publish" ? "pubStatus" : "playStatus");
+  el.textContent = text;
+  el.className = "status" + (isErr ? " err" : "");
+}
+
+async function publish() {
+  await stop("publish");
+  const id = $("stream").value;
+  try {
+    const media = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+    $("local").srcObject = media;
+    const pc = new RTCPeerConnection();
+    for (const t of media.getTracks()) pc.addTransceiver(t, { direction: "sendonly" });
+    sessions.publish = { pc, stream: media };
+    pc.onconnectionstatechange = () => status("publish", "publishing " + id + ": " + pc.connectionState);
+    sessions.publish.location = await negotiate("publish", pc, id);
+  } catch (e) {
+    status("publish", "publish failed: " + e.message, true);
+    await stop("publish");
+  }
+}
+
+async function play() {
+  await stop("play");
+  const id = $("stream").value;
+  try {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const ms = new MediaStream();
+    $("remote").srcObject = ms;
+    pc.ontrack = (e) => ms.addTrack(e.track);
+    sessions.play = { pc };
+    pc.onconnectionstatechange = () => status("play", "playing " + id + ": " + pc.connectionState);
+    sessions.play.location = await negotiate("play", pc, id);
+  } catch (e) {
+    status("play", "play failed: " + e.message, true);
+    await stop("play");
+  }
+}
+
+async function refresh() {
+  try {
+    const resp = await fetch("/v1/streams");
+    const { streams } = await resp.json();
+    const body = $("streams");
+    body.replaceChildren(...streams.map((s) => {
+      const tr = document.createElement("tr");
+      for (const v of [s.stream, s.agent || "", s.node || "", s.viewers, s.bitrateBps ? (s.bitrateBps / 1000).toFixed(0) + " kbit/s" : ""]) {
+        const td = document.createElement("td");
+        td.textContent = v;
+        tr.append(td);
+      }
+      const td = document.createElement("td");
+      const b = document.createElement("button");
+      b.textContent = "Play";
+      b.onclick = () => { $("stream").value = s.stream; play(); };
+      td.append(b);
+      tr.append(td);
+      return tr;
+    }));
+  } catch (_) {}
+}
+
+$("publish").onclick = publish;
+$("play").onclick = play;
+$("stop").onclick = () => { stop("publish"); stop("play"); };
+window.addEventListener("beforeunload", () => { stop("publish"); stop("play"); });
+refresh();
+setInterval(refresh, 2000);
+
+// For tests: the number of video frames the player has decoded.
+window.sluiceFramesDecoded = async () => {
+  const s = sessions.play;
+  if (!s) return 0;
+  let n = 0;
+  (await s.pc.getStats()).forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") n += r.framesDecoded || 0; });
+  return n;
+};

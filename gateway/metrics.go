@@ -1,0 +1,38 @@
+package gateway
+
+import (
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// gwMetrics are the gateway's Prometheus series.
+type gwMetrics struct {
+	publishers       *metrics.Counter // used as a gauge: Inc/Dec
+	viewers          *metrics.Counter
+	packetsIn        *metrics.Counter
+	bytesIn          *metrics.Counter
+	packetsOut       *metrics.Counter
+	bytesOut         *metrics.Counter
+	reattaches       *metrics.Counter
+	keyframeRequests *metrics.Counter
+	nacks            *metrics.Counter
+	refused          *metrics.Counter
+	throttled        *metrics.Counter
+}
+
+func newGWMetrics(s *metrics.Set, g *Gateway) *gwMetrics {
+	m := &gwMetrics{
+		publishers:       s.NewCounter(`sluice_gateway_sessions{kind="publish"}`),
+		viewers:          s.NewCounter(`sluice_gateway_sessions{kind="play"}`),
+		packetsIn:        s.NewCounter(`sluice_gateway_rtp_packets_total{dir="in"}`),
+		bytesIn:          s.NewCounter(`sluice_gateway_rtp_bytes_total{dir="in"}`),
+		packetsOut:       s.NewCounter(`sluice_gateway_rtp_packets_total{dir="out"}`),
+		bytesOut:         s.NewCounter(`sluice_gateway_rtp_bytes_total{dir="out"}`),
+		reattaches:       s.NewCounter(`sluice_gateway_media_reattaches_total`),
+		keyframeRequests: s.NewCounter(`sluice_gateway_keyframe_requests_total`),
+		nacks:            s.NewCounter(`sluice_gateway_link_nacks_total`),
+		refused:          s.NewCounter(`sluice_gateway_refused_total`),
+		throttled:        s.NewCounter(`sluice_gateway_throttled_total`),
+	}
+	s.NewGauge(`sluice_gateway_agents`, func() float64 { return float64(len(g.agentsView())) })
+	return m
+}

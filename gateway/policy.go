@@ -1,0 +1,197 @@
+package gateway
+
+import (
+	"context"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/wire"
+)
+
+// Policy makes the gateway's two decisions: which agents may carry a stream, in
+// order of preference, and whether a request is admitted at all.
+type Policy interface {
+	Route(ctx context.Context, in *RouteInput) (RouteOutput, error)
+	Throttle(ctx context.Context, in *ThrottleInput) (ThrottleOutput, error)
+}
+
+// RouteInput is what a route policy decides on.
+type RouteInput struct {
+	StreamID   string
+	Op         string // publish or play
+	Protocol   string // whip, whep, quic
+	ClientAddr string
+	Headers    map[string]string
+	Purpose    string
+	Placement  string // agent carrying the stream now, or ""
+	Candidates []Candidate
+}
+
+// Candidate is one agent a stream may go to.
+type Candidate struct {
+	ID       string
+	Tags     map[string]string
+	Purposes []string
+	Capacity int
+	Load     int
+	Queue    int
+	State    string
+}
+
+// RouteOutput is a route decision: agents in order, or a rejection.
+type RouteOutput struct {
+	Agents []string
+	Reject *Rejection
+}
+
+// Rejection refuses a request with an HTTP status and a reason.
+type Rejection struct {
+	Status int
+	Reason string
+}
+
+// ThrottleInput is what a throttle policy decides on.
+type ThrottleInput struct {
+	Kind     string // publish, play, api
+	StreamID string
+	Path     string
+	Protocol string
+	Client   string
+	Pools    []PoolFigures
+	Now      time.Time
+}
+
+// PoolFigures are one purpose's pool figures summed over the cluster.
+type PoolFigures struct {
+	Purpose    string
+	Concurrent int
+	Active     int
+	Queued     int
+}
+
+// ThrottleAction is the kind of a throttle decision.
+type ThrottleAction int
+
+// Throttle actions.
+const (
+	Admit ThrottleAction = iota
+	Queue
+	Reject
+	Redirect
+	Origin
+)
+
+// ThrottleOutput is a throttle decision.
+type ThrottleOutput struct {
+	Action      ThrottleAction
+	Status      int
+	Body        []byte
+	ContentType string
+	URL         string
+}
+
+// nativePolicy admits everything and ranks agents by rendezvous hashing.
+type nativePolicy struct{}
+
+func (nativePolicy) Throttle(context.Context, *ThrottleInput) (ThrottleOutput, error) {
+	return ThrottleOutput{Action: Admit}, nil
+}
+
+func (nativePolicy) Route(_ context.Context, in *RouteInput) (RouteOutput, error) {
+	type scored struct {
+		id    string
+		score uint64
+	}
+	var ss []scored
+	for _, c := range in.Candidates {
+		if !slices.Contains(c.Purposes, in.Purpose) || c.State != wire.StateServing {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write([]byte(in.StreamID))
+		h.Write([]byte{0})
+		h.Write([]byte(c.ID))
+		ss = append(ss, scored{c.ID, h.Sum64()})
+	}
+	slices.SortFunc(ss, func(a, b scored) int {
+		if a.score > b.score {
+			return -1
+		}
+		if a.score < b.score {
+			return 1
+		}
+		return 0
+	})
+	out := RouteOutput{}
+	for _, s := range ss {
+		out.Agents = append(out.Agents, s.id)
+	}
+	return out, nil
+}
+
+// agentView is an alive agent as the gateway sees it in the membership.
+type agentView struct {
+	ID   string
+	API  string
+	Cand Candidate
+}
+
+// agentsView lists the alive agents, from serf tags.
+func (g *Gateway) agentsView() []agentView {
+	var out []agentView
+	for _, m := range g.cluster.Members() {
+		if m.Status != "alive" || !m.HasRole(wire.RoleAgent) || m.Tags[wire.TagAPI] == "" {
+			continue
+		}
+		id := m.Tags[wire.TagID]
+		if id == "" {
+			id = m.Name
+		}
+		state := m.Tags[wire.TagState]
+		if state == "" {
+			state = wire.StateServing
+		}
+		purposes := splitList(m.Tags[wire.TagPurposes])
+		for _, f := range splitList(m.Tags[wire.TagFailed]) {
+			purposes = slices.DeleteFunc(purposes, func(p string) bool { return p == f })
+		}
+		out = append(out, agentView{ID: id, API: m.Tags[wire.TagAPI], Cand: Candidate{
+			ID:       id,
+			Tags:     m.Tags,
+			Purposes: purposes,
+			Capacity: atoi(m.Tags[wire.TagCapacity]),
+			Load:     atoi(m.Tags[wire.TagLoad]),
+			Queue:    atoi(m.Tags[wire.TagQueue]),
+			State:    state,
+		}})
+	}
+	return out
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+// memberView is the /v1/cluster shape of a member.
+func memberView(m cluster.Member) map[string]any {
+	return map[string]any{
+		"name":   m.Name,
+		"role":   m.Tags[wire.TagRole],
+		"id":     m.Tags[wire.TagID],
+		"addr":   m.Addr,
+		"status": m.Status,
+		"tags":   m.Tags,
+	}
+}
