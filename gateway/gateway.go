@@ -30,7 +30,8 @@ import (
 type Config struct {
 	// ID names the gateway in the cluster and in logs. Default: the cluster member name.
 	ID string
-	// ICEUDPPort is the one UDP port every WebRTC session uses. Default 8189.
+	// ICEUDPPort is the one UDP port every WebRTC session uses. Default 8189; a
+	// negative value picks a free port (tests).
 	ICEUDPPort int
 	// ICEBind is the address the ICE port binds to. Default "127.0.0.1"; use
 	// "0.0.0.0" (with ICEHosts) to accept browsers from other machines.
@@ -47,6 +48,9 @@ type Config struct {
 	// TrackWait is how long a WHEP request waits for a just-started stream to
 	// announce all of its tracks. Default 3s.
 	TrackWait time.Duration
+	// APIToken, when set, is the bearer token every /v1/ request must carry.
+	// Required when the gateway listens beyond loopback. Default: none (dev).
+	APIToken string
 	// Purpose is the node purpose that carries WebRTC streams. Default "relay".
 	Purpose string
 }
@@ -148,7 +152,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.m = newGWMetrics(set, g)
-	udp, err := net.ListenPacket("udp", net.JoinHostPort(cfg.ICEBind, strconv.Itoa(cfg.ICEUDPPort)))
+	udp, err := net.ListenPacket("udp", net.JoinHostPort(cfg.ICEBind, strconv.Itoa(max(cfg.ICEUDPPort, 0))))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: ICE port: %w", err)
 	}

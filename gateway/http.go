@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -76,7 +77,7 @@ func (g *Gateway) routes(set metricsWriter) http.Handler {
 	for _, r := range g.extras {
 		mux.Handle(r.pattern, r.h)
 	}
-	return g.cors(mux)
+	return g.cors(g.authAPI(mux))
 }
 
 // cors lets pages from the configured origins use WHIP, WHEP and the API, and
@@ -92,6 +93,23 @@ func (g *Gateway) cors(next http.Handler) http.Handler {
 				h.Add("Vary", "Origin")
 			}
 			h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch, Content-Type")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authAPI demands the API token on /v1/ when one is configured.
+func (g *Gateway) authAPI(next http.Handler) http.Handler {
+	if g.cfg.APIToken == "" {
+		return next
+	}
+	want := "Bearer " + g.cfg.APIToken
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") && r.Method != http.MethodOptions &&
+			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+			problem.Write(w, http.StatusUnauthorized, "unauthorized", "An API token is required", "send Authorization: Bearer <gateway.apiToken>")
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
