@@ -157,7 +157,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		return nil, fmt.Errorf("gateway: ICE port: %w", err)
 	}
 	g.udp = udp
-	api, err := newWebRTCAPI(cfg, udp)
+	api, err := NewWebRTCAPI(cfg, udp)
 	if err != nil {
 		udp.Close()
 		return nil, err

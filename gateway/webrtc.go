@@ -10,10 +10,12 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// newWebRTCAPI builds the pion API every session of the gateway shares: the
+// NewWebRTCAPI builds the pion API every session of a gateway shares: the
 // standard codecs, pion's default interceptors (NACK generation and response,
-// RTCP reports, TWCC), and ICE on the one UDP socket.
-func newWebRTCAPI(cfg Config, udp net.PacketConn) (*webrtc.API, error) {
+// RTCP reports, TWCC), and ICE on the one UDP socket. It is exported so that a
+// benchmark's baseline relay can run with exactly the gateway's pion settings.
+func NewWebRTCAPI(cfg Config, udp net.PacketConn) (*webrtc.API, error) {
+	cfg = cfg.withDefaults()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("gateway: codecs: %w", err)

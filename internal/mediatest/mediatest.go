@@ -125,9 +125,9 @@ type HTTPError struct {
 
 func (e *HTTPError) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Body) }
 
-// negotiate posts pc's offer to url and applies the answer. It sends the offer
+// Negotiate posts pc's offer to url and applies the answer. It sends the offer
 // with all candidates, as simple WHIP clients do.
-func negotiate(ctx context.Context, pc *webrtc.PeerConnection, base, path string) (*Session, error) {
+func Negotiate(ctx context.Context, pc *webrtc.PeerConnection, base, path string) (*Session, error) {
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return nil, err
@@ -203,7 +203,7 @@ func Publish(ctx context.Context, api *webrtc.API, base, stream string) (*Publis
 			return nil, err
 		}
 	}
-	s, err := negotiate(ctx, pc, base, "/whip/"+stream)
+	s, err := Negotiate(ctx, pc, base, "/whip/"+stream)
 	if err != nil {
 		pc.Close()
 		return nil, err
@@ -295,7 +295,7 @@ func Play(ctx context.Context, api *webrtc.API, base, stream string) (*Viewer, e
 			}
 		}
 	})
-	s, err := negotiate(ctx, pc, base, "/whep/"+stream)
+	s, err := Negotiate(ctx, pc, base, "/whep/"+stream)
 	if err != nil {
 		pc.Close()
 		return nil, err
