@@ -73,6 +73,7 @@ func (g *Gateway) routes(set metricsWriter) http.Handler {
 	mux.HandleFunc("GET /v1/cluster", g.handleCluster)
 	mux.HandleFunc("GET /v1/streams", g.handleStreams)
 	mux.HandleFunc("GET /v1/streams/{stream}", g.handleStream)
+	g.nodesRoutes(mux)
 	mux.Handle("GET /", dashboard())
 	for _, r := range g.extras {
 		mux.Handle(r.pattern, r.h)

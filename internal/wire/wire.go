@@ -148,3 +148,39 @@ type ControlMsg struct {
 	RSS     int64   `json:"rss,omitempty"`
 	CPU     float64 `json:"cpu,omitempty"`
 }
+
+// Status is an agent's process table, the rows of `sluice status`.
+type Status struct {
+	Agent   string        `json:"agent"`
+	State   string        `json:"state"` // StateServing or StateDraining
+	PID     int           `json:"pid"`
+	Started time.Time     `json:"started"`
+	CPU     float64       `json:"cpu"` // percent of one core
+	RSS     int64         `json:"rss"` // bytes
+	Summary StatusSummary `json:"summary"`
+	Pools   []PoolStatus  `json:"pools"`
+	Nodes   []NodeInfo    `json:"nodes"`
+}
+
+// StatusSummary is the summary line of `sluice status`, as M2 prints it.
+type StatusSummary struct {
+	Running      int   `json:"running"`  // node processes serving streams
+	Sleeping     int   `json:"sleeping"` // node processes alive with no stream
+	Respawns     int   `json:"respawns"` // restarts after a fault, since start
+	MemActive    int64 `json:"memActive"`
+	MemAvailable int64 `json:"memAvailable"`
+}
+
+// PoolStatus describes one purpose's pool on an agent.
+type PoolStatus struct {
+	Purpose       string `json:"purpose"`
+	Nodes         int    `json:"nodes"`
+	Concurrent    int    `json:"concurrent"` // limit
+	WaitQueue     int    `json:"waitQueue"`  // streams per node, 0 = no limit
+	Streams       int    `json:"streams"`
+	Queued        int    `json:"queued"`
+	MemoryLimit   int64  `json:"memoryLimit"` // bytes per node
+	RestartsToday int    `json:"restartsToday"`
+	Failed        bool   `json:"failed"`
+	Reason        string `json:"reason,omitempty"`
+}

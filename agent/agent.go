@@ -1,0 +1,226 @@
+// Package agent is sluice's cluster worker. An agent joins the serf cluster,
+// publishes its load as tags, serves the agent API that gateways call (mutual
+// TLS), and runs the media work of the streams placed on it in node child
+// processes, which its Manager supervises in per-purpose pools.
+//
+// The design follows OWT's WorkerAgent and NodeManager and M2's process settings;
+// RATIONALE.md says why it is built the way it is.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/procstat"
+	"github.com/sluicegw/sluice/internal/wire"
+)
+
+// Agent is one cluster worker.
+type Agent struct {
+	cfg     Config
+	cluster *cluster.Cluster
+	ident   *pki.Identity
+	log     *slog.Logger
+	mgr     *Manager
+	ln      net.Listener
+	started time.Time
+	meter   *procstat.Meter
+
+	lastInspect time.Time // touched only by Run's loop
+}
+
+// New validates cfg, binds the agent API and makes the node manager. Nothing runs
+// until Run.
+func New(cfg Config, c *cluster.Cluster, ident *pki.Identity, log *slog.Logger, set *metrics.Set) (*Agent, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.NodeCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		cfg.NodeCommand = []string{exe, "node"}
+	}
+	ln, err := net.Listen("tcp", cfg.API)
+	if err != nil {
+		return nil, fmt.Errorf("agent: API listen: %w", err)
+	}
+	a := &Agent{cfg: cfg, cluster: c, ident: ident, log: log, ln: ln, started: time.Now(), meter: procstat.NewMeter(0)}
+	a.mgr = newManager(cfg, ident, log)
+	if set != nil {
+		a.registerMetrics(set)
+	}
+	return a, nil
+}
+
+// APIAddr is the bound agent API address.
+func (a *Agent) APIAddr() string { return a.ln.Addr().String() }
+
+// Manager is the agent's node manager.
+func (a *Agent) Manager() *Manager { return a.mgr }
+
+// Run serves until ctx ends, then drains: it tags itself draining, takes no new
+// streams, lets live ones finish within DrainTimeout, stops its nodes and returns.
+// The caller leaves the cluster afterwards.
+func (a *Agent) Run(ctx context.Context) error {
+	srv := &http.Server{
+		Handler:           a.api(),
+		TLSConfig:         a.ident.ServerTLS("h2", "http/1.1"),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(a.ln, "", "") }()
+	mctx, stopMgr := context.WithCancel(context.Background())
+	a.mgr.start(mctx)
+	_ = a.cluster.SetTags(a.tags(wire.StateServing))
+	a.log.Info("agent serving", "id", a.cfg.ID, "api", a.APIAddr())
+
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var err error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err = <-errc:
+			break loop
+		case <-tick.C:
+			_ = a.cluster.SetTags(a.tags(wire.StateServing)) // pushed only on change, at most 1/s
+			a.inspect()
+		}
+	}
+	// Drain.
+	a.mgr.mu.Lock()
+	a.mgr.draining = true
+	a.mgr.mu.Unlock()
+	_ = a.cluster.SetTags(a.tags(wire.StateDraining))
+	deadline := time.Now().Add(a.cfg.DrainTimeout)
+	for a.mgr.liveStreams() > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	a.log.Info("agent: drained; stopping nodes", "streams left", a.mgr.liveStreams())
+	stopMgr()
+	a.mgr.shutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = srv.Shutdown(sctx)
+	cancel()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// tags are the agent's serf tags: identity and load.
+func (a *Agent) tags(state string) map[string]string {
+	m := a.mgr
+	m.mu.Lock()
+	var purposes, failed []string
+	capacity, queued := 0, 0
+	for name, p := range m.pools {
+		purposes = append(purposes, name)
+		if p.failed != "" {
+			failed = append(failed, name)
+		}
+		per := p.cfg.WaitQueue
+		if per == 0 {
+			per = 1000
+		}
+		capacity += per * p.concurrent
+		queued += len(p.queue)
+	}
+	load := len(m.streams)
+	var rss int64
+	for _, n := range m.nodes {
+		rss += n.rss
+	}
+	m.mu.Unlock()
+	sort.Strings(purposes)
+	sort.Strings(failed)
+	own, cpu := a.meter.Sample()
+	return map[string]string{
+		wire.TagID:       a.cfg.ID,
+		wire.TagAPI:      a.APIAddr(),
+		wire.TagPurposes: strings.Join(purposes, ","),
+		wire.TagCapacity: strconv.Itoa(capacity),
+		wire.TagLoad:     strconv.Itoa(load),
+		wire.TagQueue:    strconv.Itoa(queued),
+		wire.TagCPU:      strconv.Itoa(int(cpu/10) * 10), // coarse, so small jitter does not re-tag
+		wire.TagMem:      strconv.FormatInt((own+rss)>>26<<6, 10),
+		wire.TagState:    state,
+		wire.TagFailed:   strings.Join(failed, ","),
+	}
+}
+
+// Status is the agent's process table.
+func (a *Agent) Status() wire.Status {
+	rss, cpu := procstat.NewMeter(0).Sample()
+	m := a.mgr
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := wire.Status{Agent: a.cfg.ID, State: wire.StateServing, PID: os.Getpid(), Started: a.started, CPU: cpu, RSS: rss}
+	if m.draining {
+		st.State = wire.StateDraining
+	}
+	_, avail := procstat.MemInfo()
+	st.Summary.MemAvailable = avail
+	st.Summary.MemActive = rss
+	st.Summary.Respawns = m.respawns
+	for _, n := range m.nodes {
+		st.Nodes = append(st.Nodes, m.nodeInfoLocked(n))
+		st.Summary.MemActive += n.rss
+		if len(n.streams) > 0 {
+			st.Summary.Running++
+		} else {
+			st.Summary.Sleeping++
+		}
+	}
+	slices.SortFunc(st.Nodes, func(x, y wire.NodeInfo) int { return strings.Compare(x.ID, y.ID) })
+	for name, p := range m.pools {
+		ps := wire.PoolStatus{Purpose: name, Concurrent: p.concurrent, WaitQueue: p.cfg.WaitQueue, Queued: len(p.queue),
+			MemoryLimit: p.memLimit, RestartsToday: p.today, Failed: p.failed != "", Reason: p.failed}
+		for _, n := range m.nodes {
+			if n.purpose == name {
+				ps.Nodes++
+				ps.Streams += len(n.streams)
+			}
+		}
+		st.Pools = append(st.Pools, ps)
+	}
+	slices.SortFunc(st.Pools, func(x, y wire.PoolStatus) int { return strings.Compare(x.Purpose, y.Purpose) })
+	return st
+}
+
+func (a *Agent) registerMetrics(set *metrics.Set) {
+	m := a.mgr
+	gauge := func(name string, f func() float64) { set.NewGauge(name, f) }
+	gauge(`sluice_agent_nodes`, func() float64 { m.mu.Lock(); defer m.mu.Unlock(); return float64(len(m.nodes)) })
+	gauge(`sluice_agent_streams`, func() float64 { return float64(m.liveStreams()) })
+	gauge(`sluice_agent_respawns_total`, func() float64 { m.mu.Lock(); defer m.mu.Unlock(); return float64(m.respawns) })
+	gauge(`sluice_agent_queued`, func() float64 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		n := 0
+		for _, p := range m.pools {
+			n += len(p.queue)
+		}
+		return float64(n)
+	})
+}

@@ -1,0 +1,267 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config configures an agent. The zero value of each field means its default.
+type Config struct {
+	// ID names the agent in the cluster and the API. Required.
+	ID string
+	// API is the agent API listen address (HTTPS, mutual TLS). Default
+	// "127.0.0.1:7443"; port 0 picks one.
+	API string
+	// MediaHost is the address node processes bind their QUIC media listeners to
+	// and gateways dial. Default "127.0.0.1".
+	MediaHost string
+	// Pools configures node processes per purpose. Default: one "relay" pool with
+	// DefaultPool's settings.
+	Pools map[string]Pool
+	// MemoryUsage is how much of the machine's memory node processes may use (M2's
+	// memoryUsage), the base of "auto" memory limits.
+	MemoryUsage MemoryUsage
+	// QueueTimeout bounds how long an open request waits when every node is full.
+	// Default 10s.
+	QueueTimeout time.Duration
+	// QueueLimit is the most requests waiting at once per pool; more are refused.
+	// Default 64.
+	QueueLimit int
+	// DrainTimeout is how long live streams may run on after SIGTERM before the
+	// nodes are stopped. Default 30s.
+	DrainTimeout time.Duration
+	// Inspection writes periodic process-table snapshots (M2's inspection.process).
+	Inspection Inspection
+	// NodeCommand is the program and leading arguments that start a node; the agent
+	// appends "--purpose P". Default: this executable with "node".
+	NodeCommand []string
+}
+
+// Pool is one purpose's process pool, with M2's setting names and meanings.
+type Pool struct {
+	// Memory is one node's memory limit: "auto", a percentage of auto ("120%"), or
+	// a size ("1024m", "2g"). Default "auto". Enforced twice: the node's Go memory
+	// limit, and the agent recycles a node whose RSS passes it.
+	Memory string
+	// Concurrent is the most node processes of the purpose; 0 derives it from the
+	// memory budget, never above the CPU count. Recycling nodes do not count.
+	Concurrent int
+	// WaitQueue is the streams one node serves at once; 0 means no limit.
+	WaitQueue int
+	// Respawnable is the most nodes restarting at the same moment. Default 1.
+	Respawnable int
+	// Keepalive recycles nodes by count and age.
+	Keepalive Keepalive
+	// Recovery is the restarts after faults allowed per day (reset at local
+	// midnight), like M2's rt.respawnable.recovery. Default 100.
+	Recovery int
+	// Intensity limits restarts in a short window: at most MaxRestarts within
+	// Period (systemd's default is 5 in 10s), with exponential backoff between
+	// restarts once the pool restarts repeatedly. Past it the pool is failed.
+	Intensity Intensity
+	// Warm is the nodes kept started with no stream, so the first stream does not
+	// wait for a spawn. Default 1; -1 means none.
+	Warm int
+}
+
+// Keepalive recycles nodes (M2's process.*.keepalive).
+type Keepalive struct {
+	MaxCount int           // streams served before a node is recycled; 0 = never
+	MaxAge   time.Duration // age after which a node is recycled; 0 = never
+	// TimeWait is how long a recycling node may keep its live streams before it is
+	// stopped anyway; 0 = as long as they last.
+	TimeWait time.Duration
+}
+
+// Intensity is a restart-intensity limit.
+type Intensity struct {
+	MaxRestarts int           // default 5
+	Period      time.Duration // default 10s
+}
+
+// MemoryUsage mirrors M2's memoryUsage.
+type MemoryUsage struct {
+	TotalUsableRatio int // percent of system memory sluice may use; default 100
+	WorkingRatio     int // percent of that for node processes; default 60
+}
+
+// Inspection mirrors M2's inspection.process.
+type Inspection struct {
+	Enable    bool
+	Retention int           // snapshots kept; default 10
+	Schedule  time.Duration // interval; default 60s
+	Dir       string        // default "inspection" under the working directory
+}
+
+// DefaultPool is the relay pool's default: auto memory and concurrency, no limit of
+// streams per node, one warm node, one respawn at a time, no recycling.
+var DefaultPool = Pool{Memory: "auto", Respawnable: 1, Recovery: 100, Warm: 1,
+	Intensity: Intensity{MaxRestarts: 5, Period: 10 * time.Second}}
+
+var sizeRE = regexp.MustCompile(`^(?i)(\d+)([kmg]?)b?$`)
+
+// parseMemory turns a Memory setting into bytes, given the auto value.
+func parseMemory(s string, auto int64) (int64, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "" || strings.EqualFold(s, "auto"):
+		return auto, nil
+	case strings.HasSuffix(s, "%"):
+		p, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+		if err != nil || p <= 0 || p > 1000 {
+			return 0, fmt.Errorf("%q: a percentage of auto must be 1%%..1000%%", s)
+		}
+		return auto * int64(p) / 100, nil
+	}
+	m := sizeRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("%q: want auto, a percentage of auto (120%%) or a size (1024m, 2g)", s)
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	switch strings.ToLower(m[2]) {
+	case "k":
+		n <<= 10
+	case "m":
+		n <<= 20
+	case "g":
+		n <<= 30
+	}
+	if n < 32<<20 {
+		return 0, fmt.Errorf("%q: a node needs at least 32m", s)
+	}
+	return n, nil
+}
+
+// withDefaults fills defaults on a copy and validates. Errors name the field.
+func (c Config) withDefaults() (Config, error) {
+	if c.ID == "" {
+		return c, errors.New("agent: id is required")
+	}
+	if c.API == "" {
+		c.API = "127.0.0.1:7443"
+	}
+	if c.MediaHost == "" {
+		c.MediaHost = "127.0.0.1"
+	}
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = 10 * time.Second
+	}
+	if c.QueueLimit == 0 {
+		c.QueueLimit = 64
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.MemoryUsage.TotalUsableRatio == 0 {
+		c.MemoryUsage.TotalUsableRatio = 100
+	}
+	if c.MemoryUsage.WorkingRatio == 0 {
+		c.MemoryUsage.WorkingRatio = 60
+	}
+	if r := c.MemoryUsage.TotalUsableRatio; r < 1 || r > 100 {
+		return c, fmt.Errorf("memoryUsage.totalUsableRatio: %d is outside 1..100", r)
+	}
+	if r := c.MemoryUsage.WorkingRatio; r < 1 || r > 100 {
+		return c, fmt.Errorf("memoryUsage.workingRatio: %d is outside 1..100", r)
+	}
+	if c.Inspection.Retention == 0 {
+		c.Inspection.Retention = 10
+	}
+	if c.Inspection.Schedule == 0 {
+		c.Inspection.Schedule = time.Minute
+	}
+	if c.Inspection.Dir == "" {
+		c.Inspection.Dir = "inspection"
+	}
+	if c.Inspection.Retention < 0 || c.Inspection.Schedule < time.Second {
+		return c, errors.New("inspection: retention must be ≥ 1 and schedule ≥ 1s")
+	}
+	if len(c.Pools) == 0 {
+		c.Pools = map[string]Pool{"relay": {}}
+	}
+	pools := make(map[string]Pool, len(c.Pools))
+	for name, p := range c.Pools {
+		p, err := p.withDefaults()
+		if err != nil {
+			return c, fmt.Errorf("process.%s.%w", name, err)
+		}
+		pools[name] = p
+	}
+	c.Pools = pools
+	return c, nil
+}
+
+func (p Pool) withDefaults() (Pool, error) {
+	d := DefaultPool
+	if p.Memory == "" {
+		p.Memory = d.Memory
+	}
+	if _, err := parseMemory(p.Memory, 1<<30); err != nil {
+		return p, fmt.Errorf("memory: %w", err)
+	}
+	if p.Concurrent < 0 || p.Concurrent > 4096 {
+		return p, fmt.Errorf("concurrent: %d is outside 0..4096 (0 = automatic)", p.Concurrent)
+	}
+	if p.WaitQueue < 0 {
+		return p, fmt.Errorf("waitQueue: %d is negative (0 = no limit)", p.WaitQueue)
+	}
+	if p.Respawnable == 0 {
+		p.Respawnable = d.Respawnable
+	}
+	if p.Respawnable < 0 {
+		return p, fmt.Errorf("respawnable: %d is negative", p.Respawnable)
+	}
+	if p.Keepalive.MaxCount < 0 || p.Keepalive.MaxAge < 0 || p.Keepalive.TimeWait < 0 {
+		return p, errors.New("keepalive: maxcount, maxage and timewait must not be negative")
+	}
+	if p.Recovery == 0 {
+		p.Recovery = d.Recovery
+	}
+	if p.Recovery < 0 {
+		return p, fmt.Errorf("recovery: %d is negative", p.Recovery)
+	}
+	if p.Intensity.MaxRestarts == 0 {
+		p.Intensity.MaxRestarts = d.Intensity.MaxRestarts
+	}
+	if p.Intensity.Period == 0 {
+		p.Intensity.Period = d.Intensity.Period
+	}
+	if p.Intensity.MaxRestarts < 0 || p.Intensity.Period < 0 {
+		return p, errors.New("intensity: maxRestarts and period must not be negative")
+	}
+	if p.Warm == 0 {
+		p.Warm = d.Warm
+	}
+	if p.Warm < 0 {
+		p.Warm = 0
+	}
+	return p, nil
+}
+
+// autoMemory derives one node's "auto" memory limit as M2 does for its workers:
+// from the free memory outside sluice's working share, 1 GiB per node when at least
+// 3 GiB are free, else 512 MiB.
+func autoMemory(total, free int64, mu MemoryUsage) int64 {
+	usable := total * int64(mu.TotalUsableRatio) / 100
+	working := usable * int64(mu.WorkingRatio) / 100
+	if free-(usable-working) >= 3<<30 || free >= 3<<30 {
+		return 1 << 30
+	}
+	return 512 << 20
+}
+
+// autoConcurrent derives a pool's process limit from the working memory budget
+// and the node limit, never more than the CPU count.
+func autoConcurrent(total int64, mu MemoryUsage, perNode int64) int {
+	budget := total * int64(mu.TotalUsableRatio) / 100 * int64(mu.WorkingRatio) / 100
+	n := int(budget / max(perNode, 1))
+	return max(1, min(n, runtime.NumCPU()))
+}
+
+// Validate fills the defaults on a copy of c and reports the first invalid field.
+func (c Config) Validate() (Config, error) { return c.withDefaults() }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicegw/sluice/agent/node"
+	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/wire"
+)
+
+// runAgent runs an agent that joins a cluster.
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "YAML config file")
+	name := fs.String("name", "", "member name and agent id (default: agent.id, else the TLS name)")
+	join := fs.String("join", "", "comma list of members to join (host:port)")
+	bind := fs.String("bind", "", "gossip address (overrides cluster.bind)")
+	api := fs.String("api", "", "agent API address (overrides agent.api)")
+	tlsDir := fs.String("tls-dir", "", "directory with ca.crt, gossip.key and NAME.crt/NAME.key (overrides tls.dir)")
+	tlsName := fs.String("tls-name", "", "certificate name in the TLS directory (overrides tls.name)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := newLogger(stderr)
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice agent:", err)
+		return 2
+	}
+	fail := func(err error) int { fmt.Fprintln(stderr, "sluice agent:", err); return 1 }
+	m := cfg.member(*name, *join, *bind, *tlsDir, *tlsName)
+	if cfg.Agent.ID != "" && *name == "" {
+		m.name = cfg.Agent.ID
+	}
+	if m.tlsDir == "" || m.tlsName == "" {
+		return fail(fmt.Errorf("give the member certificate with --tls-dir and --tls-name (or tls.dir / tls.name); make it with `sluice ca issue`"))
+	}
+	id, err := pki.LoadIdentity(m.tlsDir, m.tlsName)
+	if err != nil {
+		return fail(err)
+	}
+	key, err := pki.LoadGossipKey(m.tlsDir)
+	if err != nil {
+		return fail(err)
+	}
+	set := metrics.NewSet()
+	c, err := cluster.Start(ctx, cluster.Config{
+		Name: m.name, Bind: m.bind, Advertise: m.advertise, Join: m.join, Key: key,
+		Tags: map[string]string{wire.TagRole: wire.RoleAgent, wire.TagID: m.name},
+	}, log.With("component", "cluster"))
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	ag, err := newAgent(ctx, cfg, c, id, *api, m.name, false, log, set)
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Fprintf(stdout, "sluice agent %s is ready: API %s, cluster %s\n", m.name, ag.APIAddr(), c.Addr())
+	err = ag.Run(ctx)
+	lctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_ = c.Leave(lctx)
+	cancel()
+	if err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+// runNode is a node process; agents start it.
+func runNode(ctx context.Context, args []string, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice node", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	purpose := fs.String("purpose", "relay", "what the node does: "+fmt.Sprint(node.Purposes))
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := node.Run(ctx, *purpose, newLogger(stderr)); err != nil {
+		fmt.Fprintln(stderr, "sluice node:", err)
+		return 1
+	}
+	return 0
+}
+
+// runCA makes the cluster CA and member certificates.
+func runCA(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "init" && args[0] != "issue") {
+		fmt.Fprintln(stderr, "usage: sluice ca init --dir DIR | sluice ca issue --dir DIR --name NAME [--host H]...")
+		return 2
+	}
+	fs := flag.NewFlagSet("sluice ca "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "CA directory")
+	name := fs.String("name", "", "member name (issue)")
+	var hosts stringList
+	fs.Var(&hosts, "host", "DNS name or IP address to add to the certificate (repeatable)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *dir == "" {
+		fmt.Fprintln(stderr, "sluice ca: --dir is required")
+		return 2
+	}
+	switch args[0] {
+	case "init":
+		if err := pki.InitDir(*dir); err != nil {
+			fmt.Fprintln(stderr, "sluice ca:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "made a cluster CA and a gossip key in %s (keep ca.key offline in production)\n", *dir)
+	case "issue":
+		if *name == "" {
+			fmt.Fprintln(stderr, "sluice ca issue: --name is required")
+			return 2
+		}
+		ca, err := pki.LoadCA(*dir)
+		if err == nil {
+			var id *pki.Identity
+			if id, err = ca.Issue(*name, hosts); err == nil {
+				err = pki.WriteIdentity(*dir, id)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "sluice ca:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "issued %s.crt and %s.key in %s\n", *name, *name, *dir)
+	}
+	return 0
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

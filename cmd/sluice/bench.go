@@ -1,0 +1,382 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/sluicegw/sluice/internal/mediatest"
+)
+
+// runBench measures what the media path costs: one WHIP publisher and N WHEP
+// viewers over loopback, through `sluice dev` (gateway → media link → node →
+// media link → gateway) and through a minimal one-process pion relay, in the same
+// run. It reports the CPU time the serving processes spend per delivered RTP
+// packet in steady state (handshakes excluded; the load generator is this process
+// and is not counted) and the publisher-to-viewer latency.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	viewers := fs.String("viewers", "10,100", "comma list of viewer counts")
+	window := fs.Duration("duration", 10*time.Second, "steady-state measurement window per run")
+	warmup := fs.Duration("warmup", 3*time.Second, "time after the last viewer connects before measuring")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var ns []int
+	for _, s := range strings.Split(*viewers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 500 {
+			fmt.Fprintf(stderr, "sluice bench: bad viewer count %q (1..500)\n", s)
+			return 2
+		}
+		ns = append(ns, n)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice bench:", err)
+		return 1
+	}
+	targets := []struct {
+		name string
+		args []string
+		re   *regexp.Regexp
+	}{
+		{"pion relay (baseline)", []string{"bench-relay"}, regexp.MustCompile(`ready on (http://\S+)`)},
+		{"sluice (gateway+node)", []string{"dev", "--http", "127.0.0.1:0", "--ice-port", "0", "--serf", "127.0.0.1:0", "--agent-api", "127.0.0.1:0"}, regexp.MustCompile(`dashboard\s+(http://\S+)/`)},
+	}
+	type result struct {
+		target         string
+		n              int
+		pps, cpuPerPkt float64
+		p50, p99       time.Duration
+		loss           float64
+	}
+	var results []result
+	for _, tg := range targets {
+		srv, base, err := startServer(ctx, self, tg.args, tg.re)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice bench: start %s: %v\n", tg.name, err)
+			return 1
+		}
+		for _, n := range ns {
+			r, err := benchRun(ctx, base, srv.Process.Pid, n, *warmup, *window, stderr)
+			if err != nil {
+				fmt.Fprintf(stderr, "sluice bench: %s with %d viewers: %v\n", tg.name, n, err)
+				stopServer(srv)
+				return 1
+			}
+			results = append(results, result{tg.name, n, r.pps, r.cpuPerPkt, r.p50, r.p99, r.loss})
+			fmt.Fprintf(stderr, "%s, %d viewers: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%\n",
+				tg.name, n, r.pps, r.cpuPerPkt, r.p50, r.p99, 100*r.loss)
+		}
+		stopServer(srv)
+	}
+	fmt.Fprintf(stdout, "| viewers | path | delivered pkt/s | CPU µs / delivered pkt | latency p50 | latency p99 | loss |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		fmt.Fprintf(stdout, "| %d | %s | %.0f | %.1f | %.2f ms | %.2f ms | %.2f%% |\n", r.n, r.target, r.pps, r.cpuPerPkt,
+			float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, 100*r.loss)
+	}
+	fmt.Fprintf(stdout, "\n| viewers | CPU per packet, sluice ÷ baseline | median latency added by sluice vs baseline |\n|---|---|---|\n")
+	for _, n := range ns {
+		var base, sl *result
+		for i := range results {
+			if results[i].n == n {
+				if base == nil {
+					base = &results[i]
+				} else {
+					sl = &results[i]
+				}
+			}
+		}
+		if base != nil && sl != nil {
+			fmt.Fprintf(stdout, "| %d | %.2f× | %+.2f ms |\n", n, sl.cpuPerPkt/base.cpuPerPkt, float64((sl.p50-base.p50).Microseconds())/1000)
+		}
+	}
+	return 0
+}
+
+func startServer(ctx context.Context, self string, args []string, re *regexp.Regexp) (*exec.Cmd, string, error) {
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = append(os.Environ(), "SLUICE_LOG=warn")
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = nil
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	select {
+	case base := <-found:
+		return cmd, base, nil
+	case <-time.After(30 * time.Second):
+		stopServer(cmd)
+		return nil, "", errors.New("not ready within 30 s")
+	}
+}
+
+func stopServer(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+type benchResult struct {
+	pps, cpuPerPkt float64
+	p50, p99       time.Duration
+	loss           float64
+}
+
+// sendClock remembers when each RTP packet left the publisher, by track and
+// sequence number.
+type sendClock struct{ at [2][65536]atomic.Int64 }
+
+func benchRun(ctx context.Context, base string, pid, n int, warmup, window time.Duration, stderr io.Writer) (benchResult, error) {
+	api, err := mediatest.API()
+	if err != nil {
+		return benchResult{}, err
+	}
+	stream := fmt.Sprintf("bench-%d-%d", n, rand.IntN(1e6))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer pc.Close()
+	vt, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bench")
+	at, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench")
+	for _, t := range []webrtc.TrackLocal{vt, at} {
+		if _, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			return benchResult{}, err
+		}
+	}
+	pub, err := mediatest.Negotiate(ctx, pc, base, "/whip/"+stream)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer pub.Close()
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err = mediatest.WaitConnected(cctx, pc)
+	cancel()
+	if err != nil {
+		return benchResult{}, err
+	}
+
+	clock := new(sendClock)
+	var sent atomic.Int64
+	sendCtx, stopSend := context.WithCancel(ctx)
+	defer stopSend()
+	go benchSend(sendCtx, vt, at, clock, &sent)
+
+	var measuring atomic.Bool
+	var delivered atomic.Int64
+	var latMu sync.Mutex
+	var lats []time.Duration
+	var views []*mediatest.Session
+	defer func() {
+		for _, v := range views {
+			_ = v.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		vpc, err := api.NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			return benchResult{}, err
+		}
+		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			_, _ = vpc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+		}
+		vpc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			kind := 0
+			if t.Kind() == webrtc.RTPCodecTypeAudio {
+				kind = 1
+			}
+			var local []time.Duration
+			for {
+				pkt, _, err := t.ReadRTP()
+				if err != nil {
+					break
+				}
+				if !measuring.Load() {
+					if len(local) > 0 {
+						latMu.Lock()
+						lats = append(lats, local...)
+						latMu.Unlock()
+						local = local[:0]
+					}
+					continue
+				}
+				delivered.Add(1)
+				if ts := clock.at[kind][pkt.SequenceNumber].Load(); ts != 0 {
+					local = append(local, time.Duration(time.Now().UnixNano()-ts))
+				}
+			}
+			latMu.Lock()
+			lats = append(lats, local...)
+			latMu.Unlock()
+		})
+		var s *mediatest.Session
+		for attempt := 0; ; attempt++ {
+			s, err = mediatest.Negotiate(ctx, vpc, base, "/whep/"+stream)
+			if err == nil || attempt > 50 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			vpc.Close()
+			return benchResult{}, fmt.Errorf("viewer %d: %w", i, err)
+		}
+		views = append(views, s)
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err = mediatest.WaitConnected(cctx, vpc)
+		cancel()
+		if err != nil {
+			return benchResult{}, fmt.Errorf("viewer %d: %w", i, err)
+		}
+	}
+	time.Sleep(warmup)
+	pids := append([]int{pid}, childPIDs(pid)...)
+	cpu0 := cpuTime(pids)
+	sent0 := sent.Load()
+	measuring.Store(true)
+	start := time.Now()
+	time.Sleep(window)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	cpu1 := cpuTime(append([]int{pid}, childPIDs(pid)...))
+	sentN := sent.Load() - sent0
+	time.Sleep(200 * time.Millisecond) // let the readers flush their samples
+	got := delivered.Load()
+	if got == 0 {
+		return benchResult{}, errors.New("no packet was delivered")
+	}
+	latMu.Lock()
+	defer latMu.Unlock()
+	slices.Sort(lats)
+	r := benchResult{
+		pps:       float64(got) / elapsed.Seconds(),
+		cpuPerPkt: float64((cpu1 - cpu0).Microseconds()) / float64(got),
+		loss:      max(0, 1-float64(got)/float64(sentN*int64(n))),
+	}
+	if len(lats) > 0 {
+		r.p50, r.p99 = lats[len(lats)/2], lats[len(lats)*99/100]
+	}
+	return r, nil
+}
+
+// benchSend publishes a VP8-shaped stream (30 frames/s of 3 packets, a larger
+// keyframe every second) and an Opus-shaped one (50 packets/s).
+func benchSend(ctx context.Context, vt, at *webrtc.TrackLocalStaticRTP, clock *sendClock, sent *atomic.Int64) {
+	vp := rtp.NewPacketizer(1200, 96, 1, &codecs.VP8Payloader{}, rtp.NewRandomSequencer(), 90000)
+	ap := rtp.NewPacketizer(1200, 111, 2, &codecs.OpusPayloader{}, rtp.NewRandomSequencer(), 48000)
+	frame := make([]byte, 3000)
+	key := make([]byte, 9000)
+	audio := make([]byte, 120)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	vi, ai := 0, 0
+	send := func(t *webrtc.TrackLocalStaticRTP, kind int, pkts []*rtp.Packet) {
+		for _, p := range pkts {
+			clock.at[kind][p.SequenceNumber].Store(time.Now().UnixNano())
+			if t.WriteRTP(p) == nil {
+				sent.Add(1)
+			}
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		el := time.Since(start)
+		for ; time.Duration(vi)*time.Second/30 <= el; vi++ {
+			f := frame
+			if vi%30 == 0 {
+				f = key
+			}
+			send(vt, 0, vp.Packetize(f, 3000))
+		}
+		for ; time.Duration(ai)*20*time.Millisecond <= el; ai++ {
+			send(at, 1, ap.Packetize(audio, 960))
+		}
+	}
+}
+
+// cpuTime sums user and system CPU time of the processes (dead threads included).
+func cpuTime(pids []int) time.Duration {
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += u + st
+		}
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// childPIDs lists the pids whose parent is pid.
+func childPIDs(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 1 {
+			if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func pidSelf() int { return os.Getpid() }

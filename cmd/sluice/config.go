@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicegw/sluice/agent"
+	"github.com/sluicegw/sluice/gateway"
+	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/config"
+	"github.com/sluicegw/sluice/internal/pki"
+)
+
+type logger = *slog.Logger
+
+// fileConfig is the parsed --config file with the conversions each part needs.
+type fileConfig struct{ *config.File }
+
+func loadConfig(path string) (*fileConfig, error) {
+	f, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	fc := &fileConfig{f}
+	// Validate the agent part now, so bad config fails every subcommand at start.
+	if _, err := fc.agentConfig("check", "", false).Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return fc, nil
+}
+
+// gatewaySettings is gateway.Config plus what the command needs to serve it.
+type gatewaySettings struct {
+	gateway.Config
+	Listen      string
+	ACMEDomains []string
+	ACMEEmail   string
+}
+
+func (c *fileConfig) gatewayConfig() gatewaySettings {
+	g := c.Gateway
+	s := gatewaySettings{
+		Config: gateway.Config{
+			ICEUDPPort: g.ICEUDPPort, ICEBind: g.ICEBind, ICEHosts: g.ICEHosts, StreamHeader: g.StreamHeader,
+			CORSOrigins: g.CORSOrigins, MaxOfferBytes: g.MaxOfferBytes, APIToken: g.APIToken,
+		},
+		Listen:      g.Listen,
+		ACMEDomains: g.ACME.Domains,
+		ACMEEmail:   g.ACME.Email,
+	}
+	if s.Listen == "" {
+		s.Listen = "127.0.0.1:8080"
+	}
+	return s
+}
+
+func (c *fileConfig) agentConfig(id, api string, dev bool) agent.Config {
+	a := c.Agent
+	cfg := agent.Config{
+		ID: id, API: a.API, MediaHost: a.MediaHost,
+		QueueTimeout: time.Duration(a.QueueTimeout), QueueLimit: a.QueueLimit, DrainTimeout: time.Duration(a.DrainTimeout),
+		MemoryUsage: agent.MemoryUsage{TotalUsableRatio: c.MemoryUsage.TotalUsableRatio, WorkingRatio: c.MemoryUsage.WorkingRatio},
+	}
+	if api != "" {
+		cfg.API = api
+	}
+	if dev && cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 3 * time.Second
+	}
+	ins := c.Inspection.Process
+	cfg.Inspection = agent.Inspection{Enable: ins.Enable, Retention: ins.Retention, Schedule: time.Duration(ins.Schedule), Dir: ins.Dir}
+	if len(c.Process) > 0 {
+		cfg.Pools = map[string]agent.Pool{}
+		for name, p := range c.Process {
+			cfg.Pools[name] = agent.Pool{
+				Memory: p.Memory, Concurrent: p.Concurrent, WaitQueue: p.WaitQueue, Respawnable: p.Respawnable,
+				Keepalive: agent.Keepalive{MaxCount: p.Keepalive.MaxCount, MaxAge: time.Duration(p.Keepalive.MaxAge), TimeWait: time.Duration(p.Keepalive.TimeWait)},
+				Recovery:  p.Recovery,
+				Intensity: agent.Intensity{MaxRestarts: p.Intensity.MaxRestarts, Period: time.Duration(p.Intensity.Period)},
+				Warm:      p.Warm,
+			}
+		}
+	}
+	return cfg
+}
+
+// member is the resolved cluster identity of a process.
+type member struct {
+	name, bind, advertise string
+	join                  []string
+	tlsDir, tlsName       string
+}
+
+func (c *fileConfig) member(name, join, bind, tlsDir, tlsName string) member {
+	m := member{name: c.Cluster.Name, bind: c.Cluster.Bind, advertise: c.Cluster.Advertise, join: c.Cluster.Join, tlsDir: c.TLS.Dir, tlsName: c.TLS.Name}
+	if tlsDir != "" {
+		m.tlsDir = tlsDir
+	}
+	if tlsName != "" {
+		m.tlsName = tlsName
+	}
+	if name != "" {
+		m.name = name
+	}
+	if m.name == "" {
+		m.name = m.tlsName
+	}
+	if bind != "" {
+		m.bind = bind
+	}
+	if join != "" {
+		m.join = strings.Split(join, ",")
+	}
+	return m
+}
+
+// newAgent makes the agent of a process.
+func newAgent(_ context.Context, cfg *fileConfig, c *cluster.Cluster, id *pki.Identity, api, agentID string, dev bool, log logger, set *metrics.Set) (*agent.Agent, error) {
+	acfg := cfg.agentConfig(agentID, api, dev)
+	return agent.New(acfg, c, id, log.With("component", "agent"), set)
+}

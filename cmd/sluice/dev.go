@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicegw/sluice/gateway"
+	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/wire"
+)
+
+// runDev runs a whole one-machine cluster: one serf member that is both gateway
+// and agent, a self-made CA, built-in policies, everything on 127.0.0.1. Node
+// processes are still separate child processes.
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address: WHIP, WHEP, API, dashboard")
+	icePort := fs.Int("ice-port", 8189, "UDP port for every WebRTC session (0 picks one)")
+	serfAddr := fs.String("serf", "127.0.0.1:7946", "gossip address (0 port picks one)")
+	apiAddr := fs.String("agent-api", "127.0.0.1:7443", "agent API address (mutual TLS)")
+	cfgPath := fs.String("config", "", "YAML config file (optional)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := newLogger(stderr)
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice dev:", err)
+		return 2
+	}
+	for _, a := range []string{*httpAddr, *serfAddr, *apiAddr} {
+		if !isLoopbackAddr(a) {
+			fmt.Fprintf(stderr, "sluice dev: %s is not a loopback address; dev mode listens on loopback only (use sluice gateway / sluice agent for a real cluster)\n", a)
+			return 2
+		}
+	}
+	ca, err := pki.NewCA("sluice dev CA")
+	if err == nil {
+		var id *pki.Identity
+		id, err = ca.Issue("dev", []string{"127.0.0.1", "localhost"})
+		if err == nil {
+			return devRun(ctx, cfg, id, *httpAddr, *icePort, *serfAddr, *apiAddr, stdout, stderr, log)
+		}
+	}
+	fmt.Fprintln(stderr, "sluice dev:", err)
+	return 1
+}
+
+func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr string, icePort int, serfAddr, apiAddr string, stdout, stderr io.Writer, log logger) int {
+	set := metrics.NewSet()
+	serfAddr, err := resolvePort(serfAddr)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice dev:", err)
+		return 1
+	}
+	c, err := cluster.Start(ctx, cluster.Config{
+		Name: "dev", Bind: serfAddr, Dev: true,
+		Tags: map[string]string{wire.TagRole: wire.RoleGateway + "," + wire.RoleAgent, wire.TagID: "dev"},
+	}, log.With("component", "cluster"))
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice dev:", err)
+		return 1
+	}
+	defer c.Close()
+
+	ag, err := newAgent(ctx, cfg, c, id, apiAddr, "dev", true, log, set)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice dev:", err)
+		return 1
+	}
+	pol, closePol, err := newPolicy(ctx, cfg, log, set)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice dev:", err)
+		return 1
+	}
+	defer closePol()
+	gcfg := cfg.gatewayConfig()
+	gcfg.ID = "dev"
+	gcfg.ICEUDPPort = icePort
+	if icePort == 0 {
+		gcfg.ICEUDPPort = -1
+	}
+	gw, err := gateway.New(gcfg.Config, c, id, log.With("component", "gateway"), set, pol.options()...)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice dev:", err)
+		return 1
+	}
+	defer gw.Close()
+
+	var wg sync.WaitGroup
+	actx, cancelAgent := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := ag.Run(actx); err != nil {
+			log.Error("agent stopped", "err", err)
+		}
+	}()
+	defer func() { cancelAgent(); wg.Wait() }()
+
+	err = serveHTTP(ctx, httpAddr, gw.Handler(), nil, "", log, func(a net.Addr) {
+		base := "http://" + a.String()
+		fmt.Fprintf(stdout, "sluice dev is ready\n  dashboard  %s/\n  WHIP       %s/whip/{stream}\n  WHEP       %s/whep/{stream}\n  API        %s/v1/cluster  %s/v1/streams  %s/v1/plugins\n  metrics    %s/metrics\n  ICE (UDP)  %s\n",
+			base, base, base, base, base, base, base, gw.ICEAddr())
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice dev:", err)
+		return 1
+	}
+	return 0
+}
+
+// resolvePort replaces a 0 port with a free one (serf needs the same port on TCP
+// and UDP, so it cannot take 0 itself).
+func resolvePort(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port != "0" {
+		return addr, err
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicegw/sluice/gateway"
+	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/wire"
+)
+
+// runGateway runs a gateway that joins a cluster of agents.
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "YAML config file")
+	name := fs.String("name", "", "member name (default: gateway id from config, else the TLS name)")
+	join := fs.String("join", "", "comma list of members to join (host:port)")
+	bind := fs.String("bind", "", "gossip address (overrides cluster.bind)")
+	httpAddr := fs.String("http", "", "HTTP address (overrides gateway.listen)")
+	icePort := fs.Int("ice-port", 0, "ICE UDP port (overrides gateway.iceUDPPort)")
+	tlsDir := fs.String("tls-dir", "", "directory with ca.crt, gossip.key and NAME.crt/NAME.key (overrides tls.dir)")
+	tlsName := fs.String("tls-name", "", "certificate name in the TLS directory (overrides tls.name)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := newLogger(stderr)
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice gateway:", err)
+		return 2
+	}
+	m := cfg.member(*name, *join, *bind, *tlsDir, *tlsName)
+	gcfg := cfg.gatewayConfig()
+	if *httpAddr != "" {
+		gcfg.Listen = *httpAddr
+	}
+	if *icePort != 0 {
+		gcfg.ICEUDPPort = *icePort
+	}
+	fail := func(err error) int { fmt.Fprintln(stderr, "sluice gateway:", err); return 1 }
+
+	id, err := pki.LoadIdentity(m.tlsDir, m.tlsName)
+	if err != nil {
+		return fail(err)
+	}
+	key, err := pki.LoadGossipKey(m.tlsDir)
+	if err != nil {
+		return fail(err)
+	}
+	set := metrics.NewSet()
+	c, err := cluster.Start(ctx, cluster.Config{
+		Name: m.name, Bind: m.bind, Advertise: m.advertise, Join: m.join, Key: key,
+		Tags: map[string]string{wire.TagRole: wire.RoleGateway, wire.TagID: m.name, wire.TagHTTP: gcfg.Listen},
+	}, log.With("component", "cluster"))
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	defer func() { _ = c.Leave(context.Background()) }()
+
+	pol, closePol, err := newPolicy(ctx, cfg, log, set)
+	if err != nil {
+		return fail(err)
+	}
+	defer closePol()
+	gcfg.ID = m.name
+	gw, err := gateway.New(gcfg.Config, c, id, log.With("component", "gateway"), set, pol.options()...)
+	if err != nil {
+		return fail(err)
+	}
+	defer gw.Close()
+	if !isLoopbackAddr(gcfg.Listen) && gcfg.Config.APIToken == "" {
+		return fail(fmt.Errorf("gateway.listen %s is not loopback: set gateway.apiToken so the /v1 API is not open to anyone", gcfg.Listen))
+	}
+	err = serveHTTP(ctx, gcfg.Listen, gw.Handler(), gcfg.ACMEDomains, gcfg.ACMEEmail, log, func(a net.Addr) {
+		fmt.Fprintf(stdout, "sluice gateway %s is ready on http://%s/ (ICE %s), cluster %s via %s\n", m.name, a, gw.ICEAddr(), c.Addr(), strings.Join(m.join, ","))
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return 0
+}

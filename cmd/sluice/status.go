@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluicegw/sluice/internal/wire"
+)
+
+// runStatus prints every agent's process table, like `m2 status`, through a
+// gateway's API.
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "gateway HTTP address")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	token := fs.String("token", os.Getenv("SLUICE_API_TOKEN"), "API token (gateway.apiToken), default $SLUICE_API_TOKEN")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	base := *addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/status", nil)
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice status: %v (is a gateway running at %s? use --addr)\n", err, *addr)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "sluice status: %s: %s\n", resp.Status, body)
+		return 1
+	}
+	if *asJSON {
+		_, _ = stdout.Write(body)
+		return 0
+	}
+	var st struct {
+		Agents []wire.Status     `json:"agents"`
+		Errors map[string]string `json:"errors"`
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		fmt.Fprintln(stderr, "sluice status:", err)
+		return 1
+	}
+	printStatus(stdout, st.Agents, st.Errors, time.Now())
+	return 0
+}
+
+func printStatus(w io.Writer, agents []wire.Status, errs map[string]string, now time.Time) {
+	var sum wire.StatusSummary
+	for _, a := range agents {
+		sum.Running += a.Summary.Running
+		sum.Sleeping += a.Summary.Sleeping
+		sum.Respawns += a.Summary.Respawns
+		sum.MemActive += a.Summary.MemActive
+		sum.MemAvailable += a.Summary.MemAvailable
+	}
+	fmt.Fprintf(w, "processes: %d running, %d sleeping, %d respawns   memory: %d MB active / %d MB available\n\n",
+		sum.Running, sum.Sleeping, sum.Respawns, sum.MemActive>>20, sum.MemAvailable>>20)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPID\tUPTIME\tCPU(%)\tRSS(MB)\tSTREAMS\tSTATE")
+	for _, a := range agents {
+		streams := 0
+		for _, n := range a.Nodes {
+			streams += n.Streams
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%d\t%d\t%s\n", "agent/"+a.Agent, a.PID, uptime(now.Sub(a.Started)), a.CPU, a.RSS>>20, streams, a.State)
+		for _, n := range a.Nodes {
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%.1f\t%d\t%d\t%s\n", n.ID, n.PID, uptime(now.Sub(n.StartedAt)), n.CPU, n.RSS>>20, n.Streams, n.State)
+		}
+		for _, p := range a.Pools {
+			if p.Failed {
+				fmt.Fprintf(tw, "  pool/%s\t-\t-\t-\t-\t-\tfailed: %s\n", p.Purpose, p.Reason)
+			}
+		}
+	}
+	for id, e := range errs {
+		fmt.Fprintf(tw, "agent/%s\t-\t-\t-\t-\t-\tunreachable: %s\n", id, e)
+	}
+	tw.Flush()
+}
+
+func uptime(d time.Duration) string {
+	d = d.Round(time.Second)
+	switch {
+	case d >= 24*time.Hour:
+		return fmt.Sprintf("%dd%dh", d/(24*time.Hour), d%(24*time.Hour)/time.Hour)
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%dm", d/time.Hour, d%time.Hour/time.Minute)
+	}
+	return d.String()
+}
