@@ -57,7 +57,6 @@ func TestChromiumPublishesFromThePageAndASecondPageDecodesTheStream(t *testing.T
 	defer cancelAlloc()
 	pubTab, cancelPub := chromedp.NewContext(actx)
 	defer cancelPub()
-	viewTab, cancelView := chromedp.NewContext(pubTab) // same browser, second tab
 
 	if err := chromedp.Do(pubTab,
 		chromedp.Navigate(base+"/"),
@@ -75,6 +74,7 @@ func TestChromiumPublishesFromThePageAndASecondPageDecodesTheStream(t *testing.T
 		status, _ := chromedp.Run(pubTab, chromedp.Evaluate[string](`document.getElementById("pubStatus").textContent`))
 		t.Fatalf("publisher never connected (page says %q): %v", status, err)
 	}
+	viewTab, cancelView := chromedp.NewContext(pubTab) // same browser (it runs now), second tab
 	defer cancelView()
 	if err := chromedp.Do(viewTab,
 		chromedp.Navigate(base+"/"),

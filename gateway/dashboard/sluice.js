@@ -10,15 +10,15 @@ const sessions = { publish: null, play: null };
 async function negotiate(kind, pc, stream) {
   const url = (kind === "publish" ? "/whip/" : "/whep/") + encodeURIComponent(stream);
   const pending = [];
-  let location = null, etag = null;
+  let resource = null, etag = null;
   const patch = async (cands) => {
-    if (!location || cands.length === 0) return;
+    if (!resource || cands.length === 0) return;
     const frag = cands.map((c) => "a=" + c.candidate + "\r\n").join("");
-    await fetch(location, { method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": etag }, body: frag });
+    await fetch(resource, { method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": etag }, body: frag });
   };
   pc.onicecandidate = (e) => {
     if (!e.candidate || !e.candidate.candidate) return;
-    if (location) patch([e.candidate]); else pending.push(e.candidate);
+    if (resource) patch([e.candidate]); else pending.push(e.candidate);
   };
   await pc.setLocalDescription(await pc.createOffer());
   const resp = await fetch(url, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
@@ -27,11 +27,11 @@ async function negotiate(kind, pc, stream) {
     try { const p = await resp.json(); msg = p.title + (p.detail ? ": " + p.detail : ""); } catch (_) {}
     throw new Error(msg);
   }
-  location = new URL(resp.headers.get("Location"), url).toString();
+  resource = new URL(resp.headers.get("Location"), window.location.href).toString();
   etag = resp.headers.get("ETag");
   await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
   patch(pending.splice(0));
-  return location;
+  return resource;
 }
 
 async function stop(kind) {
