@@ -164,6 +164,7 @@ func (g *Gateway) subscribe(ctx context.Context, stream string) (*subscription, 
 func (s *subscription) run() {
 	defer s.end()
 	lost := time.Time{}
+	backoff := 20 * time.Millisecond
 	for s.ctx.Err() == nil {
 		err := s.attach()
 		if s.ctx.Err() != nil {
@@ -187,8 +188,9 @@ func (s *subscription) run() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, 500*time.Millisecond)
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 		pl, err := s.g.locate(ctx, s.stream)
 		cancel()
@@ -199,6 +201,7 @@ func (s *subscription) run() {
 			s.mu.Unlock()
 			go s.g.closeAgentSession(old)
 			lost = time.Time{}
+			backoff = 20 * time.Millisecond
 		}
 	}
 }

@@ -183,7 +183,7 @@ func (p *publisher) tracksMsg() *medialink.Msg {
 // run keeps the media link to the stream's node up until the session ends,
 // re-attaching (and asking the browser for a keyframe) whenever it drops.
 func (p *publisher) run() {
-	backoff := 50 * time.Millisecond
+	backoff := 20 * time.Millisecond
 	for p.ctx.Err() == nil {
 		err := p.attach()
 		if p.ctx.Err() != nil {
@@ -202,7 +202,7 @@ func (p *publisher) run() {
 			backoff = min(backoff*2, time.Second)
 			continue
 		}
-		backoff = 50 * time.Millisecond
+		backoff = 20 * time.Millisecond
 	}
 }
 

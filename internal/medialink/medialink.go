@@ -186,8 +186,10 @@ func ParsePacket(p []byte) (typ, track byte, payload []byte, err error) {
 func QUICConfig() *quic.Config {
 	return &quic.Config{
 		EnableDatagrams:      true,
-		MaxIdleTimeout:       3 * time.Second,
-		KeepAlivePeriod:      500 * time.Millisecond,
+		// A dead node must become a dropped link fast: viewers wait for it. Keep-alives
+		// every 200 ms keep a quiet link from tripping the 1 s idle timeout.
+		MaxIdleTimeout:       time.Second,
+		KeepAlivePeriod:      200 * time.Millisecond,
 		HandshakeIdleTimeout: 3 * time.Second,
 		// RTP from browsers is up to ~1250 bytes; start large enough that it fits a
 		// datagram without waiting for path MTU discovery. Internal links run on

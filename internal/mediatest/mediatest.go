@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor"
@@ -252,7 +253,8 @@ func sleepUntil(ctx context.Context, t time.Time) {
 // Viewer is a WHEP client that reassembles the frames it receives.
 type Viewer struct {
 	*Session
-	mu     sync.Mutex
+	packets atomic.Int64 // RTP packets received, every track
+	mu      sync.Mutex
 	video  [][]byte
 	audio  [][]byte
 	tracks chan string
@@ -283,6 +285,7 @@ func Play(ctx context.Context, api *webrtc.API, base, stream string) (*Viewer, e
 			if err != nil {
 				return
 			}
+			v.packets.Add(1)
 			sb.Push(pkt)
 			for s := sb.Pop(); s != nil; s = sb.Pop() {
 				v.mu.Lock()
@@ -303,6 +306,9 @@ func Play(ctx context.Context, api *webrtc.API, base, stream string) (*Viewer, e
 	v.Session = s
 	return v, nil
 }
+
+// Packets is the number of RTP packets received so far, on every track.
+func (v *Viewer) Packets() int64 { return v.packets.Load() }
 
 // Frames returns copies of the lists of video frames and audio packets received.
 func (v *Viewer) Frames() (video, audio [][]byte) {
