@@ -67,6 +67,10 @@ type Pool struct {
 	// Warm is the nodes kept started with no stream, so the first stream does not
 	// wait for a spawn. Default 1; -1 means none.
 	Warm int
+	// Procs is each node's GOMAXPROCS. Default 1: a pool scales across cores with
+	// more node processes (concurrent), and one scheduler thread per node avoids the
+	// cross-thread wake-ups that dominate a relay's CPU at media packet rates.
+	Procs int
 }
 
 // Keepalive recycles nodes (M2's process.*.keepalive).
@@ -236,6 +240,12 @@ func (p Pool) withDefaults() (Pool, error) {
 	}
 	if p.Warm == 0 {
 		p.Warm = d.Warm
+	}
+	if p.Procs == 0 {
+		p.Procs = 1
+	}
+	if p.Procs < 0 || p.Procs > 1024 {
+		return p, fmt.Errorf("procs: %d is outside 1..1024", p.Procs)
 	}
 	if p.Warm < 0 {
 		p.Warm = 0

@@ -137,7 +137,7 @@ func (m *Manager) spawnLocked(p *pool) (*nodeProc, error) {
 	if m.closed {
 		return nil, errors.New("agent: closing")
 	}
-	n, err := spawn(m.cfg.NodeCommand, newID(p.purpose+"-"), p.purpose, m.ident, m.cfg.MediaHost, p.memLimit, m.log, m.onNodeMsg, m.onNodeExit)
+	n, err := spawn(m.cfg.NodeCommand, newID(p.purpose+"-"), p.purpose, p.cfg.Procs, m.ident, m.cfg.MediaHost, p.memLimit, m.log, m.onNodeMsg, m.onNodeExit)
 	if err != nil {
 		return nil, err
 	}

@@ -58,7 +58,7 @@ type nodeProc struct {
 
 // spawn starts `sluice node --purpose P` with a control socketpair on fd 3 and
 // sends it its identity. It returns at once; n.ready closes when the node is up.
-func spawn(cmdline []string, id, purpose string, ident *pki.Identity, mediaHost string, memLimit int64, log *slog.Logger, onMsg func(*nodeProc, wire.ControlMsg), onExit func(*nodeProc, error)) (*nodeProc, error) {
+func spawn(cmdline []string, id, purpose string, procs int, ident *pki.Identity, mediaHost string, memLimit int64, log *slog.Logger, onMsg func(*nodeProc, wire.ControlMsg), onExit func(*nodeProc, error)) (*nodeProc, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("agent: socketpair: %w", err)
@@ -75,7 +75,7 @@ func spawn(cmdline []string, id, purpose string, ident *pki.Identity, mediaHost 
 	args := append(append([]string{}, cmdline[1:]...), "--purpose", purpose)
 	cmd := exec.Command(cmdline[0], args...)
 	cmd.ExtraFiles = []*os.File{childF} // fd 3
-	cmd.Env = append(os.Environ(), "SLUICE_NODE_ID="+id)
+	cmd.Env = append(os.Environ(), "SLUICE_NODE_ID="+id, fmt.Sprintf("GOMAXPROCS=%d", procs))
 	// The node dies with the agent: the kernel sends SIGKILL when the parent
 	// dies, and the node also exits when its control channel closes.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}

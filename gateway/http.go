@@ -355,13 +355,19 @@ func (g *Gateway) handleDelete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (g *Gateway) handleReady(w http.ResponseWriter, _ *http.Request) {
+// ServingAgents is the number of agents the gateway could place a stream on now.
+func (g *Gateway) ServingAgents() int {
 	n := 0
 	for _, a := range g.agentsView() {
 		if a.Cand.State == wire.StateServing && len(a.Cand.Purposes) > 0 {
 			n++
 		}
 	}
+	return n
+}
+
+func (g *Gateway) handleReady(w http.ResponseWriter, _ *http.Request) {
+	n := g.ServingAgents()
 	if n == 0 {
 		problem.Write(w, http.StatusServiceUnavailable, "not-ready", "No agent is serving", "the gateway sees no serving agent in the cluster")
 		return

@@ -16,7 +16,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -31,6 +33,13 @@ func Run(ctx context.Context, purpose string, log *slog.Logger) error {
 	w, err := newWorker(purpose, log)
 	if err != nil {
 		return err
+	}
+	if dir := os.Getenv("SLUICE_NODE_CPUPROFILE_DIR"); dir != "" {
+		// For profiling the media path (see README, Performance).
+		if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("node-%d.pprof", os.Getpid()))); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 	}
 	f := os.NewFile(uintptr(wire.ControlFD), "control")
 	if f == nil {

@@ -22,10 +22,7 @@ const (
 	// it has subscribers but no publisher — after a node replacement the viewers'
 	// gateways may reach the new node before the publisher's does.
 	orphanGrace = 10 * time.Second
-	// subQueue is the packets buffered per subscriber link. A subscriber that
-	// falls this far behind loses packets; the others are not held back.
-	subQueue = 512
-	ringSize = 1024 // packets kept per track to answer NACKs, ~10 s of audio or ~3 s of video
+	ringSize    = 1024 // packets kept per track to answer NACKs, ~10 s of audio or ~3 s of video
 )
 
 // Application error codes on media link connections.
@@ -50,13 +47,14 @@ type relay struct {
 type rstream struct {
 	id string
 
-	mu     sync.Mutex
-	pub    *quic.Conn
-	pubGen uint64
-	tracks []medialink.Track
-	expect int
-	subs   map[*rsub]struct{}
-	orphan *time.Timer
+	mu      sync.Mutex
+	pub     *quic.Conn
+	pubGen  uint64
+	tracks  []medialink.Track
+	expect  int
+	subs    map[*rsub]struct{}
+	subList []*rsub // copy of subs for the packet path, rebuilt on change
+	orphan  *time.Timer
 
 	rings [medialink.MaxTracks]ring
 }
@@ -64,8 +62,16 @@ type rstream struct {
 type rsub struct {
 	conn *quic.Conn
 	ctrl *quic.Stream
-	q    chan []byte
 	wmu  sync.Mutex // serialises control writes
+}
+
+// refreshLocked rebuilds the subscriber slice the packet path reads; s.mu is held.
+func (s *rstream) refreshLocked() {
+	list := make([]*rsub, 0, len(s.subs))
+	for sub := range s.subs {
+		list = append(list, sub)
+	}
+	s.subList = list
 }
 
 type ring struct {
@@ -195,14 +201,15 @@ func (r *relay) publish(ctx context.Context, s *rstream, c *quic.Conn, ctrl *qui
 			return
 		}
 		s.rings[track].put(binary.BigEndian.Uint16(payload[2:4]), p)
+		// Fan out inline: a hand-off to a goroutine per subscriber costs more than
+		// the send itself (RATIONALE.md). quic-go queues up to 32 datagrams per
+		// connection before SendDatagram waits, far more than a live link holds.
 		s.mu.Lock()
-		for sub := range s.subs {
-			select {
-			case sub.q <- p:
-			default: // this subscriber is too slow; it will NACK or ask for a keyframe
-			}
-		}
+		subs := s.subList
 		s.mu.Unlock()
+		for _, sub := range subs {
+			_ = medialink.Send(sub.conn, p)
+		}
 	})
 
 	s.mu.Lock()
@@ -247,6 +254,7 @@ func (s *rstream) end() {
 	s.mu.Lock()
 	subs := s.subs
 	s.subs = map[*rsub]struct{}{}
+	s.subList = nil
 	if s.orphan != nil {
 		s.orphan.Stop()
 		s.orphan = nil
@@ -259,9 +267,10 @@ func (s *rstream) end() {
 }
 
 func (r *relay) subscribe(ctx context.Context, s *rstream, c *quic.Conn, ctrl *quic.Stream) {
-	sub := &rsub{conn: c, ctrl: ctrl, q: make(chan []byte, subQueue)}
+	sub := &rsub{conn: c, ctrl: ctrl}
 	s.mu.Lock()
 	s.subs[sub] = struct{}{}
+	s.refreshLocked()
 	tracks, expect := s.tracks, s.expect
 	if s.pub == nil && s.orphan == nil {
 		s.orphan = time.AfterFunc(orphanGrace, func() { s.end(); r.forget(s) })
@@ -271,21 +280,6 @@ func (r *relay) subscribe(ctx context.Context, s *rstream, c *quic.Conn, ctrl *q
 		sub.send(&medialink.Msg{T: medialink.MsgTracks, Tracks: tracks, Expect: expect})
 	}
 	r.log.Info("relay: subscriber attached", "stream", s.id, "remote", c.RemoteAddr().String())
-
-	done := make(chan struct{})
-	go func() { // sender: isolates this subscriber's pace from the others
-		defer close(done)
-		for {
-			select {
-			case p := <-sub.q:
-				if err := medialink.Send(c, p); err != nil {
-					return
-				}
-			case <-c.Context().Done():
-				return
-			}
-		}
-	}()
 
 	_ = medialink.ReadPackets(ctx, c, func(p []byte) {
 		typ, track, payload, err := medialink.ParsePacket(p)
@@ -303,18 +297,15 @@ func (r *relay) subscribe(ctx context.Context, s *rstream, c *quic.Conn, ctrl *q
 		case medialink.TypeNACK:
 			for i := 0; i+1 < len(payload); i += 2 {
 				if pkt := s.rings[track].get(binary.BigEndian.Uint16(payload[i:])); pkt != nil {
-					select {
-					case sub.q <- pkt:
-					default:
-					}
+					_ = medialink.Send(sub.conn, pkt)
 				}
 			}
 		}
 	})
 	_ = c.CloseWithError(codeEnded, "")
-	<-done
 	s.mu.Lock()
 	delete(s.subs, sub)
+	s.refreshLocked()
 	s.mu.Unlock()
 	r.forget(s)
 }

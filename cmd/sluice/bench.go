@@ -267,15 +267,19 @@ func benchRun(ctx context.Context, base string, pid, n int, warmup, window time.
 		}
 	}
 	time.Sleep(warmup)
-	pids := append([]int{pid}, childPIDs(pid)...)
-	cpu0 := cpuTime(pids)
+	kids := childPIDs(pid)
+	cpu0, kid0 := cpuTime([]int{pid}), cpuTime(kids)
 	sent0 := sent.Load()
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(window)
 	measuring.Store(false)
 	elapsed := time.Since(start)
-	cpu1 := cpuTime(append([]int{pid}, childPIDs(pid)...))
+	cpu1, kid1 := cpuTime([]int{pid}), cpuTime(childPIDs(pid))
+	if len(kids) > 0 {
+		fmt.Fprintf(stderr, "  CPU in the window: main process %s, node processes %s\n", cpu1-cpu0, kid1-kid0)
+	}
+	cpu1 += kid1 - kid0
 	sentN := sent.Load() - sent0
 	time.Sleep(200 * time.Millisecond) // let the readers flush their samples
 	got := delivered.Load()

@@ -83,6 +83,7 @@ func (c *fileConfig) agentConfig(id, api string, dev bool) agent.Config {
 				Recovery:  p.Recovery,
 				Intensity: agent.Intensity{MaxRestarts: p.Intensity.MaxRestarts, Period: time.Duration(p.Intensity.Period)},
 				Warm:      p.Warm,
+				Procs:     p.Procs,
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -107,6 +108,11 @@ func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr str
 	defer func() { cancelAgent(); wg.Wait() }()
 
 	err = serveHTTP(ctx, httpAddr, gw.Handler(), nil, "", log, func(a net.Addr) {
+		// Ready means a stream can be placed: the agent's tags have reached the
+		// gateway's view of the cluster.
+		for deadline := time.Now().Add(5 * time.Second); gw.ServingAgents() == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		base := "http://" + a.String()
 		fmt.Fprintf(stdout, "sluice dev is ready\n  dashboard  %s/\n  WHIP       %s/whip/{stream}\n  WHEP       %s/whep/{stream}\n  API        %s/v1/cluster  %s/v1/streams  %s/v1/plugins\n  metrics    %s/metrics\n  ICE (UDP)  %s\n",
 			base, base, base, base, base, base, base, gw.ICEAddr())

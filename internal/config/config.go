@@ -86,6 +86,7 @@ type Process struct {
 	Recovery    int       `yaml:"recovery"`
 	Intensity   Intensity `yaml:"intensity"`
 	Warm        int       `yaml:"warm"`
+	Procs       int       `yaml:"procs"`
 }
 
 // Keepalive is M2's keepalive.

@@ -185,7 +185,7 @@ func ParsePacket(p []byte) (typ, track byte, payload []byte, err error) {
 // turns a dead peer into a dropped link; keep-alives keep a quiet link open.
 func QUICConfig() *quic.Config {
 	return &quic.Config{
-		EnableDatagrams:      true,
+		EnableDatagrams: true,
 		// A dead node must become a dropped link fast: viewers wait for it. Keep-alives
 		// every 200 ms keep a quiet link from tripping the 1 s idle timeout.
 		MaxIdleTimeout:       time.Second,

@@ -255,9 +255,9 @@ type Viewer struct {
 	*Session
 	packets atomic.Int64 // RTP packets received, every track
 	mu      sync.Mutex
-	video  [][]byte
-	audio  [][]byte
-	tracks chan string
+	video   [][]byte
+	audio   [][]byte
+	tracks  chan string
 }
 
 // Play opens a WHEP session for stream and starts collecting frames.
