@@ -1,0 +1,129 @@
+// Package sdk is what a sluice policy author imports: the decision types, the
+// registration of route and throttle handlers, and the host's services (log,
+// clock, config values, counters, and a key/value store shared by every instance
+// of the policy). Build a policy with `sluice plugin build DIR`; test it natively
+// with package sdktest, which emulates the host.
+//
+//	func init() { sdk.HandleRoute(route) }
+//	func route(in *sdk.RouteInput) sdk.RouteOutput { ... }
+//	func main() {}
+//
+// The package speaks policy ABI v1 (wasm/ABI.md in the sluice repository) and
+// imports nothing of the host side.
+package sdk
+
+import (
+	"strconv"
+
+	"github.com/sluicegw/sluice/sdk/abi"
+)
+
+// Decision types; see package abi for their fields.
+type (
+	RouteInput     = abi.RouteInput
+	Candidate      = abi.Candidate
+	RouteOutput    = abi.RouteOutput
+	Rejection      = abi.Rejection
+	ThrottleInput  = abi.ThrottleInput
+	PoolFigures    = abi.PoolFigures
+	ThrottleOutput = abi.ThrottleOutput
+	Action         = abi.Action
+)
+
+// Throttle actions.
+const (
+	Admit    = abi.Admit
+	Queue    = abi.Queue
+	Reject   = abi.Reject
+	Redirect = abi.Redirect
+	Origin   = abi.Origin
+)
+
+// Log levels.
+const (
+	LevelDebug int32 = -4
+	LevelInfo  int32 = 0
+	LevelWarn  int32 = 4
+	LevelError int32 = 8
+)
+
+var (
+	routeFn    func(*RouteInput) RouteOutput
+	throttleFn func(*ThrottleInput) ThrottleOutput
+)
+
+// HandleRoute registers the policy's route handler. Call it from init.
+func HandleRoute(f func(*RouteInput) RouteOutput) { routeFn = f }
+
+// HandleThrottle registers the policy's throttle handler. Call it from init.
+func HandleThrottle(f func(*ThrottleInput) ThrottleOutput) { throttleFn = f }
+
+// CallRoute runs the registered route handler on an encoded input and returns
+// the encoded output, as the host's call does. Emulators use it.
+func CallRoute(in []byte, out []byte) ([]byte, error) {
+	var ri RouteInput
+	if err := abi.DecodeRouteInput(in, &ri); err != nil {
+		return out, err
+	}
+	var ro RouteOutput
+	if routeFn != nil {
+		ro = routeFn(&ri)
+	} else {
+		ro = RouteOutput{Reject: &Rejection{Status: 501, Reason: "this policy has no route handler"}}
+	}
+	return abi.AppendRouteOutput(out, &ro), nil
+}
+
+// CallThrottle is CallRoute for the throttle handler.
+func CallThrottle(in []byte, out []byte) ([]byte, error) {
+	var ti ThrottleInput
+	if err := abi.DecodeThrottleInput(in, &ti); err != nil {
+		return out, err
+	}
+	to := ThrottleOutput{Action: Admit}
+	if throttleFn != nil {
+		to = throttleFn(&ti)
+	}
+	return abi.AppendThrottleOutput(out, &to), nil
+}
+
+// Log writes a line to the host's log at a level (LevelInfo, …).
+func Log(level int32, msg string) { hostLog(level, msg) }
+
+// NowNanos is the host's clock, Unix nanoseconds.
+func NowNanos() int64 { return hostNow() }
+
+// Config returns the slot's config value for key.
+func Config(key string) (string, bool) { return hostConfig(key) }
+
+// ConfigInt returns an integer config value, or def when absent or malformed.
+func ConfigInt(key string, def int) int {
+	if v, ok := Config(key); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+// KVAdd atomically adds delta to key in the slot's shared store and returns the
+// new value. Every instance of the policy sees the same store.
+func KVAdd(key string, delta int64) int64 { return hostKVAdd(key, delta) }
+
+// KVGet reads key from the shared store (0 when absent).
+func KVGet(key string) int64 { return hostKVGet(key) }
+
+// KVSet sets key in the shared store.
+func KVSet(key string, v int64) { hostKVSet(key, v) }
+
+// MetricAdd adds delta to the policy's counter name, exported by the host as
+// sluice_plugin_counter{slot,name}.
+func MetricAdd(name string, delta int64) { hostMetricAdd(name, delta) }
+
+// HostEnv is the host's config and shared store as a value, for policy code that
+// takes them as an interface.
+type HostEnv struct{}
+
+func (HostEnv) Config(key string) (string, bool) { return Config(key) }
+func (HostEnv) KVGet(key string) int64           { return KVGet(key) }
+func (HostEnv) KVSet(key string, v int64)        { KVSet(key, v) }

@@ -1,0 +1,396 @@
+// Package wasm is sluice's policy host: it runs operator-supplied WebAssembly
+// policies in named slots (route, throttle) on wazero, with a bounded pool of
+// instances per slot, per-slot memory and time limits, a failure setting and
+// native fallback per slot, a crash-loop breaker, and atomic hot swap with
+// rollback. The guest ABI is documented in ABI.md; RATIONALE.md says why the
+// host is built this way.
+package wasm
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/sluicegw/sluice/plugins"
+	"github.com/sluicegw/sluice/plugins/policy"
+	"github.com/sluicegw/sluice/sdk/abi"
+)
+
+// Host runs the policy slots.
+type Host struct {
+	cfg   Config
+	log   *slog.Logger
+	set   *metrics.Set
+	cache wazero.CompilationCache
+	slots map[string]*slot
+
+	m2Mu sync.Mutex
+	m2   *policy.M2 // native fallback of the throttle slot, built lazily
+
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// New starts the host and loads every slot's module (built-ins by default).
+func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*Host, error) {
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	dir := cfg.CacheDir
+	if dir == "" {
+		if base, err := os.UserCacheDir(); err == nil {
+			dir = filepath.Join(base, "sluice", "wazero")
+		} else {
+			dir = filepath.Join(os.TempDir(), "sluice-wazero")
+		}
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("wasm: compilation cache %s: %w", dir, err)
+	}
+	h := &Host{cfg: cfg, log: log, set: set, cache: cache, slots: map[string]*slot{}, stop: make(chan struct{})}
+	for _, name := range []string{SlotRoute, SlotThrottle} {
+		sc, err := cfg.Slots[name].withDefaults(name)
+		if err != nil {
+			h.Close(ctx)
+			return nil, err
+		}
+		s, err := h.newSlot(ctx, name, sc)
+		if err != nil {
+			h.Close(ctx)
+			return nil, err
+		}
+		h.slots[name] = s
+		b, src, err := readModule(sc.Module)
+		if err == nil {
+			_, err = s.load(ctx, b, src)
+		}
+		if err != nil {
+			h.Close(ctx)
+			return nil, fmt.Errorf("wasm: slot %s: %w", name, err)
+		}
+	}
+	for name := range cfg.Slots {
+		if h.slots[name] == nil {
+			h.Close(ctx)
+			return nil, fmt.Errorf("plugins.slots.%s: unknown slot (have route, throttle)", name)
+		}
+	}
+	if cfg.Dir != "" {
+		h.wg.Add(1)
+		go h.watch()
+	}
+	return h, nil
+}
+
+// readModule reads "builtin:NAME" or a file.
+func readModule(spec string) ([]byte, string, error) {
+	if name, ok := strings.CutPrefix(spec, "builtin:"); ok {
+		b, err := plugins.Builtin(name)
+		return b, spec, err
+	}
+	b, err := os.ReadFile(spec)
+	return b, spec, err
+}
+
+func (h *Host) newSlot(ctx context.Context, name string, sc SlotConfig) (*slot, error) {
+	rc := wazero.NewRuntimeConfig().
+		WithCompilationCache(h.cache).
+		WithMemoryLimitPages(sc.MemoryPages).
+		WithCloseOnContextDone(true) // the only way to stop a runaway guest (RATIONALE.md)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	s := &slot{host: h, name: name, cfg: sc, rt: rt, kv: newKVStore(10000),
+		callHist: h.set.NewHistogram(fmt.Sprintf(`sluice_plugin_call_duration_seconds{slot=%q}`, name))}
+	s.export = exportRoute
+	if name == SlotThrottle {
+		s.export = exportThrottle
+	}
+	if err := s.hostModule(ctx); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	h.set.NewGauge(fmt.Sprintf(`sluice_plugin_calls_total{slot=%q}`, name), func() float64 { return float64(s.calls.Load()) })
+	h.set.NewGauge(fmt.Sprintf(`sluice_plugin_traps_total{slot=%q}`, name), func() float64 { return float64(s.traps.Load()) })
+	h.set.NewGauge(fmt.Sprintf(`sluice_plugin_fallbacks_total{slot=%q}`, name), func() float64 { return float64(s.fallbacks.Load()) })
+	return s, nil
+}
+
+// hostModule provides the ABI v1 imports (module "sluice") to this slot's guests.
+func (s *slot) hostModule(ctx context.Context) error {
+	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
+	str := func(m api.Module, ptr, n uint64) (string, bool) {
+		if n > 4096 {
+			return "", false
+		}
+		b, ok := m.Memory().Read(uint32(ptr), uint32(n))
+		return string(b), ok
+	}
+	b := s.rt.NewHostModuleBuilder("sluice")
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, m api.Module, st []uint64) {
+		if msg, ok := str(m, st[1], st[2]); ok {
+			s.host.log.Log(context.Background(), slog.Level(int32(st[0])), "policy: "+msg, "slot", s.name)
+		}
+	}), []api.ValueType{i32, i32, i32}, nil).Export("log")
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, _ api.Module, st []uint64) {
+		st[0] = uint64(time.Now().UnixNano())
+	}), nil, []api.ValueType{i64}).Export("now")
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, m api.Module, st []uint64) {
+		key, ok := str(m, st[0], st[1])
+		v, found := s.cfg.Config[key]
+		if !ok || !found {
+			st[0] = uint64(^uint32(0)) // -1
+			return
+		}
+		if len(v) <= int(uint32(st[3])) && !m.Memory().Write(uint32(st[2]), []byte(v)) {
+			st[0] = uint64(^uint32(0))
+			return
+		}
+		st[0] = uint64(uint32(len(v)))
+	}), []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}).Export("config_get")
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, m api.Module, st []uint64) {
+		key, ok := str(m, st[0], st[1])
+		if !ok {
+			st[0] = 0
+			return
+		}
+		st[0] = uint64(s.kv.add(key, int64(st[2])))
+	}), []api.ValueType{i32, i32, i64}, []api.ValueType{i64}).Export("kv_add")
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, m api.Module, st []uint64) {
+		key, ok := str(m, st[0], st[1])
+		if !ok {
+			st[0] = 0
+			return
+		}
+		st[0] = uint64(s.kv.get(key))
+	}), []api.ValueType{i32, i32}, []api.ValueType{i64}).Export("kv_get")
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, m api.Module, st []uint64) {
+		if key, ok := str(m, st[0], st[1]); ok {
+			s.kv.set(key, int64(st[2]))
+		}
+	}), []api.ValueType{i32, i32, i64}, nil).Export("kv_set")
+	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, m api.Module, st []uint64) {
+		if name, ok := str(m, st[0], st[1]); ok && validMetricName(name) {
+			s.host.set.GetOrCreateCounter(fmt.Sprintf(`sluice_plugin_counter{slot=%q,name=%q}`, s.name, name)).Add(int(int64(st[2])))
+		}
+	}), []api.ValueType{i32, i32, i64}, nil).Export("metric_add")
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+func validMetricName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Route ranks agents for a stream with the route slot, following the slot's
+// failure setting when the module cannot decide. The error is non-nil only when
+// the failure setting has nothing to offer either.
+func (h *Host) Route(ctx context.Context, in *abi.RouteInput) (abi.RouteOutput, error) {
+	s := h.slots[SlotRoute]
+	out, err := s.call(ctx, abi.AppendRouteInput(make([]byte, 0, 512), in))
+	var ro abi.RouteOutput
+	if err == nil {
+		if err = abi.DecodeRouteOutput(out, &ro); err != nil {
+			err = fmt.Errorf("%w: %v", ErrOutput, err)
+			s.fail(err)
+		}
+	}
+	if err == nil {
+		return ro, nil
+	}
+	s.fallbacks.Add(1)
+	switch s.cfg.Failure {
+	case FailOpen:
+		for _, c := range in.Candidates {
+			ro.Agents = append(ro.Agents, c.ID)
+		}
+		return ro, nil
+	case FailClosed:
+		return abi.RouteOutput{Reject: &abi.Rejection{Status: 503, Reason: "route policy failed: " + err.Error()}}, nil
+	}
+	return policy.RouteHRW(in), nil
+}
+
+// Throttle decides admission with the throttle slot, following the slot's
+// failure setting when the module cannot decide.
+func (h *Host) Throttle(ctx context.Context, in *abi.ThrottleInput) (abi.ThrottleOutput, error) {
+	s := h.slots[SlotThrottle]
+	out, err := s.call(ctx, abi.AppendThrottleInput(make([]byte, 0, 256), in))
+	var to abi.ThrottleOutput
+	if err == nil {
+		if err = abi.DecodeThrottleOutput(out, &to); err != nil {
+			err = fmt.Errorf("%w: %v", ErrOutput, err)
+			s.fail(err)
+		}
+	}
+	if err == nil {
+		return to, nil
+	}
+	s.fallbacks.Add(1)
+	switch s.cfg.Failure {
+	case FailOpen:
+		return abi.ThrottleOutput{Action: abi.Admit}, nil
+	case FailClosed:
+		return abi.ThrottleOutput{Action: abi.Reject, Status: 503, ContentType: "text/plain", Body: []byte("throttle policy failed\n")}, nil
+	}
+	return h.nativeThrottle(s, in), nil
+}
+
+func (h *Host) nativeThrottle(s *slot, in *abi.ThrottleInput) abi.ThrottleOutput {
+	h.m2Mu.Lock()
+	if h.m2 == nil {
+		var purposes []string
+		for _, p := range in.Pools {
+			purposes = append(purposes, p.Purpose)
+		}
+		m, err := policy.NewM2(slotEnv{s}, purposes...)
+		if err != nil {
+			h.m2Mu.Unlock()
+			h.log.Error("wasm: native throttle fallback misconfigured; admitting", "err", err)
+			return abi.ThrottleOutput{Action: abi.Admit}
+		}
+		h.m2 = m
+	}
+	m := h.m2
+	h.m2Mu.Unlock()
+	return m.Decide(slotEnv{s}, in)
+}
+
+// slotEnv is a slot's config and shared store for native policies.
+type slotEnv struct{ s *slot }
+
+func (e slotEnv) Config(k string) (string, bool) { v, ok := e.s.cfg.Config[k]; return v, ok }
+func (e slotEnv) KVGet(k string) int64           { return e.s.kv.get(k) }
+func (e slotEnv) KVSet(k string, v int64)        { e.s.kv.set(k, v) }
+
+// Load replaces a slot's module: it is compiled, checked and dry-run first, and
+// the current module stays when any of that fails.
+func (h *Host) Load(ctx context.Context, slotName string, b []byte, source string) (ModuleInfo, error) {
+	s := h.slots[slotName]
+	if s == nil {
+		return ModuleInfo{}, fmt.Errorf("%w: %q", ErrNoSlot, slotName)
+	}
+	info, err := s.load(ctx, b, source)
+	if err != nil {
+		h.log.Warn("wasm: module refused; the current one stays", "slot", slotName, "source", source, "err", err)
+	}
+	return info, err
+}
+
+// Rollback makes a slot's previous module current again.
+func (h *Host) Rollback(ctx context.Context, slotName string) (ModuleInfo, error) {
+	s := h.slots[slotName]
+	if s == nil {
+		return ModuleInfo{}, fmt.Errorf("%w: %q", ErrNoSlot, slotName)
+	}
+	return s.rollback(ctx)
+}
+
+// watch loads SLOT.wasm files from cfg.Dir when they appear or change.
+func (h *Host) watch() {
+	defer h.wg.Done()
+	type seen struct {
+		mod  time.Time
+		size int64
+	}
+	last := map[string]seen{}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-tick.C:
+		}
+		for name, s := range h.slots {
+			path := filepath.Join(h.cfg.Dir, name+".wasm")
+			fi, err := os.Stat(path)
+			if err != nil {
+				continue
+			}
+			now := seen{fi.ModTime(), fi.Size()}
+			if last[name] == now {
+				continue
+			}
+			b, err := os.ReadFile(path)
+			if err != nil || len(b) != int(fi.Size()) {
+				continue // being written; next tick
+			}
+			last[name] = now
+			if cur := s.cur.Load(); cur != nil && cur.info.SHA256 == sha(b) {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, _ = h.Load(ctx, name, b, path)
+			cancel()
+		}
+	}
+}
+
+// Close stops the host. It is safe to call twice.
+func (h *Host) Close(ctx context.Context) error {
+	h.closed.Do(func() {
+		close(h.stop)
+		h.wg.Wait()
+		for _, s := range h.slots {
+			_ = s.rt.Close(ctx)
+		}
+		_ = h.cache.Close(ctx)
+	})
+	return nil
+}
+
+// kvStore is a slot's shared key/value store, bounded in keys.
+type kvStore struct {
+	mu  sync.Mutex
+	m   map[string]int64
+	max int
+}
+
+func newKVStore(max int) *kvStore { return &kvStore{m: map[string]int64{}, max: max} }
+
+func (k *kvStore) add(key string, d int64) int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok := k.m[key]
+	if !ok && len(k.m) >= k.max {
+		return 0
+	}
+	v += d
+	k.m[key] = v
+	return v
+}
+
+func (k *kvStore) get(key string) int64 { k.mu.Lock(); defer k.mu.Unlock(); return k.m[key] }
+
+func (k *kvStore) set(key string, v int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.m[key]; !ok && len(k.m) >= k.max {
+		return
+	}
+	k.m[key] = v
+}
+

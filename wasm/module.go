@@ -1,0 +1,270 @@
+package wasm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/sluicegw/sluice/sdk/abi"
+)
+
+// ABI v1 export names.
+const (
+	exportVersion  = "sluice_abi_version"
+	exportAlloc    = "sluice_alloc"
+	exportRoute    = "sluice_route"
+	exportThrottle = "sluice_throttle"
+)
+
+// Errors callers branch on.
+var (
+	ErrRefused      = errors.New("wasm: module refused")
+	ErrOutput       = errors.New("wasm: the module's output is invalid")
+	ErrBreakerOpen  = errors.New("wasm: the module is out of service after repeated failures")
+	ErrNoSlot       = errors.New("wasm: no such slot")
+	ErrNoPrevious   = errors.New("wasm: the slot has no previous module")
+	errInstanceBusy = errors.New("wasm: no instance free before the deadline")
+)
+
+// ModuleInfo describes a loaded module.
+type ModuleInfo struct {
+	SHA256   string    `json:"sha256"`
+	ABI      int       `json:"abi"`
+	Size     int       `json:"size"`
+	Source   string    `json:"source"`
+	LoadedAt time.Time `json:"loadedAt"`
+	Exports  []string  `json:"exports"`
+}
+
+// module is one compiled module and its pool of ready instances.
+type module struct {
+	info     ModuleInfo
+	bytes    []byte
+	compiled wazero.CompiledModule
+	slot     *slot
+
+	pool    chan *instance
+	live    sync.WaitGroup // instances not yet closed
+	retired atomic.Bool
+}
+
+// instance is one instantiated guest; not safe for concurrent use.
+type instance struct {
+	mod   api.Module
+	mem   api.Memory
+	alloc api.Function
+	call  api.Function
+	stack []uint64
+}
+
+// compile compiles and checks a module for a slot: ABI version, exports with the
+// right signatures. It does not instantiate the pool.
+func (s *slot) compile(ctx context.Context, b []byte, source string) (*module, error) {
+	if len(b) < 8 || string(b[:4]) != "\x00asm" {
+		return nil, fmt.Errorf("%w: %s is not a WebAssembly module (bad magic number)", ErrRefused, source)
+	}
+	cm, err := s.rt.CompileModule(ctx, b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: compile %s: %v", ErrRefused, source, err)
+	}
+	sum := sha256.Sum256(b)
+	m := &module{bytes: b, compiled: cm, slot: s, info: ModuleInfo{SHA256: hex.EncodeToString(sum[:]), Size: len(b), Source: source}}
+	exports := cm.ExportedFunctions()
+	for name := range exports {
+		m.info.Exports = append(m.info.Exports, name)
+	}
+	slices.Sort(m.info.Exports)
+	want := map[string]struct{ params, results []api.ValueType }{
+		exportVersion: {nil, []api.ValueType{api.ValueTypeI32}},
+		exportAlloc:   {[]api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+		s.export:      {[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}},
+	}
+	for name, sig := range want {
+		def, ok := exports[name]
+		if !ok {
+			cm.Close(ctx)
+			return nil, fmt.Errorf("%w: %s does not export %s, which the %s slot needs (ABI v%d)", ErrRefused, source, name, s.name, abi.Version)
+		}
+		if !slices.Equal(def.ParamTypes(), sig.params) || !slices.Equal(def.ResultTypes(), sig.results) {
+			cm.Close(ctx)
+			return nil, fmt.Errorf("%w: %s exports %s with signature %v → %v, want %v → %v", ErrRefused, source, name,
+				typeNames(def.ParamTypes()), typeNames(def.ResultTypes()), typeNames(sig.params), typeNames(sig.results))
+		}
+	}
+	return m, nil
+}
+
+func typeNames(ts []api.ValueType) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = api.ValueTypeName(t)
+	}
+	return out
+}
+
+// instantiate makes one instance: runs _initialize and checks the ABI version.
+func (m *module) instantiate(ctx context.Context) (*instance, error) {
+	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").
+		WithSysWalltime().WithSysNanotime().WithSysNanosleep()
+	mod, err := m.slot.rt.InstantiateModule(ctx, m.compiled, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: instantiate %s: %v", ErrRefused, m.info.Source, err)
+	}
+	in := &instance{mod: mod, mem: mod.Memory(), alloc: mod.ExportedFunction(exportAlloc), call: mod.ExportedFunction(m.slot.export), stack: make([]uint64, 2)}
+	if in.mem == nil {
+		mod.Close(ctx)
+		return nil, fmt.Errorf("%w: %s has no memory", ErrRefused, m.info.Source)
+	}
+	ver := mod.ExportedFunction(exportVersion)
+	if err := ver.CallWithStack(ctx, in.stack); err != nil {
+		mod.Close(ctx)
+		return nil, fmt.Errorf("%w: %s: %s trapped: %v", ErrRefused, m.info.Source, exportVersion, err)
+	}
+	if v := int32(in.stack[0]); v != abi.Version {
+		mod.Close(ctx)
+		return nil, fmt.Errorf("%w: %s speaks ABI v%d; this host speaks v%d", ErrRefused, m.info.Source, v, abi.Version)
+	}
+	m.info.ABI = abi.Version
+	m.live.Add(1)
+	return in, nil
+}
+
+// fill instantiates the pool.
+func (m *module) fill(ctx context.Context, n int) error {
+	m.pool = make(chan *instance, n)
+	for i := 0; i < n; i++ {
+		in, err := m.instantiate(ctx)
+		if err != nil {
+			m.retire()
+			return err
+		}
+		m.pool <- in
+	}
+	return nil
+}
+
+// get takes a ready instance, waiting until ctx ends.
+func (m *module) get(ctx context.Context) (*instance, error) {
+	select {
+	case in := <-m.pool:
+		return in, nil
+	default:
+	}
+	select {
+	case in := <-m.pool:
+		return in, nil
+	case <-ctx.Done():
+		return nil, errInstanceBusy
+	}
+}
+
+// put returns a healthy instance; a retired module's instances are closed.
+func (m *module) put(in *instance) {
+	if m.retired.Load() {
+		m.closeInstance(in)
+		return
+	}
+	select {
+	case m.pool <- in:
+	default:
+		m.closeInstance(in)
+	}
+	if m.retired.Load() { // retired while we put it back
+		m.drain()
+	}
+}
+
+// discard closes a broken instance and makes a replacement off the call path.
+func (m *module) discard(in *instance) {
+	m.closeInstance(in)
+	if m.retired.Load() {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		fresh, err := m.instantiate(ctx)
+		if err != nil {
+			m.slot.host.log.Warn("wasm: replacing an instance failed", "slot", m.slot.name, "err", err)
+			return
+		}
+		m.put(fresh)
+	}()
+}
+
+func (m *module) closeInstance(in *instance) {
+	_ = in.mod.Close(context.Background())
+	m.live.Done()
+}
+
+// retire takes the module out of service: idle instances close now, busy ones
+// when their calls finish.
+func (m *module) retire() {
+	m.retired.Store(true)
+	m.drain()
+}
+
+func (m *module) drain() {
+	for {
+		select {
+		case in := <-m.pool:
+			m.closeInstance(in)
+		default:
+			return
+		}
+	}
+}
+
+// release frees the compiled code once every instance is closed.
+func (m *module) release() {
+	m.retire()
+	go func() {
+		m.live.Wait()
+		_ = m.compiled.Close(context.Background())
+	}()
+}
+
+// invoke runs the slot's export on input in one instance and returns a copy of
+// the output. A trap or a deadline leaves the instance unusable: the caller
+// discards it when err is a call failure.
+func (in *instance) invoke(ctx context.Context, input []byte, maxOut int) ([]byte, error) {
+	in.stack[0] = uint64(len(input))
+	if err := in.alloc.CallWithStack(ctx, in.stack); err != nil {
+		return nil, err
+	}
+	ptr := uint32(in.stack[0])
+	if !in.mem.Write(ptr, input) {
+		return nil, fmt.Errorf("%w: sluice_alloc returned %d, outside memory", ErrOutput, ptr)
+	}
+	in.stack[0], in.stack[1] = uint64(ptr), uint64(len(input))
+	if err := in.call.CallWithStack(ctx, in.stack); err != nil {
+		return nil, err
+	}
+	packed := in.stack[0]
+	optr, olen := uint32(packed>>32), uint32(packed)
+	if olen == 0 {
+		return nil, fmt.Errorf("%w: empty output", ErrOutput)
+	}
+	if int(olen) > maxOut {
+		return nil, fmt.Errorf("%w: %d bytes, more than the %d allowed", ErrOutput, olen, maxOut)
+	}
+	b, ok := in.mem.Read(optr, olen)
+	if !ok {
+		return nil, fmt.Errorf("%w: output at %d+%d is outside memory", ErrOutput, optr, olen)
+	}
+	return append([]byte(nil), b...), nil
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

@@ -1,0 +1,243 @@
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/tetratelabs/wazero"
+
+	"github.com/sluicegw/sluice/sdk/abi"
+)
+
+// slot is a named place for one policy module, with its own wazero runtime (so
+// its memory limit is its own), its current and previous module, its failure
+// setting and its statistics.
+type slot struct {
+	host   *Host
+	name   string
+	export string
+	cfg    SlotConfig
+	rt     wazero.Runtime
+	kv     *kvStore
+
+	swapMu sync.Mutex // serialises loads and rollbacks
+	cur    atomic.Pointer[module]
+	prev   *module // guarded by swapMu
+
+	calls, traps, fallbacks, swaps atomic.Uint64
+	lat                            latencies
+	callHist                       *metrics.Histogram
+
+	brMu      sync.Mutex
+	failures  int
+	openUntil time.Time
+	backoff   time.Duration
+	lastErr   atomic.Pointer[string]
+}
+
+// call runs the module on input. On any failure it returns the error; the caller
+// applies the failure setting.
+func (s *slot) call(ctx context.Context, input []byte) ([]byte, error) {
+	s.calls.Add(1)
+	if s.breakerOpen() {
+		return nil, ErrBreakerOpen
+	}
+	m := s.cur.Load()
+	if m == nil {
+		return nil, fmt.Errorf("%w: slot %s has no module", ErrRefused, s.name)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Deadline)
+	defer cancel()
+	in, err := m.get(ctx)
+	if err != nil {
+		s.fail(err)
+		return nil, err
+	}
+	out, err := in.invoke(ctx, input, s.cfg.MaxOutput)
+	d := time.Since(start)
+	s.lat.add(d)
+	s.callHist.Update(d.Seconds())
+	switch {
+	case err == nil:
+		m.put(in)
+		s.ok()
+		return out, nil
+	case errors.Is(err, ErrOutput):
+		m.put(in)
+	default: // trap, deadline, or exit: the instance is unusable
+		s.traps.Add(1)
+		m.discard(in)
+		if ctx.Err() != nil {
+			err = fmt.Errorf("wasm: call exceeded the %s deadline: %w", s.cfg.Deadline, err)
+		} else {
+			err = fmt.Errorf("wasm: call trapped: %w", err)
+		}
+	}
+	s.fail(err)
+	return nil, err
+}
+
+func (s *slot) breakerOpen() bool {
+	if s.cfg.BreakerFailures < 0 {
+		return false
+	}
+	s.brMu.Lock()
+	defer s.brMu.Unlock()
+	return time.Now().Before(s.openUntil)
+}
+
+func (s *slot) ok() {
+	s.brMu.Lock()
+	s.failures = 0
+	s.backoff = 0
+	s.brMu.Unlock()
+}
+
+func (s *slot) fail(err error) {
+	msg := err.Error()
+	s.lastErr.Store(&msg)
+	if s.cfg.BreakerFailures < 0 {
+		return
+	}
+	s.brMu.Lock()
+	defer s.brMu.Unlock()
+	s.failures++
+	if s.failures >= s.cfg.BreakerFailures {
+		if s.backoff == 0 {
+			s.backoff = s.cfg.BreakerBackoff
+		} else {
+			s.backoff = min(2*s.backoff, time.Minute)
+		}
+		s.openUntil = time.Now().Add(s.backoff)
+		s.failures = 0
+		s.host.log.Warn("wasm: module out of service after repeated failures; the slot falls back",
+			"slot", s.name, "for", s.backoff, "last error", msg)
+	}
+}
+
+// load compiles, checks, dry-runs and instantiates a module, then makes it
+// current. The old module finishes its calls in flight and is then closed.
+func (s *slot) load(ctx context.Context, b []byte, source string) (ModuleInfo, error) {
+	m, err := s.compile(ctx, b, source)
+	if err != nil {
+		return ModuleInfo{}, err
+	}
+	if err := s.activate(ctx, m); err != nil {
+		_ = m.compiled.Close(ctx)
+		return ModuleInfo{}, err
+	}
+	return m.info, nil
+}
+
+// activate instantiates m, dry-runs it and swaps it in.
+func (s *slot) activate(ctx context.Context, m *module) error {
+	m.retired.Store(false)
+	m.live = sync.WaitGroup{}
+	if err := m.fill(ctx, s.cfg.Pool); err != nil {
+		return err
+	}
+	if err := s.dryRun(ctx, m); err != nil {
+		m.retire()
+		return err
+	}
+	m.info.LoadedAt = time.Now()
+	s.swapMu.Lock()
+	old := s.cur.Swap(m)
+	if s.prev != nil && s.prev != m {
+		s.prev.release()
+	}
+	s.prev = old
+	s.swapMu.Unlock()
+	if old != nil {
+		old.retire() // keep the compiled code for a rollback
+	}
+	s.swaps.Add(1)
+	s.brMu.Lock()
+	s.failures, s.backoff, s.openUntil = 0, 0, time.Time{}
+	s.brMu.Unlock()
+	s.host.log.Info("wasm: module loaded", "slot", s.name, "sha256", m.info.SHA256[:12], "source", m.info.Source, "size", m.info.Size)
+	return nil
+}
+
+// dryRun decides a canned input with one of m's instances; the output must decode.
+func (s *slot) dryRun(ctx context.Context, m *module) error {
+	var input []byte
+	if s.name == SlotThrottle {
+		input = abi.AppendThrottleInput(nil, &abi.ThrottleInput{Kind: "publish", StreamID: "dry-run", Path: "/whip/dry-run", Protocol: "whip",
+			Pools: []abi.PoolFigures{{Purpose: "relay", Concurrent: 1}}, NowNanos: time.Now().UnixNano()})
+	} else {
+		input = abi.AppendRouteInput(nil, &abi.RouteInput{StreamID: "dry-run", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay",
+			Candidates: []abi.Candidate{{ID: "a", Purposes: []string{"relay"}, Capacity: 10, State: "serving"}}})
+	}
+	dctx, cancel := context.WithTimeout(ctx, max(s.cfg.Deadline, time.Second))
+	defer cancel()
+	in, err := m.get(dctx)
+	if err != nil {
+		return fmt.Errorf("%w: dry run: %v", ErrRefused, err)
+	}
+	out, err := in.invoke(dctx, input, s.cfg.MaxOutput)
+	if err != nil {
+		m.closeInstance(in)
+		return fmt.Errorf("%w: %s failed its dry run: %v", ErrRefused, m.info.Source, err)
+	}
+	m.put(in)
+	if s.name == SlotThrottle {
+		var o abi.ThrottleOutput
+		err = abi.DecodeThrottleOutput(out, &o)
+	} else {
+		var o abi.RouteOutput
+		err = abi.DecodeRouteOutput(out, &o)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s's dry-run output does not decode: %v", ErrRefused, m.info.Source, err)
+	}
+	return nil
+}
+
+// rollback makes the previous module current again.
+func (s *slot) rollback(ctx context.Context) (ModuleInfo, error) {
+	s.swapMu.Lock()
+	p := s.prev
+	s.swapMu.Unlock()
+	if p == nil {
+		return ModuleInfo{}, fmt.Errorf("%w: %s", ErrNoPrevious, s.name)
+	}
+	p.live.Wait() // its old instances are gone before the pool is made anew
+	if err := s.activate(ctx, p); err != nil {
+		return ModuleInfo{}, err
+	}
+	return p.info, nil
+}
+
+// latencies keeps the last calls' durations for percentiles.
+type latencies struct {
+	mu  sync.Mutex
+	buf [1024]time.Duration
+	n   int
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.buf[l.n%len(l.buf)] = d
+	l.n++
+	l.mu.Unlock()
+}
+
+func (l *latencies) percentiles() (p50, p99 time.Duration) {
+	l.mu.Lock()
+	n := min(l.n, len(l.buf))
+	s := append([]time.Duration(nil), l.buf[:n]...)
+	l.mu.Unlock()
+	if n == 0 {
+		return 0, 0
+	}
+	slices.Sort(s)
+	return s[n/2], s[n*99/100]
+}
