@@ -34,7 +34,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // admit runs the throttle policy for a WHIP or WHEP request and answers for it
 // when it does not admit. It reports whether the request goes on.
 func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, kind, stream, proto, client string) bool {
-	in := &ThrottleInput{Kind: kind, StreamID: stream, Path: r.URL.Path, Protocol: proto, Client: client, Now: time.Now(), Pools: g.poolFigures()}
+	in := &ThrottleInput{Kind: kind, StreamID: stream, Path: r.URL.Path, Protocol: proto, Client: client, NowNanos: time.Now().UnixNano(), Pools: g.poolFigures()}
 	out, err := g.policy.Throttle(r.Context(), in)
 	if err != nil {
 		problem.Write(w, http.StatusServiceUnavailable, "throttle-failed", "Admission failed", err.Error())

@@ -6,10 +6,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/wire"
+	"github.com/sluicegw/sluice/sdk/abi"
 )
 
 // Policy makes the gateway's two decisions: which agents may carry a stream, in
@@ -19,80 +19,26 @@ type Policy interface {
 	Throttle(ctx context.Context, in *ThrottleInput) (ThrottleOutput, error)
 }
 
-// RouteInput is what a route policy decides on.
-type RouteInput struct {
-	StreamID   string
-	Op         string // publish or play
-	Protocol   string // whip, whep, quic
-	ClientAddr string
-	Headers    map[string]string
-	Purpose    string
-	Placement  string // agent carrying the stream now, or ""
-	Candidates []Candidate
-}
-
-// Candidate is one agent a stream may go to.
-type Candidate struct {
-	ID       string
-	Tags     map[string]string
-	Purposes []string
-	Capacity int
-	Load     int
-	Queue    int
-	State    string
-}
-
-// RouteOutput is a route decision: agents in order, or a rejection.
-type RouteOutput struct {
-	Agents []string
-	Reject *Rejection
-}
-
-// Rejection refuses a request with an HTTP status and a reason.
-type Rejection struct {
-	Status int
-	Reason string
-}
-
-// ThrottleInput is what a throttle policy decides on.
-type ThrottleInput struct {
-	Kind     string // publish, play, api
-	StreamID string
-	Path     string
-	Protocol string
-	Client   string
-	Pools    []PoolFigures
-	Now      time.Time
-}
-
-// PoolFigures are one purpose's pool figures summed over the cluster.
-type PoolFigures struct {
-	Purpose    string
-	Concurrent int
-	Active     int
-	Queued     int
-}
-
-// ThrottleAction is the kind of a throttle decision.
-type ThrottleAction int
+// The decision types are the policy ABI's (package abi), so a Wasm host
+// satisfies Policy without conversions.
+type (
+	RouteInput     = abi.RouteInput
+	Candidate      = abi.Candidate
+	RouteOutput    = abi.RouteOutput
+	Rejection      = abi.Rejection
+	ThrottleInput  = abi.ThrottleInput
+	PoolFigures    = abi.PoolFigures
+	ThrottleOutput = abi.ThrottleOutput
+)
 
 // Throttle actions.
 const (
-	Admit ThrottleAction = iota
-	Queue
-	Reject
-	Redirect
-	Origin
+	Admit    = abi.Admit
+	Queue    = abi.Queue
+	Reject   = abi.Reject
+	Redirect = abi.Redirect
+	Origin   = abi.Origin
 )
-
-// ThrottleOutput is a throttle decision.
-type ThrottleOutput struct {
-	Action      ThrottleAction
-	Status      int
-	Body        []byte
-	ContentType string
-	URL         string
-}
 
 // nativePolicy admits everything and ranks agents by rendezvous hashing.
 type nativePolicy struct{}
