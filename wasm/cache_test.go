@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,3 +16,5 @@ func cacheDir(t testing.TB) string {
 	}
 	return d
 }
+
+func fmtSscan(s string, a ...any) (int, error) { return fmt.Sscan(s, a...) }

@@ -393,4 +393,3 @@ func (k *kvStore) set(key string, v int64) {
 	}
 	k.m[key] = v
 }
-

@@ -1,0 +1,7 @@
+;; A minimal ABI v1 route policy: it always answers agents ["a"].
+(module
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "\00\01\01a")
+  (func (export "sluice_alloc") (param i32) (result i32) (i32.const 2048))
+  (func (export "sluice_route") (param i32 i32) (result i64)
+    (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 4))))
