@@ -52,10 +52,16 @@ type module struct {
 	compiled wazero.CompiledModule
 	slot     *slot
 
-	pool    chan *instance
-	live    sync.WaitGroup // instances not yet closed
-	retired atomic.Bool
+	pool     chan *instance
+	live     sync.WaitGroup // instances not yet closed
+	retired  atomic.Bool
+	gone     chan struct{} // closed when retired, wakes callers waiting for an instance
+	goneOnce sync.Once
 }
+
+// errRetired tells a caller waiting on a module's pool that the module was
+// swapped out: it takes the current module instead.
+var errRetired = errors.New("wasm: module retired")
 
 // instance is one instantiated guest; not safe for concurrent use.
 type instance struct {
@@ -77,7 +83,7 @@ func (s *slot) compile(ctx context.Context, b []byte, source string) (*module, e
 		return nil, fmt.Errorf("%w: compile %s: %v", ErrRefused, source, err)
 	}
 	sum := sha256.Sum256(b)
-	m := &module{bytes: b, compiled: cm, slot: s, info: ModuleInfo{SHA256: hex.EncodeToString(sum[:]), Size: len(b), Source: source}}
+	m := &module{bytes: b, compiled: cm, slot: s, gone: make(chan struct{}), info: ModuleInfo{SHA256: hex.EncodeToString(sum[:]), Size: len(b), Source: source}}
 	exports := cm.ExportedFunctions()
 	for name := range exports {
 		m.info.Exports = append(m.info.Exports, name)
@@ -162,6 +168,8 @@ func (m *module) get(ctx context.Context) (*instance, error) {
 	select {
 	case in := <-m.pool:
 		return in, nil
+	case <-m.gone:
+		return nil, errRetired
 	case <-ctx.Done():
 		return nil, errInstanceBusy
 	}
@@ -210,7 +218,14 @@ func (m *module) closeInstance(in *instance) {
 // when their calls finish.
 func (m *module) retire() {
 	m.retired.Store(true)
+	m.goneOnce.Do(func() { close(m.gone) })
 	m.drain()
+}
+
+// revive makes a fresh module value from a retired one's compiled code, for a
+// rollback: the old value may still be seen by callers that raced the swap.
+func (m *module) revive() *module {
+	return &module{info: m.info, bytes: m.bytes, compiled: m.compiled, slot: m.slot, gone: make(chan struct{})}
 }
 
 func (m *module) drain() {

@@ -48,17 +48,26 @@ func (s *slot) call(ctx context.Context, input []byte) ([]byte, error) {
 	if s.breakerOpen() {
 		return nil, ErrBreakerOpen
 	}
-	m := s.cur.Load()
-	if m == nil {
-		return nil, fmt.Errorf("%w: slot %s has no module", ErrRefused, s.name)
-	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Deadline)
 	defer cancel()
-	in, err := m.get(ctx)
-	if err != nil {
-		s.fail(err)
-		return nil, err
+	var m *module
+	var in *instance
+	for {
+		m = s.cur.Load()
+		if m == nil {
+			return nil, fmt.Errorf("%w: slot %s has no module", ErrRefused, s.name)
+		}
+		var err error
+		in, err = m.get(ctx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errRetired) {
+			s.fail(err)
+			return nil, err
+		}
+		// Swapped out while we waited: take the new current module.
 	}
 	out, err := in.invoke(ctx, input, s.cfg.MaxOutput)
 	d := time.Since(start)
@@ -138,8 +147,6 @@ func (s *slot) load(ctx context.Context, b []byte, source string) (ModuleInfo, e
 
 // activate instantiates m, dry-runs it and swaps it in.
 func (s *slot) activate(ctx context.Context, m *module) error {
-	m.retired.Store(false)
-	m.live = sync.WaitGroup{}
 	if err := m.fill(ctx, s.cfg.Pool); err != nil {
 		return err
 	}
@@ -150,7 +157,7 @@ func (s *slot) activate(ctx context.Context, m *module) error {
 	m.info.LoadedAt = time.Now()
 	s.swapMu.Lock()
 	old := s.cur.Swap(m)
-	if s.prev != nil && s.prev != m {
+	if s.prev != nil && s.prev.compiled != m.compiled {
 		s.prev.release()
 	}
 	s.prev = old
@@ -209,11 +216,12 @@ func (s *slot) rollback(ctx context.Context) (ModuleInfo, error) {
 	if p == nil {
 		return ModuleInfo{}, fmt.Errorf("%w: %s", ErrNoPrevious, s.name)
 	}
-	p.live.Wait() // its old instances are gone before the pool is made anew
-	if err := s.activate(ctx, p); err != nil {
+	m := p.revive()
+	if err := s.activate(ctx, m); err != nil {
 		return ModuleInfo{}, err
 	}
-	return p.info, nil
+	// p's compiled code now belongs to m; p itself only waits for its instances.
+	return m.info, nil
 }
 
 // latencies keeps the last calls' durations for percentiles.

@@ -1,0 +1,109 @@
+package wasm
+
+import (
+	"context"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicegw/sluice/plugins"
+	"github.com/sluicegw/sluice/sdk/abi"
+)
+
+// TestAThousandHotSwapsUnderLoadFailNoDecisionAndDoNotGrowTheProcess swaps the
+// route slot between two modules 1,000 times while goroutines decide at full
+// speed. Every decision must come from a module (the slot fails closed, so a
+// failure would show as a rejection), and RSS after the swaps must stay within
+// 10% of before.
+func TestAThousandHotSwapsUnderLoadFailNoDecisionAndDoNotGrowTheProcess(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 2, Deadline: 2 * time.Second, BreakerFailures: -1}}})
+	a, _ := plugins.Builtin("route-hrw")
+	b, _ := plugins.Builtin("route-least-loaded")
+	mods := [][]byte{a, b}
+	// Warm: both compiled once, so every swap below is a cached compile.
+	for i := 0; i < 4; i++ {
+		if _, err := h.Load(ctx, SlotRoute, mods[i%2], "warm"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	debug.FreeOSMemory()
+	rss0 := rssBytes()
+
+	stop := make(chan struct{})
+	var decided, failed atomic.Int64
+	var wg sync.WaitGroup
+	in := &abi.RouteInput{StreamID: "swap", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(16)}
+	for g := 0; g < 3; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				out, err := h.Route(ctx, in)
+				if err != nil || out.Reject != nil || len(out.Agents) == 0 {
+					failed.Add(1)
+				}
+				decided.Add(1)
+			}
+		}()
+	}
+	const swaps = 1000
+	took := make([]time.Duration, 0, swaps)
+	for i := 0; i < swaps; i++ {
+		start := time.Now()
+		if _, err := h.Load(ctx, SlotRoute, mods[i%2], "swap"); err != nil {
+			t.Fatalf("swap %d: %v", i, err)
+		}
+		took = append(took, time.Since(start))
+	}
+	close(stop)
+	wg.Wait()
+	time.Sleep(500 * time.Millisecond) // retired modules finish closing
+	debug.FreeOSMemory()               // count what is held, not what the Go heap has not returned yet
+	rss1 := rssBytes()
+	slices.Sort(took)
+	t.Logf("%d swaps: %d decisions, %d failed; swap time p50 %s p99 %s max %s; RSS %d → %d MiB",
+		swaps, decided.Load(), failed.Load(), took[len(took)/2], took[len(took)*99/100], took[len(took)-1], rss0>>20, rss1>>20)
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d decisions failed during the swaps", failed.Load(), decided.Load())
+	}
+	if decided.Load() < swaps {
+		t.Fatalf("only %d decisions during %d swaps: the deciders did not run", decided.Load(), swaps)
+	}
+	if rss1 > rss0+rss0/10 {
+		t.Fatalf("RSS grew from %d MiB to %d MiB over %d swaps (limit +10%%)", rss0>>20, rss1>>20, swaps)
+	}
+	if st := h.Status()[0]; st.Swaps < swaps {
+		t.Fatalf("status counts %d swaps", st.Swaps)
+	}
+}
+
+func TestRollbackReturnsToThePreviousModule(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t, Config{})
+	first := h.slots[SlotRoute].cur.Load().info.SHA256
+	if _, err := h.Load(ctx, SlotRoute, testModule(t, "good"), "good.wasm"); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := h.Route(ctx, &abi.RouteInput{StreamID: "r", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(3)})
+	if len(out.Agents) != 1 || out.Agents[0] != "a" {
+		t.Fatalf("after the swap the new module should decide: %+v", out)
+	}
+	info, err := h.Rollback(ctx, SlotRoute)
+	if err != nil || info.SHA256 != first {
+		t.Fatalf("rollback = %+v, %v", info, err)
+	}
+	out, _ = h.Route(ctx, &abi.RouteInput{StreamID: "r", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(3)})
+	if len(out.Agents) < 2 || out.Agents[0] == "a" {
+		t.Fatalf("after the rollback the built-in should decide again: %+v", out)
+	}
+}
