@@ -58,16 +58,25 @@ func HandleRoute(f func(*RouteInput) RouteOutput) { routeFn = f }
 // HandleThrottle registers the policy's throttle handler. Call it from init.
 func HandleThrottle(f func(*ThrottleInput) ThrottleOutput) { throttleFn = f }
 
+// routeIn and its scratch are reused from call to call, and its strings point
+// into the host's input buffer: a handler must not keep its input (copy what it
+// needs with strings.Clone).
+var (
+	routeIn      RouteInput
+	routeScratch abi.RouteScratch
+)
+
 // CallRoute runs the registered route handler on an encoded input and returns
-// the encoded output, as the host's call does. Emulators use it.
+// the encoded output, as the host's call does. Emulators use it. The input given
+// to the handler is valid only during the call.
 func CallRoute(in []byte, out []byte) ([]byte, error) {
-	var ri RouteInput
-	if err := abi.DecodeRouteInput(in, &ri); err != nil {
+	ri := &routeIn
+	if err := abi.DecodeRouteInputView(in, ri, &routeScratch); err != nil {
 		return out, err
 	}
 	var ro RouteOutput
 	if routeFn != nil {
-		ro = routeFn(&ri)
+		ro = routeFn(ri)
 	} else {
 		ro = RouteOutput{Reject: &Rejection{Status: 501, Reason: "this policy has no route handler"}}
 	}

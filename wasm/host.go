@@ -108,7 +108,7 @@ func (h *Host) newSlot(ctx context.Context, name string, sc SlotConfig) (*slot, 
 	rc := wazero.NewRuntimeConfig().
 		WithCompilationCache(h.cache).
 		WithMemoryLimitPages(sc.MemoryPages).
-		WithCloseOnContextDone(true) // the only way to stop a runaway guest (RATIONALE.md)
+		WithCloseOnContextDone(!sc.Trusted) // the only way to stop a runaway guest (RATIONALE.md)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)

@@ -6,7 +6,6 @@ package policy
 
 import (
 	"cmp"
-	"hash/fnv"
 	"slices"
 
 	"github.com/sluicegw/sluice/sdk/abi"
@@ -40,12 +39,17 @@ func noAgent(in *abi.RouteInput) abi.RouteOutput {
 
 // Score is the rendezvous-hashing weight of agent id for stream.
 func Score(stream, id string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(stream))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(id))
-	// fnv's low bits mix poorly for near-equal inputs; finish with a 64-bit mixer.
-	x := h.Sum64()
+	// FNV-1a over stream, a zero byte and id, without allocating.
+	const prime = 1099511628211
+	x := uint64(14695981039346656037)
+	for i := 0; i < len(stream); i++ {
+		x = (x ^ uint64(stream[i])) * prime
+	}
+	x *= prime // the zero separator
+	for i := 0; i < len(id); i++ {
+		x = (x ^ uint64(id[i])) * prime
+	}
+	// FNV's low bits mix poorly for near-equal inputs; finish with a 64-bit mixer.
 	x ^= x >> 33
 	x *= 0xff51afd7ed558ccd
 	x ^= x >> 33

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // Version is the ABI version this package encodes.
@@ -138,6 +139,10 @@ func (e *Encoder) smap(m map[string]string) {
 type decoder struct {
 	b   []byte
 	err error
+	// view makes strings point into b instead of copying (see DecodeRouteInputView).
+	view bool
+	// arena backs the candidates' purpose lists when reusing a RouteInput.
+	arena []string
 }
 
 func (d *decoder) fail(what string) {
@@ -200,12 +205,25 @@ func (d *decoder) raw() []byte {
 	return b
 }
 
-func (d *decoder) str() string { return string(d.raw()) }
+func (d *decoder) str() string {
+	b := d.raw()
+	if d.view && len(b) > 0 {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
+}
 
 func (d *decoder) strs() []string {
 	n := d.count()
 	if n == 0 {
 		return nil
+	}
+	if d.view {
+		start := len(d.arena)
+		for i := 0; i < n && d.err == nil; i++ {
+			d.arena = append(d.arena, d.str())
+		}
+		return d.arena[start:len(d.arena):len(d.arena)]
 	}
 	out := make([]string, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
@@ -261,6 +279,24 @@ func AppendRouteInput(b []byte, in *RouteInput) []byte {
 // DecodeRouteInput decodes a RouteInput.
 func DecodeRouteInput(b []byte, in *RouteInput) error {
 	d := decoder{b: b}
+	return d.routeInput(in)
+}
+
+// RouteScratch is reusable memory for DecodeRouteInputView.
+type RouteScratch struct{ arena []string }
+
+// DecodeRouteInputView decodes without copying: the strings of in point into b,
+// and in's slices and sc are reused from the previous call. It is for guests,
+// where b is the host's input buffer and allocation is what a call costs most;
+// in is valid only as long as b is unchanged.
+func DecodeRouteInputView(b []byte, in *RouteInput, sc *RouteScratch) error {
+	d := decoder{b: b, view: true, arena: sc.arena[:0]}
+	err := d.routeInput(in)
+	sc.arena = d.arena
+	return err
+}
+
+func (d *decoder) routeInput(in *RouteInput) error {
 	in.StreamID = d.str()
 	in.Op = d.str()
 	in.Protocol = d.str()
@@ -269,7 +305,11 @@ func DecodeRouteInput(b []byte, in *RouteInput) error {
 	in.Purpose = d.str()
 	in.Placement = d.str()
 	n := d.count()
-	in.Candidates = make([]Candidate, 0, n)
+	if cap(in.Candidates) >= n {
+		in.Candidates = in.Candidates[:0] // reuse: decoding into the same value allocates less
+	} else {
+		in.Candidates = make([]Candidate, 0, n)
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		var c Candidate
 		c.ID = d.str()

@@ -1,0 +1,105 @@
+package wasm
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/sluicegw/sluice/plugins/policy"
+	"github.com/sluicegw/sluice/sdk/abi"
+)
+
+// reportPercentiles times each iteration and reports p50 and p99 in µs.
+func reportPercentiles(b *testing.B, f func()) {
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t := time.Now()
+		f()
+		lat = append(lat, time.Since(t))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+// BenchmarkRoute is a route-hrw decision over 16 and 128 candidates through the
+// host (encode, guest call, decode) and the same policy compiled natively.
+func BenchmarkRoute(b *testing.B) {
+	for _, trusted := range []bool{false, true} {
+		mode := "interruptible"
+		if trusted {
+			mode = "trusted"
+		}
+		b.Run(mode, func(b *testing.B) { benchRoute(b, trusted) })
+	}
+}
+
+func benchRoute(b *testing.B, trusted bool) {
+	h := newHost(b, Config{Slots: map[string]SlotConfig{SlotRoute: {Pool: 1, Trusted: trusted}}})
+	ctx := context.Background()
+	for _, n := range []int{16, 128} {
+		in := &abi.RouteInput{StreamID: "bench-stream", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: candidates(n)}
+		b.Run("host/"+itoa(n), func(b *testing.B) {
+			reportPercentiles(b, func() {
+				if out, err := h.Route(ctx, in); err != nil || len(out.Agents) == 0 {
+					b.Fatal(out, err)
+				}
+			})
+			if st := h.Status(); st[0].Fallbacks != 0 {
+				b.Logf("%d fallbacks: the benchmark did not measure the guest", st[0].Fallbacks)
+			}
+		})
+		b.Run("native/"+itoa(n), func(b *testing.B) {
+			reportPercentiles(b, func() {
+				if out := policy.RouteHRW(in); len(out.Agents) == 0 {
+					b.Fatal(out)
+				}
+			})
+		})
+	}
+}
+
+func itoa(n int) string {
+	if n == 16 {
+		return "16"
+	}
+	return "128"
+}
+
+// BenchmarkCloseOnContextDone measures what wazero's interruptible execution
+// costs a loop-heavy guest (a million-iteration loop per call): the host runs
+// with it on, because it is the only way to stop a runaway guest.
+func BenchmarkCloseOnContextDone(b *testing.B) {
+	ctx := context.Background()
+	mod := testModule(b, "busy")
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(on))
+			defer rt.Close(ctx)
+			m, err := rt.Instantiate(ctx, mod)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f := m.ExportedFunction("sluice_route")
+			stack := make([]uint64, 2)
+			cctx, cancel := context.WithTimeout(ctx, time.Hour)
+			defer cancel()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				stack[0], stack[1] = 0, 0
+				if err := f.CallWithStack(cctx, stack); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
