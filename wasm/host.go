@@ -133,8 +133,10 @@ func (h *Host) newSlot(ctx context.Context, name string, sc SlotConfig) (*slot, 
 // hostModule provides the ABI v1 imports (module "sluice") to this slot's guests.
 func (s *slot) hostModule(ctx context.Context) error {
 	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
+	// i32 arguments arrive in uint64 stack slots whose upper 32 bits are not
+	// defined: always narrow them with uint32 before use.
 	str := func(m api.Module, ptr, n uint64) (string, bool) {
-		if n > 4096 {
+		if uint32(n) > 4096 {
 			return "", false
 		}
 		b, ok := m.Memory().Read(uint32(ptr), uint32(n))

@@ -1,0 +1,143 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/sluicegw/sluice/sdk/abi"
+)
+
+func cands(loads ...int) []abi.Candidate {
+	out := make([]abi.Candidate, len(loads))
+	for i, l := range loads {
+		out[i] = abi.Candidate{ID: fmt.Sprintf("agent-%d", i), Purposes: []string{"relay"}, Capacity: 100, Load: l, State: "serving"}
+	}
+	return out
+}
+
+func TestHRWKeepsAStreamOnTheSameAgentAndMovesFewStreamsWhenOneLeaves(t *testing.T) {
+	all := cands(0, 0, 0, 0, 0)
+	moved, total := 0, 1000
+	for i := 0; i < total; i++ {
+		s := fmt.Sprintf("stream-%d", i)
+		a := RouteHRW(&abi.RouteInput{StreamID: s, Op: abi.OpPublish, Purpose: "relay", Candidates: all}).Agents[0]
+		if again := RouteHRW(&abi.RouteInput{StreamID: s, Op: abi.OpPublish, Purpose: "relay", Candidates: all}).Agents[0]; again != a {
+			t.Fatalf("%s went to %s, then %s", s, a, again)
+		}
+		b := RouteHRW(&abi.RouteInput{StreamID: s, Op: abi.OpPublish, Purpose: "relay", Candidates: all[1:]}).Agents[0]
+		if a != "agent-0" && b != a {
+			moved++
+		}
+	}
+	if moved != 0 {
+		t.Fatalf("%d streams not on the removed agent moved", moved)
+	}
+}
+
+func TestHRWNeverOffersAnAgentAboveTheLoadBoundOrItsCapacity(t *testing.T) {
+	c := cands(10, 0, 0, 0)
+	c[2].Capacity = 0 // unlimited
+	c[3].Capacity, c[3].Load = 2, 2
+	for i := 0; i < 200; i++ {
+		out := RouteHRW(&abi.RouteInput{StreamID: fmt.Sprint(i), Op: abi.OpPublish, Purpose: "relay", Candidates: c})
+		total := 1 + 10 + 0 + 0 + 2
+		limit := int(math.Ceil(1.25 * float64(total) / 4))
+		for _, id := range out.Agents {
+			for _, x := range c {
+				if x.ID == id && (x.Load+1 > limit || x.Capacity > 0 && x.Load >= x.Capacity) {
+					t.Fatalf("offered %s with load %d (bound %d, capacity %d)", id, x.Load, limit, x.Capacity)
+				}
+			}
+		}
+	}
+}
+
+func TestHRWPutsTheCurrentPlacementFirstAndRejectsWhenNothingFits(t *testing.T) {
+	c := cands(1, 1, 1)
+	out := RouteHRW(&abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "relay", Placement: "agent-2", Candidates: c})
+	if out.Agents[0] != "agent-2" {
+		t.Fatalf("placement not first: %v", out.Agents)
+	}
+	out = RouteHRW(&abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "record", Candidates: c})
+	if out.Reject == nil || out.Reject.Status != 503 {
+		t.Fatalf("no agent serves record, want 503: %+v", out)
+	}
+}
+
+func TestLeastLoadedOrdersByRelativeLoadThenQueue(t *testing.T) {
+	c := cands(50, 10, 10, 150)
+	c[1].Queue = 3
+	c[3].Capacity = 1000
+	out := RouteLeastLoaded(&abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "relay", Candidates: c})
+	want := []string{"agent-2", "agent-1", "agent-3", "agent-0"}
+	if fmt.Sprint(out.Agents) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", out.Agents, want)
+	}
+}
+
+type env struct {
+	cfg map[string]string
+	kv  map[string]int64
+}
+
+func (e *env) Config(k string) (string, bool) { v, ok := e.cfg[k]; return v, ok }
+func (e *env) KVGet(k string) int64           { return e.kv[k] }
+func (e *env) KVSet(k string, v int64)        { e.kv[k] = v }
+
+func TestM2ThrottlesWithHysteresisAndAppliesTheMatchingAction(t *testing.T) {
+	e := &env{cfg: map[string]string{
+		"relay.enable": "true", "relay.wait.deactive": "4", "relay.wait.reactive": "2",
+		"relay.matchingList": `[{"pattern":"^/whep/","action":"error"},{"pattern":"^/whip/vip-","action":"origin"},{"pattern":"^/whip/","action":"redirect"}]`,
+		"relay.origin":       "https://origin.example",
+	}, kv: map[string]int64{}}
+	m, err := NewM2(e, "relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	decide := func(queued int, path string) abi.ThrottleOutput {
+		return m.Decide(e, &abi.ThrottleInput{Kind: "play", Path: path, Pools: []abi.PoolFigures{{Purpose: "relay", Concurrent: 2, Queued: queued}}})
+	}
+	if out := decide(7, "/whep/a"); out.Action != abi.Admit {
+		t.Fatalf("queue 7 < 2×4: want admit, got %v", out.Action)
+	}
+	out := decide(8, "/whep/a")
+	if out.Action != abi.Reject || out.Status != 510 || string(out.Body) != ThrottleBody {
+		t.Fatalf("queue 8 ≥ 2×4: want 510 %s, got %+v", ThrottleBody, out)
+	}
+	if out := decide(5, "/whip/vip-1"); out.Action != abi.Origin {
+		t.Fatalf("still throttled at 5 (≥ 2×2): want origin, got %v", out.Action)
+	}
+	if out := decide(5, "/whip/x"); out.Action != abi.Redirect || out.URL != "https://origin.example/whip/x" {
+		t.Fatalf("want redirect to the origin, got %+v", out)
+	}
+	if out := decide(5, "/v1/other"); out.Action != abi.Admit {
+		t.Fatalf("a path no pattern matches passes: got %v", out.Action)
+	}
+	if out := decide(3, "/whep/a"); out.Action != abi.Admit {
+		t.Fatalf("queue 3 < 2×2 leaves the throttled state: want admit, got %v", out.Action)
+	}
+	if out := decide(7, "/whep/a"); out.Action != abi.Admit {
+		t.Fatalf("back under deactive: want admit, got %v", out.Action)
+	}
+}
+
+func TestM2RefusesBadConfigNamingTheKey(t *testing.T) {
+	for key, val := range map[string]string{
+		"relay.enable":        "maybe",
+		"relay.wait.deactive": "-1",
+		"relay.matchingList":  `[{"pattern":"(","action":"error"}]`,
+	} {
+		_, err := NewM2(&env{cfg: map[string]string{key: val}, kv: map[string]int64{}}, "relay")
+		if err == nil || !contains(err.Error(), key[:len("relay.")]) {
+			t.Errorf("%s=%s: err = %v", key, val, err)
+		}
+	}
+	_, err := NewM2(&env{cfg: map[string]string{"relay.matchingList": `[{"pattern":"x","action":"explode"}]`}, kv: map[string]int64{}}, "relay")
+	if err == nil || !contains(err.Error(), "action") {
+		t.Errorf("bad action: err = %v", err)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
