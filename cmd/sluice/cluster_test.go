@@ -76,3 +76,8 @@ func TestAViewerOnAnotherGatewayWatchesAStreamPublishedOnTheFirst(t *testing.T) 
 	_, bases := startCluster(t, 2)
 	publishAndWatch(t, bases[0], bases[1], "cross-gw")
 }
+
+func runSluice(args ...string) (string, error) {
+	out, err := exec.Command(sluiceBin, args...).CombinedOutput()
+	return string(out), err
+}
