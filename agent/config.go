@@ -135,8 +135,8 @@ func parseMemory(s string, auto int64) (int64, error) {
 	case "g":
 		n <<= 30
 	}
-	if n < 32<<20 {
-		return 0, fmt.Errorf("%q: a node needs at least 32m", s)
+	if n < 4<<20 {
+		return 0, fmt.Errorf("%q: a node needs at least 4m", s)
 	}
 	return n, nil
 }

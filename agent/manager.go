@@ -112,9 +112,10 @@ func newManager(cfg Config, ident *pki.Identity, log *slog.Logger) *Manager {
 func (m *Manager) start(ctx context.Context) {
 	m.mu.Lock()
 	for _, p := range m.pools {
-		for i := 0; i < min(p.cfg.Warm, p.concurrent); i++ {
+		for m.poolNodesLocked(p) < min(p.cfg.Warm, p.concurrent) {
 			if _, err := m.spawnLocked(p); err != nil {
 				m.log.Error("agent: warm node", "purpose", p.purpose, "err", err)
+				break
 			}
 		}
 	}
