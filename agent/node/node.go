@@ -108,6 +108,13 @@ func Run(ctx context.Context, purpose string, log *slog.Logger) error {
 		}
 	}()
 	usage := procstat.NewMeter(0)
+	beat := func() error {
+		rss, cpu := usage.Sample()
+		return send(wire.ControlMsg{T: wire.MsgBeat, Streams: w.Streams(), RSS: rss, CPU: cpu})
+	}
+	if err := beat(); err != nil { // the first beat at once: the agent knows the figures from the start
+		return fmt.Errorf("node: heartbeat: %w", err)
+	}
 	tick := time.NewTicker(wire.BeatInterval)
 	defer tick.Stop()
 	for {
@@ -119,8 +126,7 @@ func Run(ctx context.Context, purpose string, log *slog.Logger) error {
 		case err := <-served:
 			return err
 		case <-tick.C:
-			rss, cpu := usage.Sample()
-			if err := send(wire.ControlMsg{T: wire.MsgBeat, Streams: w.Streams(), RSS: rss, CPU: cpu}); err != nil {
+			if err := beat(); err != nil {
 				return fmt.Errorf("node: heartbeat: %w", err)
 			}
 		}
