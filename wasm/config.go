@@ -2,7 +2,10 @@ package wasm
 
 import (
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/sluicegw/sluice/plugins/policy"
 )
 
 // Slot names.
@@ -108,3 +111,41 @@ func (c SlotConfig) withDefaults(slot string) (SlotConfig, error) {
 	}
 	return c, nil
 }
+
+// Validate reports the first invalid field of c, naming it as in the config file.
+func (c Config) Validate() error {
+	for name, sc := range c.Slots {
+		if name != SlotRoute && name != SlotThrottle {
+			return fmt.Errorf("plugins.slots.%s: unknown slot (have route, throttle)", name)
+		}
+		sc, err := sc.withDefaults(name)
+		if err != nil {
+			return err
+		}
+		if sc.Module == "builtin:throttle-m2" {
+			// The built-in reads its settings from the config values: check them now
+			// rather than have every request admitted with an error in the log.
+			purposes := map[string]bool{}
+			for k := range sc.Config {
+				if p, _, ok := strings.Cut(k, "."); ok {
+					purposes[p] = true
+				}
+			}
+			var list []string
+			for p := range purposes {
+				list = append(list, p)
+			}
+			if _, err := policy.NewM2(mapEnv(sc.Config), list...); err != nil {
+				return fmt.Errorf("plugins.slots.throttle.config: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// mapEnv is a config map as a policy.Env, for checking settings.
+type mapEnv map[string]string
+
+func (e mapEnv) Config(k string) (string, bool) { v, ok := e[k]; return v, ok }
+func (mapEnv) KVGet(string) int64               { return 0 }
+func (mapEnv) KVSet(string, int64)              {}

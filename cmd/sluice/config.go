@@ -31,6 +31,13 @@ func loadConfig(path string) (*fileConfig, error) {
 	if _, err := fc.agentConfig("check", "", false).Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	wc, err := pluginsConfig(fc)
+	if err == nil {
+		err = wc.Validate()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	return fc, nil
 }
 

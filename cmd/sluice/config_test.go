@@ -1,0 +1,63 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestEveryInvalidConfigFieldIsRefusedNamingTheField checks that bad config stops
+// a subcommand at start, with the field and the allowed values in the message.
+func TestEveryInvalidConfigFieldIsRefusedNamingTheField(t *testing.T) {
+	cases := []struct{ yaml, field string }{
+		{"gatewy:\n  listen: x\n", "gatewy"},
+		{"process:\n  relay:\n    memory: lots\n", "process.relay.memory"},
+		{"process:\n  relay:\n    memory: 1m\n", "process.relay.memory"},
+		{"process:\n  relay:\n    concurrent: -1\n", "process.relay.concurrent"},
+		{"process:\n  relay:\n    waitQueue: -2\n", "process.relay.waitQueue"},
+		{"process:\n  relay:\n    respawnable: -1\n", "process.relay.respawnable"},
+		{"process:\n  relay:\n    recovery: -1\n", "process.relay.recovery"},
+		{"process:\n  relay:\n    procs: -1\n", "process.relay.procs"},
+		{"process:\n  relay:\n    keepalive:\n      maxage: soon\n", "duration"},
+		{"process:\n  relay:\n    keepalive:\n      maxcount: -5\n", "process.relay.keepalive"},
+		{"process:\n  relay:\n    colour: blue\n", "colour"},
+		{"memoryUsage:\n  workingRatio: 150\n", "memoryUsage.workingRatio"},
+		{"memoryUsage:\n  totalUsableRatio: -3\n", "memoryUsage.totalUsableRatio"},
+		{"agent:\n  drainTimeout: -1s\n", "negative"},
+		{"plugins:\n  slots:\n    route:\n      failure: maybe\n", "plugins.slots.route.failure"},
+		{"plugins:\n  slots:\n    route:\n      pool: 1000\n", "plugins.slots.route.pool"},
+		{"plugins:\n  slots:\n    auth: {}\n", "plugins.slots.auth"},
+		{"plugins:\n  slotz: {}\n", "slotz"},
+		{"plugins:\n  slots:\n    throttle:\n      config:\n        relay.enable: perhaps\n", "relay.enable"},
+		{"plugins:\n  slots:\n    throttle:\n      config:\n        relay.matchingList: '[{\"pattern\":\"x\",\"action\":\"boom\"}]'\n", "relay.matchingList[0].action"},
+	}
+	for _, c := range cases {
+		path := filepath.Join(t.TempDir(), "sluice.yaml")
+		os.WriteFile(path, []byte(c.yaml), 0o644)
+		err := checkConfig(path)
+		if err == nil || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("config %q: err = %v; want it to name %q", c.yaml, err, c.field)
+		}
+	}
+	good := filepath.Join(t.TempDir(), "good.yaml")
+	os.WriteFile(good, []byte("process:\n  relay:\n    memory: 120%\n    concurrent: 2\n    waitQueue: 8\n    keepalive:\n      maxcount: 100\n      maxage: 1h\n      timewait: 1m\n"), 0o644)
+	if err := checkConfig(good); err != nil {
+		t.Fatalf("a good config was refused: %v", err)
+	}
+}
+
+// checkConfig loads a file the way every subcommand does.
+func checkConfig(path string) error {
+	_, err := loadConfig(path)
+	return err
+}
+
+func TestBadConfigExitsNonZeroBeforeStarting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte("process:\n  relay:\n    concurrent: -1\n"), 0o644)
+	out, err := runSluice("dev", "--config", path, "--http", "127.0.0.1:0")
+	if err == nil || !strings.Contains(out, "process.relay.concurrent") {
+		t.Fatalf("sluice dev with bad config: err %v, output %q", err, out)
+	}
+}
