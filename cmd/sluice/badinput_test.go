@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net/http"
 	"regexp"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 
 	"github.com/sluicegw/sluice/internal/mediatest"
 )
@@ -59,7 +62,7 @@ func TestBadInputGetsAPreciseErrorAndLeavesTheLiveStreamRunning(t *testing.T) {
 	if err := mediatest.WaitConnected(ctx, pub.PC); err != nil {
 		t.Fatal(err)
 	}
-	sendCtx, stopSend := contextWithCancel(ctx)
+	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
 	go func() {
 		for sendCtx.Err() == nil {
@@ -71,7 +74,7 @@ func TestBadInputGetsAPreciseErrorAndLeavesTheLiveStreamRunning(t *testing.T) {
 	goBefore := goroutines(t, base)
 
 	goodOffer := func() string {
-		pc, _ := api.NewPeerConnection(webrtcConfig())
+		pc, _ := api.NewPeerConnection(webrtc.Configuration{})
 		defer pc.Close()
 		return offerSDP(t, pc, true)
 	}()

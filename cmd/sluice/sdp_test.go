@@ -1,17 +1,14 @@
 package main
 
 import (
-	"context"
 	"testing"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/sluicegw/sluice/internal/mediatest"
 )
 
-func contextWithCancel(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithCancel(ctx)
-}
-
-func webrtcConfig() webrtc.Configuration { return webrtc.Configuration{} }
+var mediatestAPI = mediatest.API
 
 // offerSDP makes an offer with a sending (publish) or receiving VP8+Opus pair.
 func offerSDP(t *testing.T, pc *webrtc.PeerConnection, send bool) string {
@@ -39,4 +36,17 @@ func recvOffer(t *testing.T, api *webrtc.API) string {
 	}
 	defer pc.Close()
 	return offerSDP(t, pc, false)
+}
+
+// postOffer publishes a minimal offer and returns the status and body.
+func postOffer(t *testing.T, url string) (int, string) {
+	t.Helper()
+	api, _ := mediatestAPI()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	resp, body := post(t, url, "application/sdp", offerSDP(t, pc, true))
+	return resp.StatusCode, body
 }

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestAPoolPastItsCrashBudgetIsFailedInStatusAndInTheClusterTags kills the dev
+// agent's nodes until its pool passes its restart intensity, then reads
+// `sluice status` and /v1/cluster as an operator would.
+func TestAPoolPastItsCrashBudgetIsFailedInStatusAndInTheClusterTags(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
+	os.WriteFile(cfg, []byte("process:\n  relay:\n    intensity:\n      maxRestarts: 2\n      period: 1m\n"), 0o644)
+	p, base := startDev(t, "--config", cfg)
+	addr := strings.TrimPrefix(base, "http://")
+
+	out := sluiceOK(t, "status", "--addr", addr)
+	if !strings.Contains(out, "agent/dev") || !strings.Contains(out, "running") || !strings.Contains(out, "NAME") {
+		t.Fatalf("status before the crashes:\n%s", out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out = sluiceOK(t, "status", "--addr", addr)
+		if strings.Contains(out, "pool/relay") && strings.Contains(out, "failed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool never showed as failed:\n%s", out)
+		}
+		for _, pid := range children(p.cmd.Process.Pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	if !strings.Contains(out, "intensity limit") {
+		t.Errorf("status does not say why the pool failed:\n%s", out)
+	}
+	js := sluiceOK(t, "status", "--addr", addr, "--json")
+	if !strings.Contains(js, `"failed": true`) {
+		t.Errorf("status --json lacks the failed pool:\n%s", js)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		_, body := get(t, base+"/v1/cluster")
+		if strings.Contains(body, `"failed": "relay"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/v1/cluster does not tag the failed pool:\n%s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// And placement avoids it: a publish is refused with a clear problem.
+	code, body := postOffer(t, base+"/whip/after-failure")
+	if code != 503 || !strings.Contains(body, "no agent serves purpose relay") {
+		t.Fatalf("publish to a cluster whose only pool failed: %d %s", code, body)
+	}
+}
