@@ -51,6 +51,9 @@ type Config struct {
 	// APIToken, when set, is the bearer token every /v1/ request must carry.
 	// Required when the gateway listens beyond loopback. Default: none (dev).
 	APIToken string
+	// RouteHeaders are the request headers passed to the route policy (RouteInput
+	// Headers). Default ["X-Region"].
+	RouteHeaders []string
 	// Purpose is the node purpose that carries WebRTC streams. Default "relay".
 	Purpose string
 }
@@ -76,6 +79,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Purpose == "" {
 		c.Purpose = "relay"
+	}
+	if c.RouteHeaders == nil {
+		c.RouteHeaders = []string{"X-Region"}
 	}
 	return c
 }

@@ -191,7 +191,7 @@ func (g *Gateway) handleOffer(w http.ResponseWriter, r *http.Request) {
 	res := newResourceID()
 	var answer string
 	if publish {
-		answer, err = g.publish(ctx, stream, res, client, info, string(body))
+		answer, err = g.publish(ctx, stream, res, client, g.routeHeaders(r), info, string(body))
 	} else {
 		answer, err = g.play(ctx, stream, res, client, string(body))
 	}
@@ -209,8 +209,22 @@ func (g *Gateway) handleOffer(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, answer)
 }
 
-func (g *Gateway) publish(ctx context.Context, stream, res, client string, info offerInfo, offer string) (string, error) {
-	p := &publisher{g: g, stream: stream, res: res, etagV: `"` + res + `"`, expect: info.media, client: client, protocol: "whip", started: time.Now()}
+// routeHeaders picks the request headers the route policy may see.
+func (g *Gateway) routeHeaders(r *http.Request) map[string]string {
+	var h map[string]string
+	for _, name := range g.cfg.RouteHeaders {
+		if v := r.Header.Get(name); v != "" {
+			if h == nil {
+				h = map[string]string{}
+			}
+			h[http.CanonicalHeaderKey(name)] = v
+		}
+	}
+	return h
+}
+
+func (g *Gateway) publish(ctx context.Context, stream, res, client string, headers map[string]string, info offerInfo, offer string) (string, error) {
+	p := &publisher{g: g, stream: stream, res: res, etagV: `"` + res + `"`, expect: info.media, client: client, protocol: "whip", headers: headers, started: time.Now()}
 	p.ctx, p.cancel = context.WithCancel(g.ctx)
 	g.mu.Lock()
 	if _, busy := g.pubs[stream]; busy {

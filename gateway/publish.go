@@ -39,6 +39,7 @@ type publisher struct {
 	expect   int
 	client   string
 	protocol string
+	headers  map[string]string // passed to the route policy
 	started  time.Time
 
 	ctx    context.Context
@@ -67,7 +68,7 @@ func (p *publisher) kind() string               { return wire.KindPublish }
 // startPublish places the stream, answers the offer and starts forwarding. The
 // caller has reserved the stream id in g.pubs.
 func (g *Gateway) startPublish(ctx context.Context, p *publisher, offer string) (string, error) {
-	pl, err := g.place(ctx, p.stream, p.client, p.protocol, "")
+	pl, err := g.place(ctx, p.stream, p.client, p.protocol, "", p.headers)
 	if err != nil {
 		return "", err
 	}
@@ -219,7 +220,7 @@ func (p *publisher) replace() error {
 	if err == nil {
 		pl = placement{Agent: old.Agent, API: old.API, Session: resp.Session, Node: resp.Node, Media: resp.Media, Epoch: resp.Epoch}
 	} else {
-		pl, err = p.g.place(ctx, p.stream, p.client, p.protocol, old.Agent)
+		pl, err = p.g.place(ctx, p.stream, p.client, p.protocol, old.Agent, p.headers)
 		if err != nil {
 			return err
 		}
@@ -340,9 +341,9 @@ func (g *Gateway) dialNode(ctx context.Context, media, stream, role string) (*qu
 
 // place ranks agents for a stream with the route policy and opens a publish
 // session on the first that accepts. avoid names an agent not to try (it failed).
-func (g *Gateway) place(ctx context.Context, stream, client, protocol, avoid string) (placement, error) {
+func (g *Gateway) place(ctx context.Context, stream, client, protocol, avoid string, headers map[string]string) (placement, error) {
 	agents := g.agentsView()
-	in := &RouteInput{StreamID: stream, Op: wire.KindPublish, Protocol: protocol, ClientAddr: client, Purpose: g.cfg.Purpose}
+	in := &RouteInput{StreamID: stream, Op: wire.KindPublish, Protocol: protocol, ClientAddr: client, Headers: headers, Purpose: g.cfg.Purpose}
 	byID := map[string]agentView{}
 	for _, a := range agents {
 		if a.ID == avoid {
