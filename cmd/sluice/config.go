@@ -54,7 +54,7 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 	s := gatewaySettings{
 		Config: gateway.Config{
 			ICEUDPPort: g.ICEUDPPort, ICEBind: g.ICEBind, ICEHosts: g.ICEHosts, StreamHeader: g.StreamHeader,
-			CORSOrigins: g.CORSOrigins, MaxOfferBytes: g.MaxOfferBytes, APIToken: g.APIToken,
+			CORSOrigins: g.CORSOrigins, MaxOfferBytes: g.MaxOfferBytes, APIToken: g.APIToken, RouteHeaders: g.RouteHeaders,
 		},
 		Listen:      g.Listen,
 		ACMEDomains: g.ACME.Domains,

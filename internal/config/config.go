@@ -51,6 +51,7 @@ type Gateway struct {
 	CORSOrigins   []string `yaml:"corsOrigins"`   // default ["*"]
 	APIToken      string   `yaml:"apiToken"`      // required beyond loopback
 	MaxOfferBytes int64    `yaml:"maxOfferBytes"` // default 65536
+	RouteHeaders  []string `yaml:"routeHeaders"`  // headers the route policy sees; default [X-Region]
 	ACME          ACME     `yaml:"acme"`
 }
 
