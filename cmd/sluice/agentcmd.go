@@ -10,7 +10,6 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sluicegw/sluice/agent/node"
-	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/wire"
 )
@@ -40,22 +39,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if cfg.Agent.ID != "" && *name == "" {
 		m.name = cfg.Agent.ID
 	}
-	if m.tlsDir == "" || m.tlsName == "" {
-		return fail(fmt.Errorf("give the member certificate with --tls-dir and --tls-name (or tls.dir / tls.name); make it with `sluice ca issue`"))
-	}
-	id, err := pki.LoadIdentity(m.tlsDir, m.tlsName)
-	if err != nil {
-		return fail(err)
-	}
-	key, err := pki.LoadGossipKey(m.tlsDir)
-	if err != nil {
-		return fail(err)
-	}
 	set := metrics.NewSet()
-	c, err := cluster.Start(ctx, cluster.Config{
-		Name: m.name, Bind: m.bind, Advertise: m.advertise, Join: m.join, Key: key,
-		Tags: map[string]string{wire.TagRole: wire.RoleAgent, wire.TagID: m.name},
-	}, log.With("component", "cluster"))
+	c, id, err := m.joinCluster(ctx, map[string]string{wire.TagRole: wire.RoleAgent, wire.TagID: m.name}, log)
 	if err != nil {
 		return fail(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sluicegw/sluice/internal/mediatest"
+	"github.com/sluicegw/sluice/internal/procstat"
 )
 
 // runBench measures what the media path costs: one WHIP publisher and N WHEP
@@ -342,45 +343,15 @@ func benchSend(ctx context.Context, vt, at *webrtc.TrackLocalStaticRTP, clock *s
 
 // cpuTime sums user and system CPU time of the processes (dead threads included).
 func cpuTime(pids []int) time.Duration {
-	var ticks int64
+	var total time.Duration
 	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(f) > 12 {
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			st, _ := strconv.ParseInt(f[12], 10, 64)
-			ticks += u + st
+		if st, err := procstat.Read(pid); err == nil {
+			total += st.CPU
 		}
 	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
+	return total
 }
 
-// childPIDs lists the pids whose parent is pid.
-func childPIDs(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(f) > 1 {
-			if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
-}
+func childPIDs(pid int) []int { return procstat.Children(pid) }
 
 func pidSelf() int { return os.Getpid() }

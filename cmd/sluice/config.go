@@ -132,3 +132,25 @@ func newAgent(_ context.Context, cfg *fileConfig, c *cluster.Cluster, id *pki.Id
 	acfg := cfg.agentConfig(agentID, api, dev)
 	return agent.New(acfg, c, id, log.With("component", "agent"), set)
 }
+
+// join loads the member's certificate and gossip key and joins the cluster with
+// the given tags: what `sluice gateway` and `sluice agent` share.
+func (m member) joinCluster(ctx context.Context, tags map[string]string, log logger) (*cluster.Cluster, *pki.Identity, error) {
+	if m.tlsDir == "" || m.tlsName == "" {
+		return nil, nil, fmt.Errorf("give the member certificate with --tls-dir and --tls-name (or tls.dir / tls.name); make it with `sluice ca issue`")
+	}
+	id, err := pki.LoadIdentity(m.tlsDir, m.tlsName)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := pki.LoadGossipKey(m.tlsDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := cluster.Start(ctx, cluster.Config{Name: m.name, Bind: m.bind, Advertise: m.advertise, Join: m.join, Key: key, Tags: tags},
+		log.With("component", "cluster"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, id, nil
+}

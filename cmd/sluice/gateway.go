@@ -11,8 +11,6 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sluicegw/sluice/gateway"
-	"github.com/sluicegw/sluice/internal/cluster"
-	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -47,19 +45,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	fail := func(err error) int { fmt.Fprintln(stderr, "sluice gateway:", err); return 1 }
 
-	id, err := pki.LoadIdentity(m.tlsDir, m.tlsName)
-	if err != nil {
-		return fail(err)
-	}
-	key, err := pki.LoadGossipKey(m.tlsDir)
-	if err != nil {
-		return fail(err)
-	}
 	set := metrics.NewSet()
-	c, err := cluster.Start(ctx, cluster.Config{
-		Name: m.name, Bind: m.bind, Advertise: m.advertise, Join: m.join, Key: key,
-		Tags: map[string]string{wire.TagRole: wire.RoleGateway, wire.TagID: m.name, wire.TagHTTP: gcfg.Listen},
-	}, log.With("component", "cluster"))
+	c, id, err := m.joinCluster(ctx, map[string]string{wire.TagRole: wire.RoleGateway, wire.TagID: m.name, wire.TagHTTP: gcfg.Listen}, log)
 	if err != nil {
 		return fail(err)
 	}

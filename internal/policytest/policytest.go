@@ -86,3 +86,21 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(p []byte) (int, error) { l.t.Log(string(p)); return len(p), nil }
 
 var _ io.Writer = testLog{}
+
+// CheckRouteModule builds the route policy in dir and checks that the emulator and
+// the real host rank 40 varied inputs alike, and that both reject a purpose no
+// agent serves.
+func CheckRouteModule(t *testing.T, dir string) {
+	t.Helper()
+	emu := sdktest.New(nil)
+	h := Host(t, dir, "route", nil)
+	var inputs []*abi.RouteInput
+	for i := 0; i < 40; i++ {
+		inputs = append(inputs, &abi.RouteInput{StreamID: fmt.Sprintf("s-%d", i), Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: Candidates(1 + i%17)})
+	}
+	inputs = append(inputs, &abi.RouteInput{StreamID: "none", Op: abi.OpPublish, Purpose: "record", Candidates: Candidates(4)})
+	outs := SameRoutes(t, emu, h, inputs)
+	if outs[len(outs)-1].Reject == nil {
+		t.Fatal("no agent serves record: want a rejection")
+	}
+}
