@@ -40,7 +40,7 @@ type Agent struct {
 	started time.Time
 	meter   *procstat.Meter
 
-	lastInspect time.Time // touched only by Run's loop
+	nextInspect time.Time // touched only by Run's loop
 }
 
 // New validates cfg, binds the agent API and makes the node manager. Nothing runs

@@ -2,12 +2,14 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -302,4 +304,26 @@ func TestSIGKILLOfTheAgentLeavesNoNodeBehind(t *testing.T) {
 		}
 		return true
 	})
+}
+
+func TestInspectionWritesProcessTableSnapshotsAndKeepsTheLastRetention(t *testing.T) {
+	dir := t.TempDir()
+	startAgent(t, map[string]Pool{"relay": {}}, func(c *Config) {
+		c.Inspection = Inspection{Enable: true, Retention: 2, Schedule: "* * * * * *", Dir: dir}
+	})
+	var files []string
+	waitFor(t, "three snapshots' worth of time", 10*time.Second, func() bool {
+		files, _ = filepath.Glob(filepath.Join(dir, "process-*.json"))
+		return len(files) == 2
+	})
+	time.Sleep(2500 * time.Millisecond) // more snapshots come; only the last 2 stay
+	files, _ = filepath.Glob(filepath.Join(dir, "process-*.json"))
+	if len(files) != 2 {
+		t.Fatalf("%d snapshots kept, want retention 2", len(files))
+	}
+	b, _ := os.ReadFile(files[1])
+	var st wire.Status
+	if err := json.Unmarshal(b, &st); err != nil || st.Agent != "agent-t" || len(st.Nodes) == 0 {
+		t.Fatalf("snapshot %s: %v %+v", files[1], err, st)
+	}
 }

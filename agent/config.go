@@ -3,11 +3,14 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicegw/sluice/internal/cronsched"
 )
 
 // Config configures an agent. The zero value of each field means its default.
@@ -94,12 +97,14 @@ type MemoryUsage struct {
 	WorkingRatio     int // percent of that for node processes; default 60
 }
 
-// Inspection mirrors M2's inspection.process.
+// Inspection mirrors M2's inspection.process: periodic process-table snapshots.
 type Inspection struct {
-	Enable    bool
-	Retention int           // snapshots kept; default 10
-	Schedule  time.Duration // interval; default 60s
-	Dir       string        // default "inspection" under the working directory
+	Enable    bool   // default false (M2 enables it; sluice does not write files unasked)
+	Retention int    // snapshots kept; default 14
+	Schedule  string // six-field cron with seconds, or a Go duration; default "5 * * * * *"
+	Dir       string // default "log/process" under the working directory
+
+	next func(time.Time) time.Time // from Schedule
 }
 
 // DefaultPool is the relay pool's default: auto memory and concurrency, no limit of
@@ -174,16 +179,28 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("memoryUsage.workingRatio: %d is outside 1..100", r)
 	}
 	if c.Inspection.Retention == 0 {
-		c.Inspection.Retention = 10
+		c.Inspection.Retention = 14
 	}
-	if c.Inspection.Schedule == 0 {
-		c.Inspection.Schedule = time.Minute
+	if c.Inspection.Schedule == "" {
+		c.Inspection.Schedule = "5 * * * * *"
 	}
 	if c.Inspection.Dir == "" {
-		c.Inspection.Dir = "inspection"
+		c.Inspection.Dir = filepath.Join("log", "process")
 	}
-	if c.Inspection.Retention < 0 || c.Inspection.Schedule < time.Second {
-		return c, errors.New("inspection: retention must be ≥ 1 and schedule ≥ 1s")
+	if c.Inspection.Retention < 0 {
+		return c, errors.New("inspection.process.retention: must be ≥ 1")
+	}
+	if d, err := time.ParseDuration(c.Inspection.Schedule); err == nil {
+		if d < time.Second {
+			return c, fmt.Errorf("inspection.process.schedule: %s is under 1s", d)
+		}
+		c.Inspection.next = func(t time.Time) time.Time { return t.Add(d) }
+	} else {
+		sched, err := cronsched.Parse(c.Inspection.Schedule)
+		if err != nil {
+			return c, fmt.Errorf("inspection.process.schedule: %w", err)
+		}
+		c.Inspection.next = sched.Next
 	}
 	if len(c.Pools) == 0 {
 		c.Pools = map[string]Pool{"relay": {}}

@@ -17,10 +17,13 @@ func (a *Agent) inspect() {
 		return
 	}
 	now := time.Now()
-	if now.Sub(a.lastInspect) < ins.Schedule {
+	if a.nextInspect.IsZero() {
+		a.nextInspect = ins.next(now)
+	}
+	if now.Before(a.nextInspect) {
 		return
 	}
-	a.lastInspect = now
+	a.nextInspect = ins.next(now)
 	if err := os.MkdirAll(ins.Dir, 0o755); err != nil {
 		a.log.Warn("agent: inspection", "err", err)
 		return

@@ -80,7 +80,7 @@ func (c *fileConfig) agentConfig(id, api string, dev bool) agent.Config {
 		cfg.DrainTimeout = 3 * time.Second
 	}
 	ins := c.Inspection.Process
-	cfg.Inspection = agent.Inspection{Enable: ins.Enable, Retention: ins.Retention, Schedule: time.Duration(ins.Schedule), Dir: ins.Dir}
+	cfg.Inspection = agent.Inspection{Enable: ins.Enable, Retention: ins.Retention, Schedule: ins.Schedule, Dir: ins.Dir}
 	if len(c.Process) > 0 {
 		cfg.Pools = map[string]agent.Pool{}
 		for name, p := range c.Process {

@@ -358,6 +358,10 @@ type slogWriter struct{ log *slog.Logger }
 
 func (w *slogWriter) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
+	// serf and memberlist prefix their own date and time; slog has its own.
+	if len(line) > 20 && line[4] == '/' && line[7] == '/' && line[13] == ':' {
+		line = line[20:]
+	}
 	level := slog.LevelDebug
 	switch {
 	case strings.Contains(line, "[ERR]"):

@@ -106,10 +106,10 @@ type Intensity struct {
 // Inspection is M2's inspection section.
 type Inspection struct {
 	Process struct {
-		Enable    bool     `yaml:"enable"`
-		Retention int      `yaml:"retention"`
-		Schedule  Duration `yaml:"schedule"`
-		Dir       string   `yaml:"dir"`
+		Enable    bool   `yaml:"enable"`
+		Retention int    `yaml:"retention"`
+		Schedule  string `yaml:"schedule"` // "5 * * * * *" (cron with seconds) or "60s"
+		Dir       string `yaml:"dir"`
 	} `yaml:"process"`
 }
 
