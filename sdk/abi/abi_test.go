@@ -1,0 +1,97 @@
+package abi
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func sampleRoute() *RouteInput {
+	return &RouteInput{StreamID: "cam-1", Op: OpPublish, Protocol: "whip", ClientAddr: "10.0.0.9", Headers: map[string]string{"X-Region": "eu"},
+		Purpose: "relay", Placement: "a2", Candidates: []Candidate{
+			{ID: "a1", Tags: map[string]string{"region": "eu"}, Purposes: []string{"relay", "record"}, Capacity: 10, Load: 3, Queue: 1, State: "serving"},
+			{ID: "a2", Purposes: []string{"relay"}, Capacity: -1, Load: 0, State: "draining"},
+		}}
+}
+
+func TestMessagesRoundTripExactly(t *testing.T) {
+	in := sampleRoute()
+	var back RouteInput
+	if err := DecodeRouteInput(AppendRouteInput(nil, in), &back); err != nil || !reflect.DeepEqual(*in, back) {
+		t.Fatalf("route input: %v\n%+v\n%+v", err, *in, back)
+	}
+	var view RouteInput
+	var sc RouteScratch
+	if err := DecodeRouteInputView(AppendRouteInput(nil, in), &view, &sc); err != nil || !reflect.DeepEqual(*in, view) {
+		t.Fatalf("route input (view): %v\n%+v", err, view)
+	}
+	for _, out := range []RouteOutput{{Agents: []string{"a", "b"}}, {Reject: &Rejection{Status: 503, Reason: "full"}}} {
+		var b RouteOutput
+		if err := DecodeRouteOutput(AppendRouteOutput(nil, &out), &b); err != nil || !reflect.DeepEqual(out, b) {
+			t.Fatalf("route output %+v: %v %+v", out, err, b)
+		}
+	}
+	ti := ThrottleInput{Kind: "play", StreamID: "s", Path: "/whep/s", Protocol: "whep", Client: "c", Pools: []PoolFigures{{"relay", 2, 1, 5}}, NowNanos: 1 << 60}
+	var tb ThrottleInput
+	if err := DecodeThrottleInput(AppendThrottleInput(nil, &ti), &tb); err != nil || !reflect.DeepEqual(ti, tb) {
+		t.Fatalf("throttle input: %v %+v", err, tb)
+	}
+	to := ThrottleOutput{Action: Reject, Status: 510, Body: []byte(`{"enable":false}`), ContentType: "application/json"}
+	var tob ThrottleOutput
+	if err := DecodeThrottleOutput(AppendThrottleOutput(nil, &to), &tob); err != nil || !reflect.DeepEqual(to, tob) {
+		t.Fatalf("throttle output: %v %+v", err, tob)
+	}
+}
+
+func TestDecodersRefuseTruncatedTrailingAndOutOfRangeMessages(t *testing.T) {
+	full := AppendRouteInput(nil, sampleRoute())
+	var in RouteInput
+	for i := 0; i < len(full); i++ {
+		if err := DecodeRouteInput(full[:i], &in); !errors.Is(err, ErrDecode) {
+			t.Fatalf("truncated at %d of %d: err = %v", i, len(full), err)
+		}
+	}
+	if err := DecodeRouteInput(append(full, 0), &in); !errors.Is(err, ErrDecode) {
+		t.Fatalf("trailing byte: %v", err)
+	}
+	var out ThrottleOutput
+	if err := DecodeThrottleOutput(AppendThrottleOutput(nil, &ThrottleOutput{Action: Reject, Status: 200}), &out); !errors.Is(err, ErrDecode) {
+		t.Fatalf("reject with 200: %v", err)
+	}
+	if err := DecodeThrottleOutput(AppendThrottleOutput(nil, &ThrottleOutput{Action: Redirect}), &out); !errors.Is(err, ErrDecode) {
+		t.Fatalf("redirect without URL: %v", err)
+	}
+	if err := DecodeThrottleOutput([]byte{9, 0, 0, 0, 0}, &out); !errors.Is(err, ErrDecode) {
+		t.Fatalf("unknown action: %v", err)
+	}
+}
+
+func FuzzDecodeRouteInput(f *testing.F) {
+	f.Add(AppendRouteInput(nil, sampleRoute()))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var in RouteInput
+		if DecodeRouteInput(b, &in) == nil {
+			var again RouteInput
+			if err := DecodeRouteInput(AppendRouteInput(nil, &in), &again); err != nil {
+				t.Fatalf("a decoded input does not re-encode: %v", err)
+			}
+		}
+		var v RouteInput
+		var sc RouteScratch
+		_ = DecodeRouteInputView(b, &v, &sc)
+	})
+}
+
+func FuzzDecodeOutputs(f *testing.F) {
+	f.Add(AppendRouteOutput(nil, &RouteOutput{Agents: []string{"a"}}))
+	f.Add(AppendThrottleOutput(nil, &ThrottleOutput{Action: Redirect, URL: "http://x"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var ro RouteOutput
+		_ = DecodeRouteOutput(b, &ro)
+		var to ThrottleOutput
+		if DecodeThrottleOutput(b, &to) == nil && to.Action > Origin {
+			t.Fatalf("accepted action %d", to.Action)
+		}
+	})
+}
