@@ -327,3 +327,45 @@ func TestInspectionWritesProcessTableSnapshotsAndKeepsTheLastRetention(t *testin
 		t.Fatalf("snapshot %s: %v %+v", files[1], err, st)
 	}
 }
+
+func TestSIGTERMDrainsTagsDrainingTakesNoNewStreamsAndWaitsForLiveOnes(t *testing.T) {
+	ca, _ := pki.NewCA("test")
+	id, _ := ca.Issue("agent-d", []string{"127.0.0.1"})
+	c, err := cluster.Start(context.Background(), cluster.Config{Name: "agent-d", Bind: freeAddr(t), Dev: true, TagInterval: 50 * time.Millisecond}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := New(Config{ID: "agent-d", API: "127.0.0.1:0", NodeCommand: []string{os.Args[0], "-test.run=^$"}, DrainTimeout: 10 * time.Second}, c, id, quiet(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = a.Run(ctx); close(done) }()
+	waitFor(t, "serving", 10*time.Second, func() bool { return c.Tags()[wire.TagState] == wire.StateServing })
+	live := open(t, a, "live", wire.KindPublish)
+
+	cancel() // what SIGTERM does in `sluice agent`
+	waitFor(t, "the draining tag", 5*time.Second, func() bool { return c.Tags()[wire.TagState] == wire.StateDraining })
+	if _, err := a.Manager().Open(context.Background(), wire.OpenRequest{Stream: "new", Kind: wire.KindPublish}); !errors.Is(err, ErrDraining) {
+		t.Fatalf("a new stream while draining: %v", err)
+	}
+	if again := open(t, a, "live", wire.KindPlay); again.Node != live.Node {
+		t.Fatal("the live stream lost its node while draining")
+	}
+	select {
+	case <-done:
+		t.Fatal("Run returned while a stream was live and the drain deadline had not passed")
+	case <-time.After(500 * time.Millisecond):
+	}
+	_ = a.Manager().Close(live.Session) // the stream ends
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after the last stream ended")
+	}
+	if n := len(a.Status().Nodes); n != 0 {
+		t.Fatalf("%d nodes left after the drain", n)
+	}
+}

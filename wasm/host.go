@@ -296,6 +296,8 @@ func (h *Host) Load(ctx context.Context, slotName string, b []byte, source strin
 	}
 	info, err := s.load(ctx, b, source)
 	if err != nil {
+		msg := "load " + source + ": " + err.Error()
+		s.lastErr.Store(&msg) // visible in GET /v1/plugins
 		h.log.Warn("wasm: module refused; the current one stays", "slot", slotName, "source", source, "err", err)
 	}
 	return info, err
