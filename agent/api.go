@@ -27,6 +27,7 @@ func (a *Agent) api() http.Handler {
 	mux.HandleFunc("GET "+wire.PathNode, a.handleNode)
 	mux.HandleFunc("DELETE "+wire.PathNode, a.handleStopNode)
 	mux.HandleFunc("GET "+wire.PathNodeLogs, a.handleLogs)
+	mux.HandleFunc("GET "+wire.PathEvents, a.handleEvents)
 	return mux
 }
 
@@ -253,6 +254,44 @@ func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		if fl != nil {
 			fl.Flush()
+		}
+	}
+}
+
+// handleEvents streams the node manager's events, one JSON object per line, with
+// a keepalive every 10 s, until the client goes away.
+func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
+	events, stop := a.mgr.Watch()
+	defer stop()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	fl, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	write := func(ev wire.Event) bool {
+		if enc.Encode(ev) != nil {
+			return false
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		return true
+	}
+	if !write(wire.Event{T: wire.EventKeepalive}) {
+		return
+	}
+	keep := time.NewTicker(10 * time.Second)
+	defer keep.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case ev, ok := <-events:
+			if !ok || !write(ev) {
+				return
+			}
+		case <-keep.C:
+			if !write(wire.Event{T: wire.EventKeepalive}) {
+				return
+			}
 		}
 	}
 }

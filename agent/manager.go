@@ -51,6 +51,7 @@ type Manager struct {
 	respawns int
 	changed  chan struct{} // signalled when capacity may have freed
 	closed   bool
+	watchers map[chan wire.Event]struct{}
 
 	wg sync.WaitGroup
 }
@@ -94,7 +95,7 @@ func newManager(cfg Config, ident *pki.Identity, log *slog.Logger) *Manager {
 		cfg: cfg, ident: ident, log: log, total: total,
 		pools: map[string]*pool{}, nodes: map[string]*nodeProc{},
 		streams: map[string]*streamEntry{}, sessions: map[string]*sessionEntry{},
-		changed: make(chan struct{}, 1),
+		changed: make(chan struct{}, 1), watchers: map[chan wire.Event]struct{}{},
 	}
 	auto := autoMemory(total, free, cfg.MemoryUsage)
 	for name, pc := range cfg.Pools {
@@ -182,6 +183,7 @@ func (m *Manager) onNodeExit(n *nodeProc, err error) {
 	prev := n.state
 	n.state = nodeStopped
 	delete(m.nodes, n.id)
+	m.publishLocked(wire.Event{T: wire.EventNodeDown, Node: n.id})
 	p := m.pools[n.purpose]
 	orphans := make([]*streamEntry, 0, len(n.streams))
 	for id := range n.streams {
@@ -245,7 +247,8 @@ func (m *Manager) replaceLocked(p *pool, streams []*streamEntry) (*nodeProc, err
 		return nil, err
 	}
 	for _, s := range streams {
-		if cur := m.streams[s.id]; cur == s {
+		// A gateway may have re-attached first and got the stream a node already.
+		if cur := m.streams[s.id]; cur == s && (s.node == nil || s.node.state == nodeStopped) {
 			s.node = nn
 			s.epoch++
 			nn.streams[s.id] = struct{}{}
@@ -624,10 +627,38 @@ func (m *Manager) supervise(ctx context.Context) {
 	}
 }
 
+// Watch subscribes to the manager's events; call the returned function to stop.
+// A watcher that does not keep up loses events (they are hints: gateways also
+// notice a dead node by its link's idle timeout).
+func (m *Manager) Watch() (<-chan wire.Event, func()) {
+	ch := make(chan wire.Event, 64)
+	m.mu.Lock()
+	m.watchers[ch] = struct{}{}
+	m.mu.Unlock()
+	return ch, func() {
+		m.mu.Lock()
+		delete(m.watchers, ch)
+		m.mu.Unlock()
+	}
+}
+
+func (m *Manager) publishLocked(ev wire.Event) {
+	for ch := range m.watchers {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
 // shutdown stops every node and waits for them.
 func (m *Manager) shutdown() {
 	m.mu.Lock()
 	m.closed = true
+	for ch := range m.watchers {
+		close(ch) // ends the event streams
+	}
+	m.watchers = map[chan wire.Event]struct{}{}
 	nodes := make([]*nodeProc, 0, len(m.nodes))
 	for _, n := range m.nodes {
 		n.planned = true

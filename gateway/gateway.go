@@ -105,6 +105,7 @@ type Gateway struct {
 	pubs     map[string]*publisher    // stream id → publisher on this gateway
 	subs     map[string]*subscription // stream id → shared subscription on this gateway
 	sessions map[string]session       // resource id → WHIP or WHEP session
+	watching map[string]bool          // agent API addresses whose events are followed
 
 	ctx    context.Context
 	cancel context.CancelFunc

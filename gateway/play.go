@@ -214,6 +214,7 @@ func (s *subscription) attach() error {
 	if err != nil {
 		return err
 	}
+	s.g.watchAgent(pl.API)
 	s.mu.Lock()
 	s.link = link
 	s.mu.Unlock()

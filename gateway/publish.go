@@ -241,6 +241,7 @@ func (p *publisher) attach() error {
 	if err != nil {
 		return err
 	}
+	p.g.watchAgent(pl.API)
 	p.mu.Lock()
 	p.link, p.ctrl = link, ctrl
 	msg := p.tracksMsg()

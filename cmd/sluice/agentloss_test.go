@@ -50,14 +50,9 @@ func TestWhenTheAgentCarryingAStreamDiesTheGatewayReplacesItOnAnotherAgent(t *te
 	}
 	_ = syscall.Kill(victim.cmd.Process.Pid, syscall.SIGKILL)
 	killed := time.Now()
-	for last := view.Packets(); ; {
-		time.Sleep(100 * time.Millisecond)
-		if now := view.Packets(); now == last || time.Since(killed) > 2*time.Second {
-			break
-		} else {
-			last = now
-		}
-	}
+	// Packets already in flight from the dead node arrive within milliseconds;
+	// after 100 ms whatever the viewer receives came through the replacement.
+	time.Sleep(100 * time.Millisecond)
 	waitPackets(t, view, 20, 20*time.Second)
 	t.Logf("media again %s after the agent carrying the stream was killed", time.Since(killed))
 	if st := view.PC.ConnectionState(); st != webrtc.PeerConnectionStateConnected {

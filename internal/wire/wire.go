@@ -54,6 +54,7 @@ const (
 	PathNodes    = "/agent/v1/nodes"             // POST NodeStartRequest → NodeInfo
 	PathNode     = "/agent/v1/nodes/{node}"      // GET → NodeInfo, DELETE stops
 	PathNodeLogs = "/agent/v1/nodes/{node}/logs" // GET, ?follow=1 streams
+	PathEvents   = "/agent/v1/events"            // GET, a stream of Event, one JSON per line
 )
 
 // OpenRequest asks an agent for a node to carry one side of a stream. For a
@@ -90,6 +91,19 @@ type StreamInfo struct {
 	Since   time.Time `json:"since"`
 	Viewers int       `json:"viewers"` // play sessions open on this agent
 }
+
+// Event is a line of the agent's event stream. Gateways follow it to drop a
+// media link to a dead node at once rather than after the link's idle timeout.
+type Event struct {
+	T    string `json:"t"`              // EventNodeDown, or EventKeepalive
+	Node string `json:"node,omitempty"` // the node
+}
+
+// Event types.
+const (
+	EventNodeDown  = "node-down"
+	EventKeepalive = "keepalive"
+)
 
 // NodeStartRequest starts a node of a purpose on an agent, outside any stream.
 type NodeStartRequest struct {
