@@ -2,13 +2,13 @@ package gateway
 
 import (
 	"context"
-	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/wire"
+	"github.com/sluicegw/sluice/plugins/policy"
 	"github.com/sluicegw/sluice/sdk/abi"
 )
 
@@ -40,7 +40,9 @@ const (
 	Origin   = abi.Origin
 )
 
-// nativePolicy admits everything and ranks agents by rendezvous hashing.
+// nativePolicy admits everything and ranks agents with the built-in route
+// policy's own code (rendezvous hashing with bounded load), for gateways built
+// without a policy host.
 type nativePolicy struct{}
 
 func (nativePolicy) Throttle(context.Context, *ThrottleInput) (ThrottleOutput, error) {
@@ -48,35 +50,7 @@ func (nativePolicy) Throttle(context.Context, *ThrottleInput) (ThrottleOutput, e
 }
 
 func (nativePolicy) Route(_ context.Context, in *RouteInput) (RouteOutput, error) {
-	type scored struct {
-		id    string
-		score uint64
-	}
-	var ss []scored
-	for _, c := range in.Candidates {
-		if !slices.Contains(c.Purposes, in.Purpose) || c.State != wire.StateServing {
-			continue
-		}
-		h := fnv.New64a()
-		h.Write([]byte(in.StreamID))
-		h.Write([]byte{0})
-		h.Write([]byte(c.ID))
-		ss = append(ss, scored{c.ID, h.Sum64()})
-	}
-	slices.SortFunc(ss, func(a, b scored) int {
-		if a.score > b.score {
-			return -1
-		}
-		if a.score < b.score {
-			return 1
-		}
-		return 0
-	})
-	out := RouteOutput{}
-	for _, s := range ss {
-		out.Agents = append(out.Agents, s.id)
-	}
-	return out, nil
+	return policy.RouteHRW(in), nil
 }
 
 // agentView is an alive agent as the gateway sees it in the membership.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,7 +155,7 @@ func TestAModuleThatKeepsFailingIsTakenOutOfServiceVisiblyAndComesBack(t *testin
 func rssBytes() int64 {
 	b, _ := os.ReadFile("/proc/self/statm")
 	var size, rss int64
-	_, _ = fmtSscan(string(b), &size, &rss)
+	_, _ = fmt.Sscan(string(b), &size, &rss)
 	return rss * int64(os.Getpagesize())
 }
 

@@ -1,7 +1,6 @@
 package wasm
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,5 +15,3 @@ func cacheDir(t testing.TB) string {
 	}
 	return d
 }
-
-func fmtSscan(s string, a ...any) (int, error) { return fmt.Sscan(s, a...) }
