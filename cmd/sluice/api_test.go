@@ -144,8 +144,16 @@ func TestOperatorsStartQueryFollowAndStopNodesThroughTheGateway(t *testing.T) {
 		}
 	}
 	lresp.Body.Close()
-	if resp, _ := do(t, "GET", base+"/v1/agents/dev/nodes/"+n.ID, "", "", nil); resp.StatusCode != 404 {
-		t.Fatalf("a stopped node still answers %d", resp.StatusCode)
+	// The log ends when the process closes its output; it is reaped just after.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		resp, _ := do(t, "GET", base+"/v1/agents/dev/nodes/"+n.ID, "", "", nil)
+		if resp.StatusCode == 404 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a stopped node still answers %d", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if resp, body := do(t, "GET", base+"/v1/agents/nobody/nodes/x", "", "", nil); resp.StatusCode != 404 || !strings.Contains(body, "no-agent") {
 		t.Fatalf("unknown agent: %d %s", resp.StatusCode, body)
