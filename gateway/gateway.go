@@ -22,6 +22,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/streamid"
 )
@@ -98,6 +99,7 @@ type Gateway struct {
 
 	api    *webrtc.API
 	udp    net.PacketConn
+	media  *medialink.Endpoint // the one socket of every media link to nodes
 	mux    http.Handler
 	extras []route
 
@@ -170,6 +172,15 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		return nil, err
 	}
 	g.api = api
+	// Media links leave from one socket of every interface, as quic-go's own
+	// dialling would; their media paths come back to it.
+	media, err := medialink.NewEndpoint(":0")
+	if err != nil {
+		udp.Close()
+		return nil, err
+	}
+	g.media = media
+	g.goOwned(func() { _ = media.Serve(g.ctx) })
 	g.mux = g.routes(set)
 	return g, nil
 }
@@ -194,6 +205,7 @@ func (g *Gateway) Close() error {
 			s.close("gateway shutting down")
 		}
 		g.wg.Wait()
+		_ = g.media.Close()
 		_ = g.udp.Close()
 		g.agents.close()
 	})

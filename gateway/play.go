@@ -210,10 +210,11 @@ func (s *subscription) attach() error {
 	s.mu.Lock()
 	pl := s.place
 	s.mu.Unlock()
-	link, ctrl, err := s.g.dialNode(s.ctx, pl.Media, s.stream, medialink.RoleSubscribe)
+	link, ctrl, path, err := s.g.dialNode(s.ctx, pl.Media, s.stream, medialink.RoleSubscribe, s.onPacket)
 	if err != nil {
 		return err
 	}
+	defer path.Close()
 	s.g.watchAgent(pl.API)
 	s.mu.Lock()
 	s.link = link
@@ -236,7 +237,7 @@ func (s *subscription) attach() error {
 	}()
 	// A new link means a gap: ask for a keyframe on every video track.
 	s.keyframeAll()
-	err = medialink.ReadPackets(s.ctx, link, s.onPacket)
+	err = medialink.ReadPackets(s.ctx, link, s.onPacket) // packets too large for the path
 	s.mu.Lock()
 	if s.link == link {
 		s.link = nil

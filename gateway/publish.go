@@ -49,6 +49,7 @@ type publisher struct {
 	mu     sync.Mutex
 	place  placement
 	link   *quic.Conn
+	path   *medialink.Path
 	ctrl   *quic.Stream
 	tracks []medialink.Track
 	ssrc   [medialink.MaxTracks]uint32
@@ -168,10 +169,12 @@ func (p *publisher) forward(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		p.g.m.packetsIn.Inc()
 		p.g.m.bytesIn.Add(n)
 		p.mu.Lock()
-		link := p.link
+		link, path := p.link, p.path
 		p.mu.Unlock()
 		if link != nil {
-			_ = medialink.Send(link, buf[:n+1])
+			if err := path.Send(buf[:n+1]); errors.Is(err, medialink.ErrTooLarge) {
+				_ = medialink.Send(link, buf[:n+1])
+			}
 		}
 	}
 }
@@ -237,13 +240,14 @@ func (p *publisher) attach() error {
 	p.mu.Lock()
 	pl := p.place
 	p.mu.Unlock()
-	link, ctrl, err := p.g.dialNode(p.ctx, pl.Media, p.stream, medialink.RolePublish)
+	link, ctrl, path, err := p.g.dialNode(p.ctx, pl.Media, p.stream, medialink.RolePublish, nil)
 	if err != nil {
 		return err
 	}
+	defer path.Close()
 	p.g.watchAgent(pl.API)
 	p.mu.Lock()
-	p.link, p.ctrl = link, ctrl
+	p.link, p.path, p.ctrl = link, path, ctrl
 	msg := p.tracksMsg()
 	p.mu.Unlock()
 	if len(msg.Tracks) > 0 {
@@ -260,7 +264,7 @@ func (p *publisher) attach() error {
 	})
 	p.mu.Lock()
 	if p.link == link {
-		p.link, p.ctrl = nil, nil
+		p.link, p.path, p.ctrl = nil, nil, nil
 	}
 	p.mu.Unlock()
 	return err
@@ -310,34 +314,42 @@ func (p *publisher) close(reason string) {
 	})
 }
 
-// dialNode opens a media link to a node and exchanges hellos.
-func (g *Gateway) dialNode(ctx context.Context, media, stream, role string) (*quic.Conn, *quic.Stream, error) {
+// dialNode opens a media link to a node, exchanges hellos and connects the link's
+// media path; fn receives the RTP that arrives on the path (nil: none expected).
+// The caller closes the path when the link is done.
+func (g *Gateway) dialNode(ctx context.Context, media, stream, role string, fn func([]byte)) (*quic.Conn, *quic.Stream, *medialink.Path, error) {
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	link, err := medialink.Dial(dctx, media, g.id.ClientTLS())
+	link, err := g.media.Dial(dctx, media, g.id.ClientTLS())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	path := g.media.NewPath(fn)
+	fail := func(err error) (*quic.Conn, *quic.Stream, *medialink.Path, error) {
+		path.Close()
+		_ = link.CloseWithError(1, "")
+		return nil, nil, nil, err
 	}
 	ctrl, err := link.OpenStreamSync(dctx)
 	if err != nil {
-		_ = link.CloseWithError(1, "")
-		return nil, nil, err
+		return fail(err)
 	}
-	if err := medialink.WriteMsg(ctrl, &medialink.Msg{T: medialink.MsgHello, Stream: stream, Role: role, Gateway: g.cfg.ID}); err != nil {
-		_ = link.CloseWithError(1, "")
-		return nil, nil, err
+	if err := medialink.WriteMsg(ctrl, &medialink.Msg{T: medialink.MsgHello, Stream: stream, Role: role, Gateway: g.cfg.ID, Path: path.ID()}); err != nil {
+		return fail(err)
 	}
 	_ = ctrl.SetReadDeadline(time.Now().Add(3 * time.Second))
 	reply, err := medialink.ReadMsg(ctrl)
 	if err == nil && reply.T != medialink.MsgOK {
 		err = fmt.Errorf("node refused the %s link: %s", role, reply.Error)
 	}
+	if err == nil {
+		err = path.Connect(link, reply.Path, true)
+	}
 	if err != nil {
-		_ = link.CloseWithError(1, "")
-		return nil, nil, err
+		return fail(err)
 	}
 	_ = ctrl.SetReadDeadline(time.Time{})
-	return link, ctrl, nil
+	return link, ctrl, path, nil
 }
 
 // place ranks agents for a stream with the route policy and opens a publish

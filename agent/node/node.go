@@ -68,7 +68,12 @@ func Run(ctx context.Context, purpose string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("node: identity: %w", err)
 	}
-	ln, err := medialink.Listen(init.Listen, id.ServerTLS())
+	ep, err := medialink.NewEndpoint(init.Listen)
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+	ln, err := ep.Listen(id.ServerTLS())
 	if err != nil {
 		return err
 	}
@@ -90,7 +95,7 @@ func Run(ctx context.Context, purpose string, log *slog.Logger) error {
 	log.Info("node ready", "media", ln.Addr().String())
 
 	served := make(chan error, 1)
-	go func() { served <- w.Serve(ctx, ln) }()
+	go func() { served <- w.Serve(ctx, ep, ln) }()
 	go func() { // agent → node
 		defer cancel()
 		for {

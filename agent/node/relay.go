@@ -61,8 +61,17 @@ type rstream struct {
 
 type rsub struct {
 	conn *quic.Conn
+	path *medialink.Path
 	ctrl *quic.Stream
 	wmu  sync.Mutex // serialises control writes
+}
+
+// sendMedia sends one framed RTP packet to the subscriber: on the media path, or
+// on the link when it is too large for it.
+func (sub *rsub) sendMedia(p []byte) {
+	if err := sub.path.Send(p); errors.Is(err, medialink.ErrTooLarge) {
+		_ = medialink.Send(sub.conn, p)
+	}
 }
 
 // refreshLocked rebuilds the subscriber slice the packet path reads; s.mu is held.
@@ -87,9 +96,16 @@ func (r *relay) Streams() int { return int(r.live.Load()) }
 func (r *relay) Drain()       { r.draining.Store(true) }
 
 // Serve accepts media links until ctx ends.
-func (r *relay) Serve(ctx context.Context, ln *quic.Listener) error {
+func (r *relay) Serve(ctx context.Context, ep *medialink.Endpoint, ln *quic.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = ep.Serve(ctx)
+	}()
 	for {
 		c, err := ln.Accept(ctx)
 		if err != nil {
@@ -101,12 +117,12 @@ func (r *relay) Serve(ctx context.Context, ln *quic.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.serveConn(ctx, c)
+			r.serveConn(ctx, ep, c)
 		}()
 	}
 }
 
-func (r *relay) serveConn(ctx context.Context, c *quic.Conn) {
+func (r *relay) serveConn(ctx context.Context, ep *medialink.Endpoint, c *quic.Conn) {
 	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
 	ctrl, err := c.AcceptStream(hctx)
 	cancel()
@@ -131,14 +147,45 @@ func (r *relay) serveConn(ctx context.Context, c *quic.Conn) {
 		return
 	}
 	_ = ctrl.SetReadDeadline(time.Time{})
-	if err := medialink.WriteMsg(ctrl, &medialink.Msg{T: medialink.MsgOK}); err != nil {
+	s := r.stream(hello.Stream)
+	var path *medialink.Path
+	if hello.Role == medialink.RolePublish {
+		path = ep.NewPath(s.onPacket)
+	} else {
+		path = ep.NewPath(nil) // a subscriber's path only sends
+	}
+	defer path.Close()
+	err = path.Connect(c, hello.Path, false)
+	if err == nil {
+		err = medialink.WriteMsg(ctrl, &medialink.Msg{T: medialink.MsgOK, Path: path.ID()})
+	}
+	if err != nil {
+		_ = c.CloseWithError(codeRefused, err.Error())
+		r.forget(s)
 		return
 	}
-	s := r.stream(hello.Stream)
 	if hello.Role == medialink.RolePublish {
 		r.publish(ctx, s, c, ctrl)
 	} else {
-		r.subscribe(ctx, s, c, ctrl)
+		r.subscribe(ctx, s, c, path, ctrl)
+	}
+}
+
+// onPacket handles one framed packet from the publisher, from its media path or
+// its link: it keeps RTP for NACKs and fans it out.
+func (s *rstream) onPacket(p []byte) {
+	typ, track, payload, err := medialink.ParsePacket(p)
+	if err != nil || typ != medialink.TypeRTP {
+		return
+	}
+	s.rings[track].put(binary.BigEndian.Uint16(payload[2:4]), p)
+	// Fan out inline: a hand-off to a goroutine per subscriber costs more than the
+	// send itself (RATIONALE.md); a send is one sealed UDP packet.
+	s.mu.Lock()
+	subs := s.subList
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.sendMedia(p)
 	}
 }
 
@@ -195,22 +242,7 @@ func (r *relay) publish(ctx context.Context, s *rstream, c *quic.Conn, ctrl *qui
 		}
 	}()
 
-	err := medialink.ReadPackets(ctx, c, func(p []byte) {
-		typ, track, payload, err := medialink.ParsePacket(p)
-		if err != nil || typ != medialink.TypeRTP {
-			return
-		}
-		s.rings[track].put(binary.BigEndian.Uint16(payload[2:4]), p)
-		// Fan out inline: a hand-off to a goroutine per subscriber costs more than
-		// the send itself (RATIONALE.md). quic-go queues up to 32 datagrams per
-		// connection before SendDatagram waits, far more than a live link holds.
-		s.mu.Lock()
-		subs := s.subList
-		s.mu.Unlock()
-		for _, sub := range subs {
-			_ = medialink.Send(sub.conn, p)
-		}
-	})
+	err := medialink.ReadPackets(ctx, c, s.onPacket) // packets too large for the media path
 
 	s.mu.Lock()
 	current := s.pubGen == gen
@@ -266,8 +298,8 @@ func (s *rstream) end() {
 	}
 }
 
-func (r *relay) subscribe(ctx context.Context, s *rstream, c *quic.Conn, ctrl *quic.Stream) {
-	sub := &rsub{conn: c, ctrl: ctrl}
+func (r *relay) subscribe(ctx context.Context, s *rstream, c *quic.Conn, path *medialink.Path, ctrl *quic.Stream) {
+	sub := &rsub{conn: c, path: path, ctrl: ctrl}
 	s.mu.Lock()
 	s.subs[sub] = struct{}{}
 	s.refreshLocked()
@@ -297,7 +329,7 @@ func (r *relay) subscribe(ctx context.Context, s *rstream, c *quic.Conn, ctrl *q
 		case medialink.TypeNACK:
 			for i := 0; i+1 < len(payload); i += 2 {
 				if pkt := s.rings[track].get(binary.BigEndian.Uint16(payload[i:])); pkt != nil {
-					_ = medialink.Send(sub.conn, pkt)
+					sub.sendMedia(pkt)
 				}
 			}
 		}

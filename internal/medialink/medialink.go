@@ -2,12 +2,15 @@
 // QUIC connection (mutual TLS from the cluster CA) per stream and direction.
 //
 // A gateway opens the connection and a bidirectional control stream, sends a Hello
-// saying which stream it publishes or subscribes to, and from then on RTP travels
-// as QUIC datagrams, one RTP packet per datagram, prefixed by a one-byte header
+// saying which stream it publishes or subscribes to, and the two ends exchange
+// media path ids (Hello and OK). From then on RTP travels on the link's media path
+// (Path): one UDP packet per RTP packet on the same port as the QUIC connection,
+// sealed with keys exported from its TLS handshake, prefixed by a one-byte header
 // (packet type and track index). Feedback — keyframe requests and NACKs — travels
-// the other way as datagrams of its own types. A packet too large for a datagram
-// goes on a short unidirectional stream with the same framing, so nothing is lost
-// to path MTU. RATIONALE.md says why datagrams and not streams.
+// the other way as QUIC datagrams of its own types. A packet too large for the
+// media path goes on the connection, as a datagram or on a short unidirectional
+// stream with the same framing, so nothing is lost to path MTU. RATIONALE.md says
+// why.
 package medialink
 
 import (
@@ -24,7 +27,7 @@ import (
 )
 
 // ALPN is the TLS application protocol of the media link.
-const ALPN = "sluice-media/1"
+const ALPN = "sluice-media/2"
 
 // MaxTracks is the most tracks one stream may carry (the index is 4 bits).
 const MaxTracks = 16
@@ -77,6 +80,9 @@ type Msg struct {
 	Stream  string `json:"stream,omitempty"`  // hello
 	Role    string `json:"role,omitempty"`    // hello
 	Gateway string `json:"gateway,omitempty"` // hello
+	// Path is the sender's media path id (Path.ID), in hello and ok: the other end
+	// addresses its media packets with it.
+	Path uint32 `json:"path,omitempty"`
 	// Tracks are the tracks known so far and Expect how many the publisher
 	// negotiated, so a subscriber knows when the set is complete.
 	Tracks []Track `json:"tracks,omitempty"`
