@@ -15,6 +15,7 @@ type gwMetrics struct {
 	reattaches       *metrics.Counter
 	keyframeRequests *metrics.Counter
 	nacks            *metrics.Counter
+	dropped          *metrics.Counter // RTP a track's fan-out could not keep up with
 	refused          *metrics.Counter
 	throttled        *metrics.Counter
 }
@@ -30,6 +31,7 @@ func newGWMetrics(s *metrics.Set, g *Gateway) *gwMetrics {
 		reattaches:       s.NewCounter(`sluice_gateway_media_reattaches_total`),
 		keyframeRequests: s.NewCounter(`sluice_gateway_keyframe_requests_total`),
 		nacks:            s.NewCounter(`sluice_gateway_link_nacks_total`),
+		dropped:          s.NewCounter(`sluice_gateway_rtp_dropped_total`),
 		refused:          s.NewCounter(`sluice_gateway_refused_total`),
 		throttled:        s.NewCounter(`sluice_gateway_throttled_total`),
 	}

@@ -34,7 +34,8 @@ type subscription struct {
 	info    []medialink.Track
 	expect  int
 	local   [medialink.MaxTracks]*webrtc.TrackLocalStaticRTP
-	ready   chan struct{} // closed once every expected track is known
+	queue   [medialink.MaxTracks]chan []byte // RTP for the track's fan-out goroutine
+	ready   chan struct{}                    // closed once every expected track is known
 	isReady bool
 	ended   bool
 	pli     [medialink.MaxTracks]time.Time
@@ -261,6 +262,9 @@ func (s *subscription) setTracks(tracks []medialink.Track, expect int) {
 			continue
 		}
 		s.local[t.Index] = lt
+		q := make(chan []byte, trackQueue)
+		s.queue[t.Index] = q
+		s.g.goOwned(func() { s.fanOut(lt, q) })
 		s.info = append(s.info, t)
 	}
 	s.expect = expect
@@ -270,18 +274,46 @@ func (s *subscription) setTracks(tracks []medialink.Track, expect int) {
 	}
 }
 
+// trackQueue is how many packets a track's fan-out may fall behind before the
+// newest are dropped (and NACKed by the viewers): ~2 s of video.
+const trackQueue = 512
+
+// onPacket takes one framed packet from the link and queues its RTP for the
+// track's fan-out. It runs on the gateway's media endpoint goroutine, which
+// serves every link of the gateway, so it must not write to viewers itself: each
+// track fans out on its own goroutine, as a publisher's tracks do in pion.
 func (s *subscription) onPacket(p []byte) {
 	typ, track, payload, err := medialink.ParsePacket(p)
 	if err != nil || typ != medialink.TypeRTP {
 		return
 	}
 	s.mu.Lock()
-	lt := s.local[track]
+	q := s.queue[track]
 	s.mu.Unlock()
-	if lt == nil {
+	if q == nil {
 		return
 	}
 	s.checkGap(track, binary.BigEndian.Uint16(payload[2:4]))
+	select {
+	case q <- payload:
+	default:
+		s.g.m.dropped.Inc()
+	}
+}
+
+// fanOut writes a track's RTP to every viewer until the subscription ends.
+func (s *subscription) fanOut(lt *webrtc.TrackLocalStaticRTP, q chan []byte) {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case payload := <-q:
+			s.write(lt, payload)
+		}
+	}
+}
+
+func (s *subscription) write(lt *webrtc.TrackLocalStaticRTP, payload []byte) {
 	var pkt rtp.Packet
 	if err := pkt.Unmarshal(payload); err != nil {
 		return
