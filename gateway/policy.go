@@ -81,7 +81,7 @@ func (g *Gateway) agentsView() []agentView {
 		}
 		out = append(out, agentView{ID: id, API: m.Tags[wire.TagAPI], Cand: Candidate{
 			ID:       id,
-			Tags:     m.Tags,
+			Tags:     abi.PairsOf(m.Tags),
 			Purposes: purposes,
 			Capacity: atoi(m.Tags[wire.TagCapacity]),
 			Load:     atoi(m.Tags[wire.TagLoad]),

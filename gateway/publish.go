@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/internal/wire"
+	"github.com/sluicegw/sluice/sdk/abi"
 )
 
 // placement is where a stream's media goes: an agent and one of its nodes.
@@ -356,7 +357,7 @@ func (g *Gateway) dialNode(ctx context.Context, media, stream, role string, fn f
 // session on the first that accepts. avoid names an agent not to try (it failed).
 func (g *Gateway) place(ctx context.Context, stream, client, protocol, avoid string, headers map[string]string) (placement, error) {
 	agents := g.agentsView()
-	in := &RouteInput{StreamID: stream, Op: wire.KindPublish, Protocol: protocol, ClientAddr: client, Headers: headers, Purpose: g.cfg.Purpose}
+	in := &RouteInput{StreamID: stream, Op: wire.KindPublish, Protocol: protocol, ClientAddr: client, Headers: abi.PairsOf(headers), Purpose: g.cfg.Purpose}
 	byID := map[string]agentView{}
 	for _, a := range agents {
 		if a.ID == avoid {

@@ -194,3 +194,56 @@ func TestAMillionTrappingCallsNeitherCrashNorGrowTheHost(t *testing.T) {
 		t.Fatalf("goroutines grew from %d to %d", g0, g1)
 	}
 }
+
+// TestALoopingCallIsStoppedAtItsDeadlineAndTheErrorSaysSo: the preempt rewrite
+// and the watchdog stop a guest that never returns, and the slot reports why.
+func TestALoopingCallIsStoppedAtItsDeadlineAndTheErrorSaysSo(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Deadline: 50 * time.Millisecond, BreakerFailures: -1}}})
+	if _, err := h.Load(ctx, SlotRoute, testModule(t, "loop-late"), "loop-late"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // each time on a fresh instance
+		out, err := h.Route(ctx, bigInput())
+		if err != nil || out.Reject == nil || out.Reject.Status != 503 {
+			t.Fatalf("call %d: %+v, %v; want the closed failure's 503", i, out, err)
+		}
+		if !strings.Contains(out.Reject.Reason, "exceeded the 50ms deadline") {
+			t.Fatalf("call %d: reason %q does not name the deadline", i, out.Reject.Reason)
+		}
+	}
+	if st := h.Status()[0]; st.Traps != 3 {
+		t.Fatalf("traps = %d, want 3", st.Traps)
+	}
+}
+
+// TestRunawayCallsOnEveryProcessorAreAllStopped: with a looping call on every P,
+// the watchdog still gets to run and stop them all (the rewrite makes guests
+// yield to Go's scheduler now and then).
+func TestRunawayCallsOnEveryProcessorAreAllStopped(t *testing.T) {
+	ctx := context.Background()
+	n := runtime.GOMAXPROCS(0) + 1
+	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Pool: n, Failure: FailClosed, Deadline: 50 * time.Millisecond, BreakerFailures: -1}}})
+	if _, err := h.Load(ctx, SlotRoute, testModule(t, "loop-late"), "loop-late"); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			out, err := h.Route(ctx, bigInput())
+			switch {
+			case err != nil:
+				errs <- err.Error()
+			case out.Reject == nil || !strings.Contains(out.Reject.Reason, "deadline"):
+				errs <- fmt.Sprintf("%+v", out)
+			default:
+				errs <- ""
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if e := <-errs; e != "" {
+			t.Errorf("a runaway call ended with %s; want a rejection naming the deadline", e)
+		}
+	}
+}

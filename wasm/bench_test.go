@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/sluicegw/sluice/plugins/policy"
 	"github.com/sluicegw/sluice/sdk/abi"
+	"github.com/sluicegw/sluice/wasm/internal/preempt"
 )
 
 // reportPercentiles times each iteration and reports p50 and p99 in µs.
@@ -43,7 +45,7 @@ func benchRoute(b *testing.B, trusted bool) {
 	h := newHost(b, Config{Slots: map[string]SlotConfig{SlotRoute: {Pool: 1, Trusted: trusted}}})
 	ctx := context.Background()
 	for _, n := range []int{16, 128} {
-		in := &abi.RouteInput{StreamID: "bench-stream", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: candidates(n)}
+		in := &abi.RouteInput{StreamID: "bench-stream", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: taggedCandidates(n)}
 		b.Run("host/"+itoa(n), func(b *testing.B) {
 			reportPercentiles(b, func() {
 				if out, err := h.Route(ctx, in); err != nil || len(out.Agents) == 0 {
@@ -64,28 +66,40 @@ func benchRoute(b *testing.B, trusted bool) {
 	}
 }
 
-func itoa(n int) string {
-	if n == 16 {
-		return "16"
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// taggedCandidates are n agents as the gateway describes them: every serf tag
+// of the member travels with the candidate.
+func taggedCandidates(n int) []abi.Candidate {
+	cs := candidates(n)
+	for i := range cs {
+		cs[i].Tags = abi.PairsOf(map[string]string{
+			"role": "agent", "id": cs[i].ID, "api": "10.0.0.1:7443", "media": "10.0.0.1:7444",
+			"purposes": "relay", "cap": "100", "load": itoa(cs[i].Load), "queue": "0", "state": "serving",
+		})
 	}
-	return "128"
+	return cs
 }
 
-// BenchmarkCloseOnContextDone measures what wazero's interruptible execution
-// costs a loop-heavy guest (a million-iteration loop per call): the host runs
-// with it on, because it is the only way to stop a runaway guest.
-func BenchmarkCloseOnContextDone(b *testing.B) {
+// BenchmarkInterruption measures what stopping a runaway guest costs a
+// loop-heavy guest (a million-iteration loop per call): nothing, wazero's
+// WithCloseOnContextDone, or the preempt rewrite the host uses.
+func BenchmarkInterruption(b *testing.B) {
 	ctx := context.Background()
-	mod := testModule(b, "busy")
-	for _, on := range []bool{false, true} {
-		name := "off"
-		if on {
-			name = "on"
-		}
-		b.Run(name, func(b *testing.B) {
-			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(on))
+	plain := testModule(b, "busy")
+	rewritten, err := preempt.Rewrite(plain)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		module []byte
+		close  bool
+	}{{"none", plain, false}, {"closeOnContextDone", plain, true}, {"preempt", rewritten, false}} {
+		b.Run(c.name, func(b *testing.B) {
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(c.close))
 			defer rt.Close(ctx)
-			m, err := rt.Instantiate(ctx, mod)
+			m, err := rt.Instantiate(ctx, c.module)
 			if err != nil {
 				b.Fatal(err)
 			}

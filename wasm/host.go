@@ -33,6 +33,7 @@ type Host struct {
 	set   *metrics.Set
 	cache wazero.CompilationCache
 	slots map[string]*slot
+	dog   *watchdog // stops calls of interruptible modules at their deadline
 
 	m2Mu sync.Mutex
 	m2   *policy.M2 // native fallback of the throttle slot, built lazily
@@ -60,6 +61,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*
 		return nil, fmt.Errorf("wasm: compilation cache %s: %w", dir, err)
 	}
 	h := &Host{cfg: cfg, log: log, set: set, cache: cache, slots: map[string]*slot{}, stop: make(chan struct{})}
+	h.dog = newWatchdog(watchdogTick(cfg), h.stop)
+	h.wg.Add(1)
+	go func() { defer h.wg.Done(); h.dog.run() }()
 	for _, name := range []string{SlotRoute, SlotThrottle} {
 		sc, err := cfg.Slots[name].withDefaults(name)
 		if err != nil {
@@ -108,7 +112,9 @@ func (h *Host) newSlot(ctx context.Context, name string, sc SlotConfig) (*slot, 
 	rc := wazero.NewRuntimeConfig().
 		WithCompilationCache(h.cache).
 		WithMemoryLimitPages(sc.MemoryPages).
-		WithCloseOnContextDone(!sc.Trusted) // the only way to stop a runaway guest (RATIONALE.md)
+		// Runaway guests are stopped by the preempt rewrite and the watchdog,
+		// at a fraction of this setting's cost (RATIONALE.md).
+		WithCloseOnContextDone(false)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
@@ -211,18 +217,15 @@ func validMetricName(s string) bool {
 // the failure setting has nothing to offer either.
 func (h *Host) Route(ctx context.Context, in *abi.RouteInput) (abi.RouteOutput, error) {
 	s := h.slots[SlotRoute]
-	out, err := s.call(ctx, abi.AppendRouteInput(make([]byte, 0, 512), in))
 	var ro abi.RouteOutput
-	if err == nil {
-		if err = abi.DecodeRouteOutput(out, &ro); err != nil {
-			err = fmt.Errorf("%w: %v", ErrOutput, err)
-			s.fail(err)
-		}
-	}
+	err := s.call(ctx,
+		func(b []byte) []byte { return abi.AppendRouteInput(b, in) },
+		func(out []byte) error { return abi.DecodeRouteOutput(out, &ro) })
 	if err == nil {
 		return ro, nil
 	}
 	s.fallbacks.Add(1)
+	ro = abi.RouteOutput{} // a failed decode may have filled part of it
 	switch s.cfg.Failure {
 	case FailOpen:
 		for _, c := range in.Candidates {
@@ -239,14 +242,10 @@ func (h *Host) Route(ctx context.Context, in *abi.RouteInput) (abi.RouteOutput, 
 // failure setting when the module cannot decide.
 func (h *Host) Throttle(ctx context.Context, in *abi.ThrottleInput) (abi.ThrottleOutput, error) {
 	s := h.slots[SlotThrottle]
-	out, err := s.call(ctx, abi.AppendThrottleInput(make([]byte, 0, 256), in))
 	var to abi.ThrottleOutput
-	if err == nil {
-		if err = abi.DecodeThrottleOutput(out, &to); err != nil {
-			err = fmt.Errorf("%w: %v", ErrOutput, err)
-			s.fail(err)
-		}
-	}
+	err := s.call(ctx,
+		func(b []byte) []byte { return abi.AppendThrottleInput(b, in) },
+		func(out []byte) error { return abi.DecodeThrottleOutput(out, &to) })
 	if err == nil {
 		return to, nil
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/sluicegw/sluice/sdk/abi"
+	"github.com/sluicegw/sluice/wasm/internal/preempt"
 )
 
 // ABI v1 export names.
@@ -51,6 +52,8 @@ type module struct {
 	bytes    []byte
 	compiled wazero.CompiledModule
 	slot     *slot
+	// interruptible: the code polls the preempt stop global.
+	interruptible bool
 
 	pool     chan *instance
 	live     sync.WaitGroup // instances not yet closed
@@ -70,6 +73,18 @@ type instance struct {
 	alloc api.Function
 	call  api.Function
 	stack []uint64
+
+	// stop is the global the preempt rewrite polls (nil for a trusted module);
+	// deadline is the Unix-nano deadline of the call in flight, 0 when idle,
+	// or interrupted once the watchdog stopped it.
+	stop     api.MutableGlobal
+	deadline atomic.Int64
+
+	// in is the guest's input buffer (from sluice_alloc) and its size; the host
+	// writes the next input there without asking again when it fits.
+	inPtr, inCap uint32
+	// enc is where the host encodes inputs for this instance.
+	enc []byte
 }
 
 // compile compiles and checks a module for a slot: ABI version, exports with the
@@ -78,7 +93,14 @@ func (s *slot) compile(ctx context.Context, b []byte, source string) (*module, e
 	if len(b) < 8 || string(b[:4]) != "\x00asm" {
 		return nil, fmt.Errorf("%w: %s is not a WebAssembly module (bad magic number)", ErrRefused, source)
 	}
-	cm, err := s.rt.CompileModule(ctx, b)
+	code := b
+	if !s.cfg.Trusted {
+		var err error
+		if code, err = preempt.Rewrite(b); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v (a slot with trusted: true runs modules without this rewrite)", ErrRefused, source, err)
+		}
+	}
+	cm, err := s.rt.CompileModule(ctx, code)
 	if err != nil {
 		return nil, fmt.Errorf("%w: compile %s: %v", ErrRefused, source, err)
 	}
@@ -86,8 +108,12 @@ func (s *slot) compile(ctx context.Context, b []byte, source string) (*module, e
 	m := &module{bytes: b, compiled: cm, slot: s, gone: make(chan struct{}), info: ModuleInfo{SHA256: hex.EncodeToString(sum[:]), Size: len(b), Source: source}}
 	exports := cm.ExportedFunctions()
 	for name := range exports {
+		if name == preempt.ExportName {
+			continue // the host's, not the module's
+		}
 		m.info.Exports = append(m.info.Exports, name)
 	}
+	m.interruptible = !s.cfg.Trusted
 	slices.Sort(m.info.Exports)
 	want := map[string]struct{ params, results []api.ValueType }{
 		exportVersion: {nil, []api.ValueType{api.ValueTypeI32}},
@@ -119,16 +145,34 @@ func typeNames(ts []api.ValueType) []string {
 
 // instantiate makes one instance: runs _initialize and checks the ABI version.
 func (m *module) instantiate(ctx context.Context) (*instance, error) {
+	var in *instance
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep()
+		WithSysWalltime().WithSysNanotime().WithNanosleep(func(ns int64) {
+		// A guest's sleep ends at its call's deadline at the latest, so the
+		// watchdog's stop reaches it; the rewrite cannot poll inside a sleep.
+		if in != nil {
+			if d := in.deadline.Load(); d > 0 {
+				ns = min(ns, max(d-time.Now().UnixNano(), 0))
+			}
+		}
+		time.Sleep(time.Duration(ns))
+	})
 	mod, err := m.slot.rt.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: instantiate %s: %v", ErrRefused, m.info.Source, err)
 	}
-	in := &instance{mod: mod, mem: mod.Memory(), alloc: mod.ExportedFunction(exportAlloc), call: mod.ExportedFunction(m.slot.export), stack: make([]uint64, 2)}
+	in = &instance{mod: mod, mem: mod.Memory(), alloc: mod.ExportedFunction(exportAlloc), call: mod.ExportedFunction(m.slot.export), stack: make([]uint64, 2)}
 	if in.mem == nil {
 		mod.Close(ctx)
 		return nil, fmt.Errorf("%w: %s has no memory", ErrRefused, m.info.Source)
+	}
+	if m.interruptible {
+		g, ok := mod.ExportedGlobal(preempt.ExportName).(api.MutableGlobal)
+		if !ok {
+			mod.Close(ctx)
+			return nil, fmt.Errorf("%w: %s: the preempt global is missing", ErrRefused, m.info.Source)
+		}
+		in.stop = g
 	}
 	ver := mod.ExportedFunction(exportVersion)
 	if err := ver.CallWithStack(ctx, in.stack); err != nil {
@@ -141,6 +185,9 @@ func (m *module) instantiate(ctx context.Context) (*instance, error) {
 	}
 	m.info.ABI = abi.Version
 	m.live.Add(1)
+	if in.stop != nil {
+		m.slot.host.dog.add(in)
+	}
 	return in, nil
 }
 
@@ -158,19 +205,23 @@ func (m *module) fill(ctx context.Context, n int) error {
 	return nil
 }
 
-// get takes a ready instance, waiting until ctx ends.
-func (m *module) get(ctx context.Context) (*instance, error) {
+// get takes a ready instance, waiting until ctx ends or the deadline passes.
+func (m *module) get(ctx context.Context, deadline time.Time) (*instance, error) {
 	select {
 	case in := <-m.pool:
 		return in, nil
 	default:
 	}
+	t := time.NewTimer(time.Until(deadline)) // only when the pool is empty
+	defer t.Stop()
 	select {
 	case in := <-m.pool:
 		return in, nil
 	case <-m.gone:
 		return nil, errRetired
 	case <-ctx.Done():
+		return nil, errInstanceBusy
+	case <-t.C:
 		return nil, errInstanceBusy
 	}
 }
@@ -210,6 +261,9 @@ func (m *module) discard(in *instance) {
 }
 
 func (m *module) closeInstance(in *instance) {
+	if in.stop != nil {
+		m.slot.host.dog.remove(in)
+	}
 	_ = in.mod.Close(context.Background())
 	m.live.Done()
 }
@@ -225,7 +279,7 @@ func (m *module) retire() {
 // revive makes a fresh module value from a retired one's compiled code, for a
 // rollback: the old value may still be seen by callers that raced the swap.
 func (m *module) revive() *module {
-	return &module{info: m.info, bytes: m.bytes, compiled: m.compiled, slot: m.slot, gone: make(chan struct{})}
+	return &module{info: m.info, bytes: m.bytes, compiled: m.compiled, slot: m.slot, interruptible: m.interruptible, gone: make(chan struct{})}
 }
 
 func (m *module) drain() {
@@ -248,19 +302,39 @@ func (m *module) release() {
 	}()
 }
 
-// invoke runs the slot's export on input in one instance and returns a copy of
-// the output. A trap or a deadline leaves the instance unusable: the caller
-// discards it when err is a call failure.
-func (in *instance) invoke(ctx context.Context, input []byte, maxOut int) ([]byte, error) {
-	in.stack[0] = uint64(len(input))
-	if err := in.alloc.CallWithStack(ctx, in.stack); err != nil {
-		return nil, err
+// invoke runs the slot's export on input in one instance, armed with the
+// watchdog until deadline, and returns the output as a view of guest memory,
+// valid until the instance's next call. A trap or a deadline leaves the instance
+// unusable: the caller discards it when err is a call failure.
+func (in *instance) invoke(ctx context.Context, dog *watchdog, input []byte, maxOut int, deadline time.Time) ([]byte, error) {
+	if in.stop != nil {
+		dog.arm(in, deadline)
 	}
-	ptr := uint32(in.stack[0])
-	if !in.mem.Write(ptr, input) {
-		return nil, fmt.Errorf("%w: sluice_alloc returned %d, outside memory", ErrOutput, ptr)
+	out, err := in.run(ctx, input, maxOut)
+	if in.stop != nil && dog.disarm(in) {
+		return nil, errDeadline
 	}
-	in.stack[0], in.stack[1] = uint64(ptr), uint64(len(input))
+	return out, err
+}
+
+// errDeadline is a call the watchdog stopped.
+var errDeadline = errors.New("wasm: stopped at its deadline")
+
+func (in *instance) run(ctx context.Context, input []byte, maxOut int) ([]byte, error) {
+	if uint32(len(input)) > in.inCap || in.inCap == 0 {
+		// The guest's buffer stays valid until the next sluice_alloc (ABI.md),
+		// so it is asked for one only when the input outgrows it.
+		in.stack[0] = uint64(max(len(input), 1024))
+		if err := in.alloc.CallWithStack(ctx, in.stack); err != nil {
+			in.inCap = 0
+			return nil, err
+		}
+		in.inPtr, in.inCap = uint32(in.stack[0]), uint32(max(len(input), 1024))
+	}
+	if !in.mem.Write(in.inPtr, input) {
+		return nil, fmt.Errorf("%w: sluice_alloc returned %d, outside memory", ErrOutput, in.inPtr)
+	}
+	in.stack[0], in.stack[1] = uint64(in.inPtr), uint64(len(input))
 	if err := in.call.CallWithStack(ctx, in.stack); err != nil {
 		return nil, err
 	}
@@ -276,7 +350,7 @@ func (in *instance) invoke(ctx context.Context, input []byte, maxOut int) ([]byt
 	if !ok {
 		return nil, fmt.Errorf("%w: output at %d+%d is outside memory", ErrOutput, optr, olen)
 	}
-	return append([]byte(nil), b...), nil
+	return b, nil
 }
 
 func sha(b []byte) string {

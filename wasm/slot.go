@@ -39,37 +39,48 @@ type slot struct {
 	openUntil time.Time
 	backoff   time.Duration
 	lastErr   atomic.Pointer[string]
+	failing   atomic.Bool // set by fail, cleared by ok: lets ok and breakerOpen skip brMu
 }
 
-// call runs the module on input. On any failure it returns the error; the caller
+// call runs the module on one input: encode appends the input to a buffer the
+// instance keeps, and decode reads the output, a view of guest memory that is
+// valid only while decode runs. On any failure it returns the error; the caller
 // applies the failure setting.
-func (s *slot) call(ctx context.Context, input []byte) ([]byte, error) {
+func (s *slot) call(ctx context.Context, encode func([]byte) []byte, decode func([]byte) error) error {
 	s.calls.Add(1)
 	if s.breakerOpen() {
-		return nil, ErrBreakerOpen
+		return ErrBreakerOpen
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Deadline)
-	defer cancel()
+	deadline := start.Add(s.cfg.Deadline)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
 	var m *module
 	var in *instance
 	for {
 		m = s.cur.Load()
 		if m == nil {
-			return nil, fmt.Errorf("%w: slot %s has no module", ErrRefused, s.name)
+			return fmt.Errorf("%w: slot %s has no module", ErrRefused, s.name)
 		}
 		var err error
-		in, err = m.get(ctx)
+		in, err = m.get(ctx, deadline)
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, errRetired) {
 			s.fail(err)
-			return nil, err
+			return err
 		}
 		// Swapped out while we waited: take the new current module.
 	}
-	out, err := in.invoke(ctx, input, s.cfg.MaxOutput)
+	in.enc = encode(in.enc[:0])
+	out, err := in.invoke(ctx, s.host.dog, in.enc, s.cfg.MaxOutput, deadline)
+	if err == nil {
+		if derr := decode(out); derr != nil {
+			err = fmt.Errorf("%w: %v", ErrOutput, derr)
+		}
+	}
 	d := time.Since(start)
 	s.lat.add(d)
 	s.callHist.Update(d.Seconds())
@@ -77,24 +88,24 @@ func (s *slot) call(ctx context.Context, input []byte) ([]byte, error) {
 	case err == nil:
 		m.put(in)
 		s.ok()
-		return out, nil
+		return nil
 	case errors.Is(err, ErrOutput):
 		m.put(in)
 	default: // trap, deadline, or exit: the instance is unusable
 		s.traps.Add(1)
 		m.discard(in)
-		if ctx.Err() != nil {
+		if errors.Is(err, errDeadline) {
 			err = fmt.Errorf("wasm: call exceeded the %s deadline: %w", s.cfg.Deadline, err)
 		} else {
 			err = fmt.Errorf("wasm: call trapped: %w", err)
 		}
 	}
 	s.fail(err)
-	return nil, err
+	return err
 }
 
 func (s *slot) breakerOpen() bool {
-	if s.cfg.BreakerFailures < 0 {
+	if s.cfg.BreakerFailures < 0 || !s.failing.Load() {
 		return false
 	}
 	s.brMu.Lock()
@@ -103,6 +114,10 @@ func (s *slot) breakerOpen() bool {
 }
 
 func (s *slot) ok() {
+	if !s.failing.Load() {
+		return // the common case costs no lock
+	}
+	s.failing.Store(false)
 	s.brMu.Lock()
 	s.failures = 0
 	s.backoff = 0
@@ -117,6 +132,7 @@ func (s *slot) fail(err error) {
 	}
 	s.brMu.Lock()
 	defer s.brMu.Unlock()
+	s.failing.Store(true)
 	s.failures++
 	if s.failures >= s.cfg.BreakerFailures {
 		if s.backoff == 0 {
@@ -183,18 +199,19 @@ func (s *slot) dryRun(ctx context.Context, m *module) error {
 		input = abi.AppendRouteInput(nil, &abi.RouteInput{StreamID: "dry-run", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay",
 			Candidates: []abi.Candidate{{ID: "a", Purposes: []string{"relay"}, Capacity: 10, State: "serving"}}})
 	}
-	dctx, cancel := context.WithTimeout(ctx, max(s.cfg.Deadline, time.Second))
-	defer cancel()
-	in, err := m.get(dctx)
+	deadline := time.Now().Add(max(s.cfg.Deadline, time.Second))
+	in, err := m.get(ctx, deadline)
 	if err != nil {
 		return fmt.Errorf("%w: dry run: %v", ErrRefused, err)
 	}
-	out, err := in.invoke(dctx, input, s.cfg.MaxOutput)
+	out, err := in.invoke(ctx, s.host.dog, input, s.cfg.MaxOutput, deadline)
+	if errors.Is(err, errDeadline) {
+		err = fmt.Errorf("did not return within %s", max(s.cfg.Deadline, time.Second))
+	}
 	if err != nil {
 		m.closeInstance(in)
 		return fmt.Errorf("%w: %s failed its dry run: %v", ErrRefused, m.info.Source, err)
 	}
-	m.put(in)
 	if s.name == SlotThrottle {
 		var o abi.ThrottleOutput
 		err = abi.DecodeThrottleOutput(out, &o)
@@ -202,6 +219,7 @@ func (s *slot) dryRun(ctx context.Context, m *module) error {
 		var o abi.RouteOutput
 		err = abi.DecodeRouteOutput(out, &o)
 	}
+	m.put(in)
 	if err != nil {
 		return fmt.Errorf("%w: %s's dry-run output does not decode: %v", ErrRefused, m.info.Source, err)
 	}

@@ -93,6 +93,28 @@ type decisionFile struct {
 	Input  json.RawMessage   `json:"input"`
 }
 
+// routeInputJSON is a recorded route input as people write it: headers and tags
+// as JSON objects, where the ABI's Go types hold them as pairs.
+type routeInputJSON struct {
+	abi.RouteInput
+	Headers    map[string]string `json:"headers"`
+	Candidates []struct {
+		abi.Candidate
+		Tags map[string]string `json:"tags"`
+	} `json:"candidates"`
+}
+
+func (j *routeInputJSON) input() *abi.RouteInput {
+	in := j.RouteInput
+	in.Headers = abi.PairsOf(j.Headers)
+	in.Candidates = make([]abi.Candidate, len(j.Candidates))
+	for i, c := range j.Candidates {
+		in.Candidates[i] = c.Candidate
+		in.Candidates[i].Tags = abi.PairsOf(c.Tags)
+	}
+	return &in
+}
+
 func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sluice plugin test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -130,12 +152,12 @@ func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	defer h.Close(ctx)
 	var out any
 	if d.Slot == wasm.SlotRoute {
-		var in abi.RouteInput
-		if err := json.Unmarshal(d.Input, &in); err != nil {
+		var j routeInputJSON
+		if err := json.Unmarshal(d.Input, &j); err != nil {
 			fmt.Fprintf(stderr, "sluice plugin test: route input: %v\n", err)
 			return 1
 		}
-		out, err = h.Route(ctx, &in)
+		out, err = h.Route(ctx, j.input())
 	} else {
 		var in abi.ThrottleInput
 		if err := json.Unmarshal(d.Input, &in); err != nil {

@@ -75,7 +75,7 @@ func Candidates(n int) []abi.Candidate {
 	out := make([]abi.Candidate, n)
 	for i := range out {
 		out[i] = abi.Candidate{ID: fmt.Sprintf("agent-%02d", i), Purposes: []string{"relay"}, Capacity: 50, Load: (i * 7) % 13, Queue: i % 3, State: "serving",
-			Tags: map[string]string{"region": []string{"eu", "us", "ap"}[i%3]}}
+			Tags: abi.MakePairs("region", []string{"eu", "us", "ap"}[i%3])}
 	}
 	return out
 }

@@ -18,38 +18,51 @@ type Env interface {
 	KVSet(key string, v int64)
 }
 
-// eligible lists the candidates that serve the purpose and are serving.
-func eligible(in *abi.RouteInput) []abi.Candidate {
-	var out []abi.Candidate
-	for _, c := range in.Candidates {
-		if c.State != "" && c.State != "serving" {
-			continue
-		}
-		if in.Purpose != "" && !slices.Contains(c.Purposes, in.Purpose) {
-			continue
-		}
-		out = append(out, c)
+// serves reports whether c is serving and offers the purpose ("" = any).
+func serves(c *abi.Candidate, purpose string) bool {
+	if c.State != "" && c.State != "serving" {
+		return false
 	}
-	return out
+	if purpose == "" {
+		return true
+	}
+	for _, p := range c.Purposes {
+		if p == purpose {
+			return true
+		}
+	}
+	return false
 }
 
 func noAgent(in *abi.RouteInput) abi.RouteOutput {
 	return abi.RouteOutput{Reject: &abi.Rejection{Status: 503, Reason: "no agent serves purpose " + in.Purpose + " with room"}}
 }
 
+// FNV-1a's parameters.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
 // Score is the rendezvous-hashing weight of agent id for stream.
-func Score(stream, id string) uint64 {
-	// FNV-1a over stream, a zero byte and id, without allocating.
-	const prime = 1099511628211
-	x := uint64(14695981039346656037)
+func Score(stream, id string) uint64 { return scoreFrom(streamHash(stream), id) }
+
+// streamHash is FNV-1a over stream and a zero separator: the part of Score that
+// every candidate shares, computed once per decision.
+func streamHash(stream string) uint64 {
+	x := uint64(fnvOffset)
 	for i := 0; i < len(stream); i++ {
-		x = (x ^ uint64(stream[i])) * prime
+		x = (x ^ uint64(stream[i])) * fnvPrime
 	}
-	x *= prime // the zero separator
+	return x * fnvPrime // the zero separator
+}
+
+// scoreFrom continues streamHash's FNV-1a over id and finishes with a 64-bit
+// mixer (FNV's low bits mix poorly for near-equal inputs).
+func scoreFrom(x uint64, id string) uint64 {
 	for i := 0; i < len(id); i++ {
-		x = (x ^ uint64(id[i])) * prime
+		x = (x ^ uint64(id[i])) * fnvPrime
 	}
-	// FNV's low bits mix poorly for near-equal inputs; finish with a 64-bit mixer.
 	x ^= x >> 33
 	x *= 0xff51afd7ed558ccd
 	x ^= x >> 33
@@ -64,56 +77,72 @@ func Score(stream, id string) uint64 {
 // the same agent while that agent is healthy and not overloaded; the agent that
 // already carries the stream comes first. Plays are ranked without the bound, to
 // find where a stream is.
+//
+// It allocates only its output: policies run in Wasm guests, where every
+// allocation and every call costs several times what it does natively.
 func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
-	cands := eligible(in)
-	if in.Op == abi.OpPublish {
-		cands = bounded(cands)
+	cs := in.Candidates
+	var idxBuf [64]int32
+	idx := idxBuf[:0]
+	total := 1 // the new stream
+	for i := range cs {
+		if serves(&cs[i], in.Purpose) {
+			idx = append(idx, int32(i))
+			total += cs[i].Load
+		}
 	}
-	if len(cands) == 0 {
+	if in.Op == abi.OpPublish && len(idx) > 0 {
+		// Bounded load: load + 1 at most ⌈1.25 × (total load + 1) / n⌉, and load
+		// under capacity (0 = unlimited).
+		n := len(idx)
+		limit := (5*total + 4*n - 1) / (4 * n)
+		kept := idx[:0]
+		for _, i := range idx {
+			c := &cs[i]
+			if c.Load+1 <= limit && (c.Capacity <= 0 || c.Load < c.Capacity) {
+				kept = append(kept, i)
+			}
+		}
+		idx = kept
+	}
+	if len(idx) == 0 {
 		return noAgent(in)
 	}
-	type scored struct {
-		id    string
-		score uint64
+	// Score, then insertion-sort by descending score: n is small, and this is
+	// branch-light straight-line code in a guest.
+	var scoreBuf [64]uint64
+	score := scoreBuf[:0]
+	h := streamHash(in.StreamID)
+	placed := -1
+	for k, i := range idx {
+		s := scoreFrom(h, cs[i].ID)
+		score = append(score, s)
+		j := k
+		for j > 0 && score[j-1] < s {
+			score[j], idx[j] = score[j-1], idx[j-1]
+			j--
+		}
+		score[j], idx[j] = s, i
 	}
-	ss := make([]scored, len(cands))
-	for i, c := range cands {
-		ss[i] = scored{c.ID, Score(in.StreamID, c.ID)}
-	}
-	slices.SortFunc(ss, func(a, b scored) int { return cmp.Compare(b.score, a.score) })
-	out := abi.RouteOutput{Agents: make([]string, 0, len(ss))}
-	if in.Placement != "" && slices.ContainsFunc(ss, func(s scored) bool { return s.id == in.Placement }) {
-		out.Agents = append(out.Agents, in.Placement)
-	}
-	for _, s := range ss {
-		if s.id != in.Placement {
-			out.Agents = append(out.Agents, s.id)
+	out := abi.RouteOutput{Agents: make([]string, len(idx))}
+	if in.Placement != "" {
+		for k, i := range idx {
+			if cs[i].ID == in.Placement {
+				placed = k
+				break
+			}
 		}
 	}
-	return out
-}
-
-// bounded keeps the candidates that may take one more stream: load + 1 at most
-// ⌈1.25 × (total load + 1) / n⌉, and load under capacity (0 = unlimited).
-func bounded(cands []abi.Candidate) []abi.Candidate {
-	if len(cands) == 0 {
-		return nil
+	n := 0
+	if placed >= 0 {
+		out.Agents[0] = cs[idx[placed]].ID
+		n = 1
 	}
-	total := 1
-	for _, c := range cands {
-		total += c.Load
-	}
-	n := len(cands)
-	limit := (5*total + 4*n - 1) / (4 * n) // ⌈1.25 × total / n⌉ in integers
-	var out []abi.Candidate
-	for _, c := range cands {
-		if c.Load+1 > limit {
-			continue
+	for k, i := range idx {
+		if k != placed {
+			out.Agents[n] = cs[i].ID
+			n++
 		}
-		if c.Capacity > 0 && c.Load >= c.Capacity {
-			continue
-		}
-		out = append(out, c)
 	}
 	return out
 }
@@ -121,9 +150,12 @@ func bounded(cands []abi.Candidate) []abi.Candidate {
 // RouteLeastLoaded ranks agents by load relative to capacity, then by queue depth,
 // then by id, skipping full ones.
 func RouteLeastLoaded(in *abi.RouteInput) abi.RouteOutput {
-	cands := eligible(in)
-	if in.Op == abi.OpPublish {
-		cands = slices.DeleteFunc(cands, func(c abi.Candidate) bool { return c.Capacity > 0 && c.Load >= c.Capacity })
+	var cands []abi.Candidate
+	for i := range in.Candidates {
+		c := &in.Candidates[i]
+		if serves(c, in.Purpose) && (in.Op != abi.OpPublish || c.Capacity <= 0 || c.Load < c.Capacity) {
+			cands = append(cands, *c)
+		}
 	}
 	if len(cands) == 0 {
 		return noAgent(in)

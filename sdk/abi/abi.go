@@ -32,25 +32,25 @@ const (
 
 // RouteInput is what a route policy decides on.
 type RouteInput struct {
-	StreamID   string            `json:"stream"`
-	Op         string            `json:"op"`       // publish or play
-	Protocol   string            `json:"protocol"` // whip, whep, quic
-	ClientAddr string            `json:"client,omitempty"`
-	Headers    map[string]string `json:"headers,omitempty"`
-	Purpose    string            `json:"purpose"`
-	Placement  string            `json:"placement,omitempty"` // agent carrying the stream now
-	Candidates []Candidate       `json:"candidates"`
+	StreamID   string      `json:"stream"`
+	Op         string      `json:"op"`       // publish or play
+	Protocol   string      `json:"protocol"` // whip, whep, quic
+	ClientAddr string      `json:"client,omitempty"`
+	Headers    Pairs       `json:"-"` // JSON: see cmd/sluice's recorded decisions
+	Purpose    string      `json:"purpose"`
+	Placement  string      `json:"placement,omitempty"` // agent carrying the stream now
+	Candidates []Candidate `json:"candidates"`
 }
 
 // Candidate is one agent a stream may go to.
 type Candidate struct {
-	ID       string            `json:"id"`
-	Tags     map[string]string `json:"tags,omitempty"`
-	Purposes []string          `json:"purposes"`
-	Capacity int               `json:"capacity"`
-	Load     int               `json:"load"`
-	Queue    int               `json:"queue"`
-	State    string            `json:"state"`
+	ID       string   `json:"id"`
+	Tags     Pairs    `json:"-"`
+	Purposes []string `json:"purposes"`
+	Capacity int      `json:"capacity"`
+	Load     int      `json:"load"`
+	Queue    int      `json:"queue"`
+	State    string   `json:"state"`
 }
 
 // RouteOutput is agents in order of preference, or a rejection.
@@ -127,31 +127,46 @@ func (e *Encoder) strs(ss []string) {
 		e.str(s)
 	}
 }
-func (e *Encoder) smap(m map[string]string) {
-	e.uvarint(uint64(len(m)))
-	for k, v := range m { // order does not matter: decoding builds a map
-		e.str(k)
-		e.str(v)
-	}
+func (e *Encoder) pairs(ps Pairs) {
+	e.uvarint(uint64(ps.n))
+	e.str(ps.enc)
 }
 
-// decoder reads ABI values, remembering the first error.
+// decoder reads ABI values, remembering the first error. Its methods take the
+// one-byte varint (the common case: small numbers and strings under 128 bytes)
+// without further calls, because in a Go guest every call costs more than the
+// byte it reads.
 type decoder struct {
 	b   []byte
 	err error
 	// view makes strings point into b instead of copying (see DecodeRouteInputView).
 	view bool
-	// arena backs the candidates' purpose lists when reusing a RouteInput.
-	arena []string
+	// base, when set, holds a copy of the whole message: strings are cut from it,
+	// so a message costs one allocation however many strings it has.
+	base string
+	off  int // offset of b in base
+	// strArena backs the lists of a RouteInput decoded as a view.
+	strArena []string
 }
 
 func (d *decoder) fail(what string) {
 	if d.err == nil {
 		d.err = fmt.Errorf("%w: %s", ErrDecode, what)
 	}
+	d.b = nil
 }
 
 func (d *decoder) uvarint() uint64 {
+	if len(d.b) > 0 && d.b[0] < 0x80 {
+		v := d.b[0]
+		d.b = d.b[1:]
+		d.off++
+		return uint64(v)
+	}
+	return d.uvarintSlow()
+}
+
+func (d *decoder) uvarintSlow() uint64 {
 	if d.err != nil {
 		return 0
 	}
@@ -161,20 +176,13 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	d.b = d.b[n:]
+	d.off += n
 	return v
 }
 
 func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
+	u := d.uvarint()
+	return int64(u>>1) ^ -int64(u&1) // zig-zag, as binary.Varint
 }
 
 func (d *decoder) int() int {
@@ -202,13 +210,34 @@ func (d *decoder) raw() []byte {
 	}
 	b := d.b[:n]
 	d.b = d.b[n:]
+	d.off += n
 	return b
 }
 
 func (d *decoder) str() string {
-	b := d.raw()
-	if d.view && len(b) > 0 {
+	if len(d.b) > 0 {
+		if n := int(d.b[0]); n < 0x80 && n < len(d.b) {
+			b := d.b[1 : 1+n]
+			d.b = d.b[1+n:]
+			d.off += 1 + n
+			return d.mk(b)
+		}
+	}
+	if d.err != nil {
+		return ""
+	}
+	return d.mk(d.raw())
+}
+
+// mk makes the string of b, which d just read at d.off-len(b).
+func (d *decoder) mk(b []byte) string {
+	switch {
+	case len(b) == 0:
+		return ""
+	case d.view:
 		return unsafe.String(&b[0], len(b))
+	case d.base != "":
+		return d.base[d.off-len(b) : d.off]
 	}
 	return string(b)
 }
@@ -219,11 +248,11 @@ func (d *decoder) strs() []string {
 		return nil
 	}
 	if d.view {
-		start := len(d.arena)
+		start := len(d.strArena)
 		for i := 0; i < n && d.err == nil; i++ {
-			d.arena = append(d.arena, d.str())
+			d.strArena = append(d.strArena, d.str())
 		}
-		return d.arena[start:len(d.arena):len(d.arena)]
+		return d.strArena[start:len(d.strArena):len(d.strArena)]
 	}
 	out := make([]string, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
@@ -232,17 +261,24 @@ func (d *decoder) strs() []string {
 	return out
 }
 
-func (d *decoder) smap() map[string]string {
-	n := d.count()
-	if n == 0 {
-		return nil
+// pairs reads a map: its count, then its pairs as one length-prefixed string,
+// which the reference decoder checks holds exactly count pairs.
+func (d *decoder) pairs() Pairs {
+	n := d.uvarint()
+	enc := d.str()
+	if d.err != nil {
+		return Pairs{}
 	}
-	m := make(map[string]string, n)
-	for i := 0; i < n && d.err == nil; i++ {
-		k := d.str()
-		m[k] = d.str()
+	if n > uint64(len(enc)) { // a pair takes at least two bytes
+		d.fail("malformed map")
+		return Pairs{}
 	}
-	return m
+	ps := Pairs{n: int(n), enc: enc}
+	if !ps.valid() {
+		d.fail("malformed map")
+		return Pairs{}
+	}
+	return ps
 }
 
 func (d *decoder) end() error {
@@ -259,14 +295,14 @@ func AppendRouteInput(b []byte, in *RouteInput) []byte {
 	e.str(in.Op)
 	e.str(in.Protocol)
 	e.str(in.ClientAddr)
-	e.smap(in.Headers)
+	e.pairs(in.Headers)
 	e.str(in.Purpose)
 	e.str(in.Placement)
 	e.uvarint(uint64(len(in.Candidates)))
 	for i := range in.Candidates {
 		c := &in.Candidates[i]
 		e.str(c.ID)
-		e.smap(c.Tags)
+		e.pairs(c.Tags)
 		e.strs(c.Purposes)
 		e.varint(int64(c.Capacity))
 		e.varint(int64(c.Load))
@@ -283,16 +319,21 @@ func DecodeRouteInput(b []byte, in *RouteInput) error {
 }
 
 // RouteScratch is reusable memory for DecodeRouteInputView.
-type RouteScratch struct{ arena []string }
+type RouteScratch struct {
+	strs []string
+}
 
 // DecodeRouteInputView decodes without copying: the strings of in point into b,
 // and in's slices and sc are reused from the previous call. It is for guests,
 // where b is the host's input buffer and allocation is what a call costs most;
 // in is valid only as long as b is unchanged.
 func DecodeRouteInputView(b []byte, in *RouteInput, sc *RouteScratch) error {
-	d := decoder{b: b, view: true, arena: sc.arena[:0]}
+	if routeInputView(b, in, sc) {
+		return nil
+	}
+	d := decoder{b: b, view: true, strArena: sc.strs[:0]}
 	err := d.routeInput(in)
-	sc.arena = d.arena
+	sc.strs = d.strArena
 	return err
 }
 
@@ -301,25 +342,27 @@ func (d *decoder) routeInput(in *RouteInput) error {
 	in.Op = d.str()
 	in.Protocol = d.str()
 	in.ClientAddr = d.str()
-	in.Headers = d.smap()
+	in.Headers = d.pairs()
 	in.Purpose = d.str()
 	in.Placement = d.str()
 	n := d.count()
 	if cap(in.Candidates) >= n {
-		in.Candidates = in.Candidates[:0] // reuse: decoding into the same value allocates less
+		in.Candidates = in.Candidates[:n] // reuse: decoding into the same value allocates less
 	} else {
-		in.Candidates = make([]Candidate, 0, n)
+		in.Candidates = make([]Candidate, n)
 	}
-	for i := 0; i < n && d.err == nil; i++ {
-		var c Candidate
+	for i := range in.Candidates {
+		c := &in.Candidates[i] // filled in place: copying a Candidate costs a guest dearly
 		c.ID = d.str()
-		c.Tags = d.smap()
+		c.Tags = d.pairs()
 		c.Purposes = d.strs()
 		c.Capacity = d.int()
 		c.Load = d.int()
 		c.Queue = d.int()
 		c.State = d.str()
-		in.Candidates = append(in.Candidates, c)
+	}
+	if d.err != nil {
+		in.Candidates = in.Candidates[:0]
 	}
 	return d.end()
 }
@@ -340,7 +383,7 @@ func AppendRouteOutput(b []byte, out *RouteOutput) []byte {
 
 // DecodeRouteOutput decodes a RouteOutput.
 func DecodeRouteOutput(b []byte, out *RouteOutput) error {
-	d := decoder{b: b}
+	d := decoder{b: b, base: string(b)} // one copy; the agents' ids are cut from it
 	switch d.uvarint() {
 	case 0:
 		out.Agents = d.strs()
@@ -425,4 +468,132 @@ func DecodeThrottleOutput(b []byte, out *ThrottleOutput) error {
 		}
 	}
 	return d.end()
+}
+
+// The guest's fast decoder. A Go guest pays a Wasm call for every function call
+// that is not inlined, and the reference decoder above makes several per value.
+// routeInputView reads the common shapes (varints of one or two bytes, strings
+// under 128 bytes) with helpers that call nothing, so they inline; on anything
+// else it returns false and DecodeRouteInputView decodes the whole message again
+// with the reference decoder. FuzzRouteInputViewMatchesReference holds the two to
+// the same results.
+
+// str1 reads a string whose length takes one byte.
+func str1(b []byte, p int) (string, int, bool) {
+	if p < len(b) {
+		if n := int(b[p]); n < 0x80 && n < len(b)-p {
+			return unsafe.String(unsafe.SliceData(b[p+1:]), n), p + 1 + n, true
+		}
+	}
+	return "", p, false
+}
+
+// uv2 reads a uvarint of one or two bytes.
+func uv2(b []byte, p int) (uint64, int, bool) {
+	if p < len(b) {
+		c := uint64(b[p])
+		if c < 0x80 {
+			return c, p + 1, true
+		}
+		if p+1 < len(b) && b[p+1] < 0x80 && b[p+1] != 0 {
+			return c&0x7f | uint64(b[p+1])<<7, p + 2, true
+		}
+	}
+	return 0, p, false
+}
+
+// zz undoes zig-zag encoding.
+func zz(u uint64) int { return int(int64(u>>1) ^ -int64(u&1)) }
+
+// pairs1 reads a map whose count and byte length take a byte each, without
+// looking inside: a guest trusts the host's encoding, and Pairs reads it only
+// when the policy asks for a key.
+func pairs1(b []byte, p int) (Pairs, int, bool) {
+	if p+1 < len(b) {
+		n, m := int(b[p]), int(b[p+1])
+		if n < 0x80 && m < 0x80 && m < len(b)-p-1 && (n == 0) == (m == 0) {
+			return Pairs{n: n, enc: unsafe.String(unsafe.SliceData(b[p+2:]), m)}, p + 2 + m, true
+		}
+	}
+	return Pairs{}, p, false
+}
+
+func routeInputView(b []byte, in *RouteInput, sc *RouteScratch) bool {
+	var ok bool
+	p := 0
+	if in.StreamID, p, ok = str1(b, p); !ok {
+		return false
+	}
+	if in.Op, p, ok = str1(b, p); !ok {
+		return false
+	}
+	if in.Protocol, p, ok = str1(b, p); !ok {
+		return false
+	}
+	if in.ClientAddr, p, ok = str1(b, p); !ok {
+		return false
+	}
+	if in.Headers, p, ok = pairs1(b, p); !ok {
+		return false
+	}
+	if in.Purpose, p, ok = str1(b, p); !ok {
+		return false
+	}
+	if in.Placement, p, ok = str1(b, p); !ok {
+		return false
+	}
+	var n uint64
+	if n, p, ok = uv2(b, p); !ok || n > uint64(len(b)-p) {
+		return false
+	}
+	if uint64(cap(in.Candidates)) >= n {
+		in.Candidates = in.Candidates[:n]
+	} else {
+		in.Candidates = make([]Candidate, n)
+	}
+	strs := sc.strs[:0]
+	cs := in.Candidates
+	for i := range cs {
+		c := &cs[i]
+		if c.ID, p, ok = str1(b, p); !ok {
+			return false
+		}
+		if c.Tags, p, ok = pairs1(b, p); !ok {
+			return false
+		}
+		var k uint64
+		if k, p, ok = uv2(b, p); !ok || k > uint64(len(b)-p) {
+			return false
+		}
+		start := len(strs)
+		for range k {
+			var s string
+			if s, p, ok = str1(b, p); !ok {
+				return false
+			}
+			strs = append(strs, s)
+		}
+		c.Purposes = nil
+		if k > 0 {
+			c.Purposes = strs[start:len(strs):len(strs)]
+		}
+		var u uint64
+		if u, p, ok = uv2(b, p); !ok {
+			return false
+		}
+		c.Capacity = zz(u)
+		if u, p, ok = uv2(b, p); !ok {
+			return false
+		}
+		c.Load = zz(u)
+		if u, p, ok = uv2(b, p); !ok {
+			return false
+		}
+		c.Queue = zz(u)
+		if c.State, p, ok = str1(b, p); !ok {
+			return false
+		}
+	}
+	sc.strs = strs
+	return p == len(b)
 }

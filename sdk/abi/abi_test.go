@@ -1,15 +1,17 @@
 package abi
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
 func sampleRoute() *RouteInput {
-	return &RouteInput{StreamID: "cam-1", Op: OpPublish, Protocol: "whip", ClientAddr: "10.0.0.9", Headers: map[string]string{"X-Region": "eu"},
+	return &RouteInput{StreamID: "cam-1", Op: OpPublish, Protocol: "whip", ClientAddr: "10.0.0.9", Headers: MakePairs("X-Region", "eu"),
 		Purpose: "relay", Placement: "a2", Candidates: []Candidate{
-			{ID: "a1", Tags: map[string]string{"region": "eu"}, Purposes: []string{"relay", "record"}, Capacity: 10, Load: 3, Queue: 1, State: "serving"},
+			{ID: "a1", Tags: MakePairs("region", "eu"), Purposes: []string{"relay", "record"}, Capacity: 10, Load: 3, Queue: 1, State: "serving"},
 			{ID: "a2", Purposes: []string{"relay"}, Capacity: -1, Load: 0, State: "draining"},
 		}}
 }
@@ -81,6 +83,54 @@ func FuzzDecodeRouteInput(f *testing.F) {
 		var sc RouteScratch
 		_ = DecodeRouteInputView(b, &v, &sc)
 	})
+}
+
+// FuzzRouteInputViewMatchesReference holds the guest's fast decoder to the
+// reference decoder: what the reference accepts, the view decodes to the same
+// message, twice in a row on reused memory as a guest does. The view trusts the
+// inside of a pair list (only the host writes it), so it may accept a message
+// the reference refuses for a malformed pair list; reading such pairs must not
+// fail.
+func FuzzRouteInputViewMatchesReference(f *testing.F) {
+	f.Add(AppendRouteInput(nil, sampleRoute()))
+	long := sampleRoute()
+	long.StreamID = strings.Repeat("s", 200)
+	long.Candidates[0].Capacity = 1 << 20
+	f.Add(AppendRouteInput(nil, long))
+	f.Add(append(AppendRouteInput(nil, sampleRoute()), 0))
+	var v RouteInput
+	var sc RouteScratch
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var ref RouteInput
+		refErr := DecodeRouteInput(b, &ref)
+		for range 2 {
+			err := DecodeRouteInputView(b, &v, &sc)
+			switch {
+			case refErr == nil && err != nil:
+				t.Fatalf("the reference decodes it, the view refuses: %v", err)
+			case refErr == nil && !bytes.Equal(AppendRouteInput(nil, &ref), AppendRouteInput(nil, &v)):
+				// Equal encodings: nil and empty lists are the same message.
+				t.Fatalf("view decoded\n%+v\nreference\n%+v", v, ref)
+			case refErr != nil && err == nil:
+				for _, ps := range append([]Pairs{v.Headers}, tagsOf(v.Candidates)...) {
+					for range ps.All() {
+					}
+					_ = ps.Value("x")
+				}
+				if !strings.Contains(refErr.Error(), "malformed map") {
+					t.Fatalf("the view accepts what the reference refuses for another reason: %v", refErr)
+				}
+			}
+		}
+	})
+}
+
+func tagsOf(cs []Candidate) []Pairs {
+	var out []Pairs
+	for _, c := range cs {
+		out = append(out, c.Tags)
+	}
+	return out
 }
 
 func FuzzDecodeOutputs(f *testing.F) {

@@ -16,7 +16,7 @@ import (
 )
 
 func route(in *sdk.RouteInput) sdk.RouteOutput {
-	region := in.Headers["X-Region"]
+	region := in.Headers.Value("X-Region")
 	if region == "" {
 		region, _ = sdk.Config("default-region")
 	}
@@ -33,7 +33,7 @@ func route(in *sdk.RouteInput) sdk.RouteOutput {
 		if c.Capacity > 0 && c.Load >= c.Capacity {
 			continue
 		}
-		rs = append(rs, ranked{c.ID, region != "" && c.Tags["region"] == region, policy.Score(in.StreamID, c.ID)})
+		rs = append(rs, ranked{c.ID, region != "" && c.Tags.Value("region") == region, policy.Score(in.StreamID, c.ID)})
 	}
 	if len(rs) == 0 {
 		return sdk.RouteOutput{Reject: &sdk.Rejection{Status: 503, Reason: "no agent with room"}}

@@ -11,7 +11,7 @@ import (
 func input(region string) *abi.RouteInput {
 	in := &abi.RouteInput{StreamID: "cam-7", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: policytest.Candidates(9)}
 	if region != "" {
-		in.Headers = map[string]string{"X-Region": region}
+		in.Headers = abi.MakePairs("X-Region", region)
 	}
 	return in
 }
@@ -42,7 +42,7 @@ func TestAgentsInTheClientsRegionComeFirst(t *testing.T) {
 func tagOf(id string) string {
 	for _, c := range policytest.Candidates(9) {
 		if c.ID == id {
-			return c.Tags["region"]
+			return c.Tags.Value("region")
 		}
 	}
 	return ""
