@@ -51,10 +51,11 @@ type SlotConfig struct {
 	MemoryPages uint32 `yaml:"memoryPages"`
 	// Deadline bounds one call. Default 100ms.
 	Deadline time.Duration `yaml:"deadline"`
-	// Trusted turns off interruption of running guests: calls get 4–7× faster
-	// (wazero then skips a check on every loop back-edge), but Deadline can no
-	// longer stop a guest that loops forever. Default false. RATIONALE.md has the
-	// measurements.
+	// Trusted runs the module as it is, without the rewrite that lets the host
+	// stop a call at Deadline: a guest that loops forever then holds its
+	// goroutine and a core forever. It saves little (the rewrite's polls cost a
+	// tight loop ~1.8×, real policies nothing measurable) and exists for modules
+	// the rewrite refuses. Default false. RATIONALE.md has the measurements.
 	Trusted bool `yaml:"trusted"`
 	// MaxOutput bounds an output, in bytes. Default 64 KiB.
 	MaxOutput int `yaml:"maxOutput"`

@@ -47,6 +47,19 @@ func modules(t *testing.T) map[string][]byte {
 	return out
 }
 
+// rewritten reads a test module of the policy host and rewrites it.
+func rewritten(t *testing.T, name string) (orig, out []byte) {
+	t.Helper()
+	orig, err := os.ReadFile("../../testdata/" + name + ".wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err = Rewrite(orig); err != nil {
+		t.Fatal(err)
+	}
+	return orig, out
+}
+
 func runtime(ctx context.Context, t *testing.T) wazero.Runtime {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(nil))
 	t.Cleanup(func() { rt.Close(ctx) })
@@ -75,14 +88,7 @@ func TestRewrittenModulesValidateAndExportTheStopGlobal(t *testing.T) {
 
 func TestARewrittenModuleDecidesAsBefore(t *testing.T) {
 	ctx := context.Background()
-	b, err := os.ReadFile("../../testdata/good.wasm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := Rewrite(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, out := rewritten(t, "good")
 	var results []uint64
 	for _, m := range [][]byte{b, out} {
 		rt := runtime(ctx, t)
@@ -103,14 +109,7 @@ func TestARewrittenModuleDecidesAsBefore(t *testing.T) {
 
 func TestSettingTheStopGlobalEndsAnEndlessLoop(t *testing.T) {
 	ctx := context.Background()
-	b, err := os.ReadFile("../../testdata/loop.wasm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := Rewrite(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, out := rewritten(t, "loop")
 	mod, err := runtime(ctx, t).Instantiate(ctx, out)
 	if err != nil {
 		t.Fatal(err)
@@ -143,14 +142,7 @@ func TestSettingTheStopGlobalEndsAnEndlessLoop(t *testing.T) {
 // memory.grow is what lets it run; without it this test hangs.
 func TestEndlessLoopsOnEveryProcessorStillLetTheStopperRun(t *testing.T) {
 	ctx := context.Background()
-	b, err := os.ReadFile("../../testdata/loop.wasm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := Rewrite(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, out := rewritten(t, "loop")
 	rt := runtime(ctx, t)
 	cm, err := rt.CompileModule(ctx, out)
 	if err != nil {
@@ -255,4 +247,19 @@ func FuzzRewrite(f *testing.F) {
 			t.Fatalf("rewriting the output again: %v, want the reserved-export refusal", err)
 		}
 	})
+}
+
+// BenchmarkRewrite measures the rewrite of the built-in route policy, which a
+// hot swap pays before compiling.
+func BenchmarkRewrite(b *testing.B) {
+	m, err := plugins.Builtin("route-hrw")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(m)))
+	for i := 0; i < b.N; i++ {
+		if _, err := Rewrite(m); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
