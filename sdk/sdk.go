@@ -22,6 +22,7 @@ import (
 type (
 	RouteInput     = abi.RouteInput
 	Candidate      = abi.Candidate
+	Pairs          = abi.Pairs // headers and tags: read them with Get, Value or All
 	RouteOutput    = abi.RouteOutput
 	Rejection      = abi.Rejection
 	ThrottleInput  = abi.ThrottleInput
