@@ -335,7 +335,7 @@ func (g *Gateway) dialNode(ctx context.Context, media, stream, role string, fn f
 	if err != nil {
 		return fail(err)
 	}
-	if err := medialink.WriteMsg(ctrl, &medialink.Msg{T: medialink.MsgHello, Stream: stream, Role: role, Gateway: g.cfg.ID, Path: path.ID()}); err != nil {
+	if err := medialink.WriteMsg(ctrl, &medialink.Msg{T: medialink.MsgHello, Stream: stream, Role: role, Gateway: g.cfg.ID, Path: path.ID(), Port: g.media.MediaPort()}); err != nil {
 		return fail(err)
 	}
 	_ = ctrl.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -344,7 +344,7 @@ func (g *Gateway) dialNode(ctx context.Context, media, stream, role string, fn f
 		err = fmt.Errorf("node refused the %s link: %s", role, reply.Error)
 	}
 	if err == nil {
-		err = path.Connect(link, reply.Path, true)
+		err = path.Connect(link, reply.Path, reply.Port, true)
 	}
 	if err != nil {
 		return fail(err)

@@ -155,9 +155,9 @@ func (r *relay) serveConn(ctx context.Context, ep *medialink.Endpoint, c *quic.C
 		path = ep.NewPath(nil) // a subscriber's path only sends
 	}
 	defer path.Close()
-	err = path.Connect(c, hello.Path, false)
+	err = path.Connect(c, hello.Path, hello.Port, false)
 	if err == nil {
-		err = medialink.WriteMsg(ctrl, &medialink.Msg{T: medialink.MsgOK, Path: path.ID()})
+		err = medialink.WriteMsg(ctrl, &medialink.Msg{T: medialink.MsgOK, Path: path.ID(), Port: ep.MediaPort()})
 	}
 	if err != nil {
 		_ = c.CloseWithError(codeRefused, err.Error())

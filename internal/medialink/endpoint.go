@@ -10,16 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 )
 
 // Media packet layout on the wire (RATIONALE.md, "The media path"):
 //
-//	[1] header (packet type and track, as in a datagram; its two top bits are 0,
-//	    which tells quic-go the packet is not QUIC)
+//	[1] header (packet type and track, as in a datagram)
 //	[4] path id the receiver chose
 //	[8] sequence number of the sender, the AEAD nonce
 //	[n] sealed payload and a 16-byte tag; header, id and sequence are authenticated
@@ -34,14 +35,16 @@ const (
 	exporterLabel = "EXPORTER-sluice-media-path"
 )
 
-// Endpoint is one UDP socket of a gateway or node. It carries the QUIC connections
-// of its media links and, beside them on the same port, their media paths: RTP
+// Endpoint is the two UDP sockets of a gateway or node: one carries the QUIC
+// connections of its media links, the other (MediaPort) their media paths — RTP
 // sealed with keys from each connection's TLS handshake, one UDP packet per RTP
-// packet, written by the caller's goroutine and read by Serve's. quic-go tells the
-// two apart by the first byte. The zero value is not usable; see NewEndpoint.
+// packet, written by the caller's goroutine and read by Serve's own goroutine
+// with no hand-off in between (RATIONALE.md, "Its own socket"). The zero value is
+// not usable; see NewEndpoint.
 type Endpoint struct {
-	udp net.PacketConn
-	tr  *quic.Transport
+	udp   net.PacketConn // QUIC, read by quic-go's transport
+	media *net.UDPConn   // media paths, read by Serve
+	tr    *quic.Transport
 
 	mu    sync.Mutex
 	paths map[uint32]*Path
@@ -49,17 +52,28 @@ type Endpoint struct {
 	closeOnce sync.Once
 }
 
-// NewEndpoint binds a UDP socket on addr ("127.0.0.1:0", ":4433", …).
+// NewEndpoint binds the QUIC socket on addr ("127.0.0.1:0", ":4433", …) and the
+// media socket on the same host and a port of the system's choosing.
 func NewEndpoint(addr string) (*Endpoint, error) {
 	udp, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("medialink: bind %s: %w", addr, err)
 	}
-	return &Endpoint{udp: udp, tr: &quic.Transport{Conn: udp}, paths: map[uint32]*Path{}}, nil
+	la := udp.LocalAddr().(*net.UDPAddr)
+	media, err := net.ListenUDP("udp", &net.UDPAddr{IP: la.IP, Zone: la.Zone})
+	if err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("medialink: bind the media socket beside %s: %w", addr, err)
+	}
+	return &Endpoint{udp: udp, media: media, tr: &quic.Transport{Conn: udp}, paths: map[uint32]*Path{}}, nil
 }
 
-// Addr is the bound UDP address.
+// Addr is the bound UDP address of the QUIC connections.
 func (e *Endpoint) Addr() net.Addr { return e.udp.LocalAddr() }
+
+// MediaPort is the UDP port of the media paths, announced to the peer in the
+// hello or the ok (Msg.Port).
+func (e *Endpoint) MediaPort() uint16 { return uint16(e.media.LocalAddr().(*net.UDPAddr).Port) }
 
 // Listen accepts media links on the endpoint. tlsConf must require client
 // certificates (see pki.Identity.ServerTLS); ALPN is set here.
@@ -88,17 +102,19 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, tlsConf *tls.Config) (
 	return c, nil
 }
 
-// Serve reads media packets and hands each to its path's receive function, on
-// this one goroutine, until ctx ends or the endpoint is closed.
+// Serve reads the media socket and hands each packet to its path's receive
+// function, on this one goroutine, until ctx ends or the endpoint is closed.
 func (e *Endpoint) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { _ = e.media.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
 	for {
 		buf := make([]byte, MaxMediaPacket+1) // the receiver may keep it
-		n, _, err := e.tr.ReadNonQUICPacket(ctx, buf)
+		n, _, err := e.media.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return err
+			return fmt.Errorf("medialink: read the media socket: %w", err)
 		}
 		if n < mediaOverhead+1+12 || n > MaxMediaPacket {
 			continue
@@ -117,6 +133,7 @@ func (e *Endpoint) Close() error {
 	e.closeOnce.Do(func() {
 		_ = e.tr.Close()
 		_ = e.udp.Close()
+		_ = e.media.Close()
 	})
 	return nil
 }
@@ -159,7 +176,7 @@ type Path struct {
 }
 
 type pathState struct {
-	addr   net.Addr
+	addr   netip.AddrPort // the peer's media socket
 	peer   uint32
 	seal   cipher.AEAD
 	open   cipher.AEAD
@@ -171,10 +188,15 @@ type pathState struct {
 func (p *Path) ID() uint32 { return p.id }
 
 // Connect binds the path to its link: c is the established QUIC connection, peer
-// the path id the other end announced, and client says whether this end dialled.
-func (p *Path) Connect(c *quic.Conn, peer uint32, client bool) error {
-	if peer == 0 {
-		return fmt.Errorf("%w: no media path id from the peer", ErrProtocol)
+// and port the path id and media port the other end announced (Msg.Path and
+// Msg.Port), and client says whether this end dialled.
+func (p *Path) Connect(c *quic.Conn, peer uint32, port uint16, client bool) error {
+	if peer == 0 || port == 0 {
+		return fmt.Errorf("%w: no media path id or port from the peer", ErrProtocol)
+	}
+	ra, ok := c.RemoteAddr().(*net.UDPAddr)
+	if !ok {
+		return fmt.Errorf("%w: link on %T, not UDP", ErrProtocol, c.RemoteAddr())
 	}
 	cs := c.ConnectionState().TLS
 	km, err := cs.ExportKeyingMaterial(exporterLabel, nil, 32)
@@ -185,7 +207,7 @@ func (p *Path) Connect(c *quic.Conn, peer uint32, client bool) error {
 	if !client {
 		out, in = in, out
 	}
-	st := &pathState{addr: c.RemoteAddr(), peer: peer}
+	st := &pathState{addr: netip.AddrPortFrom(ra.AddrPort().Addr().Unmap(), port), peer: peer}
 	if st.seal, err = newGCM(out); err != nil {
 		return err
 	}
@@ -233,7 +255,7 @@ func (p *Path) Send(pkt []byte) error {
 	var nonce [12]byte
 	copy(nonce[4:], b[5:13])
 	b = st.seal.Seal(b, nonce[:], pkt[1:], b[:mediaPrefix])
-	_, err := p.e.tr.WriteTo(b, st.addr)
+	_, err := p.e.media.WriteToUDPAddrPort(b, st.addr)
 	return err
 }
 

@@ -52,10 +52,10 @@ func pathPair(tb testing.TB) (client, server *Path, got chan []byte) {
 	got = make(chan []byte, 1024)
 	client = cli.NewPath(nil)
 	server = srv.NewPath(func(p []byte) { got <- p })
-	if err := client.Connect(cc, server.ID(), true); err != nil {
+	if err := client.Connect(cc, server.ID(), srv.MediaPort(), true); err != nil {
 		tb.Fatal(err)
 	}
-	if err := server.Connect(sc, client.ID(), false); err != nil {
+	if err := server.Connect(sc, client.ID(), cli.MediaPort(), false); err != nil {
 		tb.Fatal(err)
 	}
 	return client, server, got
@@ -97,14 +97,14 @@ func TestAMediaPathCarriesRTPAndRefusesReplaysForgeriesAndOversizedPackets(t *te
 	copy(nonce[4:], b[5:13])
 	sealed := st.seal.Seal(b, nonce[:], p[1:], b[:mediaPrefix])
 	for range 2 { // the first one is new, the second a replay
-		if _, err := client.e.tr.WriteTo(sealed, st.addr); err != nil {
+		if _, err := client.e.media.WriteToUDPAddrPort(sealed, st.addr); err != nil {
 			t.Fatal(err)
 		}
 	}
 	forged := append([]byte(nil), sealed...)
 	forged[len(forged)-20] ^= 1
 	forged[12]++ // a fresh sequence number, so only the tag can refuse it
-	if _, err := client.e.tr.WriteTo(forged, st.addr); err != nil {
+	if _, err := client.e.media.WriteToUDPAddrPort(forged, st.addr); err != nil {
 		t.Fatal(err)
 	}
 	if err := client.Send(rtpLike(100)); err != nil { // a marker behind them

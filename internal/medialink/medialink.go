@@ -4,8 +4,8 @@
 // A gateway opens the connection and a bidirectional control stream, sends a Hello
 // saying which stream it publishes or subscribes to, and the two ends exchange
 // media path ids (Hello and OK). From then on RTP travels on the link's media path
-// (Path): one UDP packet per RTP packet on the same port as the QUIC connection,
-// sealed with keys exported from its TLS handshake, prefixed by a one-byte header
+// (Path): one UDP packet per RTP packet on a media port of its own beside the
+// QUIC connection's (announced in Hello and OK), sealed with keys exported from its TLS handshake, prefixed by a one-byte header
 // (packet type and track index). Feedback — keyframe requests and NACKs — travels
 // the other way as QUIC datagrams of its own types. A packet too large for the
 // media path goes on the connection, as a datagram or on a short unidirectional
@@ -27,7 +27,7 @@ import (
 )
 
 // ALPN is the TLS application protocol of the media link.
-const ALPN = "sluice-media/2"
+const ALPN = "sluice-media/3"
 
 // MaxTracks is the most tracks one stream may carry (the index is 4 bits).
 const MaxTracks = 16
@@ -83,6 +83,9 @@ type Msg struct {
 	// Path is the sender's media path id (Path.ID), in hello and ok: the other end
 	// addresses its media packets with it.
 	Path uint32 `json:"path,omitempty"`
+	// Port is the sender's media port (Endpoint.MediaPort), in hello and ok: the
+	// other end sends its media packets there, on the link's remote host.
+	Port uint16 `json:"port,omitempty"`
 	// Tracks are the tracks known so far and Expect how many the publisher
 	// negotiated, so a subscriber knows when the set is complete.
 	Tracks []Track `json:"tracks,omitempty"`
