@@ -43,7 +43,7 @@ const (
 // not usable; see NewEndpoint.
 type Endpoint struct {
 	udp   net.PacketConn // QUIC, read by quic-go's transport
-	media *net.UDPConn   // media paths, read by Serve
+	media *mediaSocket   // media paths, read by Serve
 	tr    *quic.Transport
 
 	mu    sync.Mutex
@@ -60,10 +60,16 @@ func NewEndpoint(addr string) (*Endpoint, error) {
 		return nil, fmt.Errorf("medialink: bind %s: %w", addr, err)
 	}
 	la := udp.LocalAddr().(*net.UDPAddr)
-	media, err := net.ListenUDP("udp", &net.UDPAddr{IP: la.IP, Zone: la.Zone})
+	mc, err := net.ListenUDP("udp", &net.UDPAddr{IP: la.IP, Zone: la.Zone})
 	if err != nil {
 		udp.Close()
 		return nil, fmt.Errorf("medialink: bind the media socket beside %s: %w", addr, err)
+	}
+	media, err := newMediaSocket(mc)
+	if err != nil {
+		udp.Close()
+		mc.Close()
+		return nil, fmt.Errorf("medialink: media socket beside %s: %w", addr, err)
 	}
 	return &Endpoint{udp: udp, media: media, tr: &quic.Transport{Conn: udp}, paths: map[uint32]*Path{}}, nil
 }
@@ -73,7 +79,7 @@ func (e *Endpoint) Addr() net.Addr { return e.udp.LocalAddr() }
 
 // MediaPort is the UDP port of the media paths, announced to the peer in the
 // hello or the ok (Msg.Port).
-func (e *Endpoint) MediaPort() uint16 { return uint16(e.media.LocalAddr().(*net.UDPAddr).Port) }
+func (e *Endpoint) MediaPort() uint16 { return uint16(e.media.conn.LocalAddr().(*net.UDPAddr).Port) }
 
 // Listen accepts media links on the endpoint. tlsConf must require client
 // certificates (see pki.Identity.ServerTLS); ALPN is set here.
@@ -105,11 +111,11 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, tlsConf *tls.Config) (
 // Serve reads the media socket and hands each packet to its path's receive
 // function, on this one goroutine, until ctx ends or the endpoint is closed.
 func (e *Endpoint) Serve(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { _ = e.media.SetReadDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = e.media.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	for {
 		buf := make([]byte, MaxMediaPacket+1) // the receiver may keep it
-		n, _, err := e.media.ReadFromUDPAddrPort(buf)
+		n, err := e.media.read(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -133,7 +139,7 @@ func (e *Endpoint) Close() error {
 	e.closeOnce.Do(func() {
 		_ = e.tr.Close()
 		_ = e.udp.Close()
-		_ = e.media.Close()
+		_ = e.media.conn.Close()
 	})
 	return nil
 }
@@ -176,7 +182,7 @@ type Path struct {
 }
 
 type pathState struct {
-	addr   netip.AddrPort // the peer's media socket
+	to     mediaPeer // the peer's media socket
 	peer   uint32
 	seal   cipher.AEAD
 	open   cipher.AEAD
@@ -207,7 +213,11 @@ func (p *Path) Connect(c *quic.Conn, peer uint32, port uint16, client bool) erro
 	if !client {
 		out, in = in, out
 	}
-	st := &pathState{addr: netip.AddrPortFrom(ra.AddrPort().Addr().Unmap(), port), peer: peer}
+	to, err := p.e.media.peer(netip.AddrPortFrom(ra.AddrPort().Addr(), port))
+	if err != nil {
+		return err
+	}
+	st := &pathState{to: to, peer: peer}
 	if st.seal, err = newGCM(out); err != nil {
 		return err
 	}
@@ -255,8 +265,7 @@ func (p *Path) Send(pkt []byte) error {
 	var nonce [12]byte
 	copy(nonce[4:], b[5:13])
 	b = st.seal.Seal(b, nonce[:], pkt[1:], b[:mediaPrefix])
-	_, err := p.e.media.WriteToUDPAddrPort(b, st.addr)
-	return err
+	return p.e.media.write(b, &st.to)
 }
 
 // receive opens a media packet for this path and passes it on; it runs on the

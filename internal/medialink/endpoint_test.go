@@ -97,14 +97,14 @@ func TestAMediaPathCarriesRTPAndRefusesReplaysForgeriesAndOversizedPackets(t *te
 	copy(nonce[4:], b[5:13])
 	sealed := st.seal.Seal(b, nonce[:], p[1:], b[:mediaPrefix])
 	for range 2 { // the first one is new, the second a replay
-		if _, err := client.e.media.WriteToUDPAddrPort(sealed, st.addr); err != nil {
+		if err := client.e.media.write(sealed, &st.to); err != nil {
 			t.Fatal(err)
 		}
 	}
 	forged := append([]byte(nil), sealed...)
 	forged[len(forged)-20] ^= 1
 	forged[12]++ // a fresh sequence number, so only the tag can refuse it
-	if _, err := client.e.media.WriteToUDPAddrPort(forged, st.addr); err != nil {
+	if err := client.e.media.write(forged, &st.to); err != nil {
 		t.Fatal(err)
 	}
 	if err := client.Send(rtpLike(100)); err != nil { // a marker behind them
