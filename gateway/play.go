@@ -35,7 +35,11 @@ type subscription struct {
 	expect  int
 	local   [medialink.MaxTracks]*webrtc.TrackLocalStaticRTP
 	queue   [medialink.MaxTracks]chan []byte // RTP for the track's fan-out goroutine
-	ready   chan struct{}                    // closed once every expected track is known
+	// pending counts a track's packets queued or being written by its fan-out
+	// goroutine; the media goroutine writes inline only when it is zero, so a
+	// track's packets leave in the order they came.
+	pending [medialink.MaxTracks]atomic.Int32
+	ready   chan struct{} // closed once every expected track is known
 	isReady bool
 	ended   bool
 	pli     [medialink.MaxTracks]time.Time
@@ -264,7 +268,7 @@ func (s *subscription) setTracks(tracks []medialink.Track, expect int) {
 		s.local[t.Index] = lt
 		q := make(chan []byte, trackQueue)
 		s.queue[t.Index] = q
-		s.g.goOwned(func() { s.fanOut(lt, q) })
+		s.g.goOwned(func() { s.fanOut(lt, q, &s.pending[t.Index]) })
 		s.info = append(s.info, t)
 	}
 	s.expect = expect
@@ -289,9 +293,9 @@ const inlineViewers = 16
 // onPacket takes one framed packet from the link and writes its RTP to the
 // viewers. It runs on the gateway's media endpoint goroutine, which serves every
 // link of the gateway: it writes inline only while the subscription is small
-// (inlineViewers) and the track's queue is empty (so packets stay in order),
-// and otherwise queues the packet for the track's fan-out goroutine, as a
-// publisher's tracks fan out in pion.
+// (inlineViewers) and the track's goroutine has nothing pending (so packets stay
+// in order), and otherwise queues the packet for the track's fan-out goroutine,
+// as a publisher's tracks fan out in pion.
 func (s *subscription) onPacket(p []byte) {
 	typ, track, payload, err := medialink.ParsePacket(p)
 	if err != nil || typ != medialink.TypeRTP {
@@ -304,25 +308,28 @@ func (s *subscription) onPacket(p []byte) {
 		return
 	}
 	s.checkGap(track, binary.BigEndian.Uint16(payload[2:4]))
-	if n <= inlineViewers && len(q) == 0 {
+	if n <= inlineViewers && s.pending[track].Load() == 0 {
 		s.write(lt, payload)
 		return
 	}
+	s.pending[track].Add(1)
 	select {
 	case q <- payload:
 	default:
+		s.pending[track].Add(-1)
 		s.g.m.dropped.Inc()
 	}
 }
 
 // fanOut writes a track's RTP to every viewer until the subscription ends.
-func (s *subscription) fanOut(lt *webrtc.TrackLocalStaticRTP, q chan []byte) {
+func (s *subscription) fanOut(lt *webrtc.TrackLocalStaticRTP, q chan []byte, pending *atomic.Int32) {
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case payload := <-q:
 			s.write(lt, payload)
+			pending.Add(-1)
 		}
 	}
 }
