@@ -149,14 +149,7 @@ func BenchmarkPathCPU(b *testing.B) {
 	}()
 	cpu0 := cpuNow()
 	b.ResetTimer()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for i := 0; i < b.N; i += 10 {
-		<-tick.C
-		for j := 0; j < 10; j++ {
-			_ = client.Send(p)
-		}
-	}
+	pace(b, func() { _ = client.Send(p) })
 	n := <-done
 	b.StopTimer()
 	b.ReportMetric(float64((cpuNow()-cpu0).Microseconds())/float64(max(n, 1)), "cpu-µs/pkt")

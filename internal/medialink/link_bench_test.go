@@ -231,23 +231,30 @@ func BenchmarkLinkCPU(b *testing.B) {
 			}
 			cpu0 := cpuNow()
 			b.ResetTimer()
-			tick := time.NewTicker(2 * time.Millisecond)
-			defer tick.Stop()
-			for i := 0; i < b.N; i += 10 {
-				<-tick.C
-				for j := 0; j < 10; j++ {
-					if mode == "datagram" {
-						_ = c.SendDatagram(p)
-					} else {
-						_, _ = st.Write(p)
-					}
+			pace(b, func() {
+				if mode == "datagram" {
+					_ = c.SendDatagram(p)
+				} else {
+					_, _ = st.Write(p)
 				}
-			}
+			})
 			time.Sleep(50 * time.Millisecond)
 			b.StopTimer()
 			n := recv.Load()
 			b.ReportMetric(float64((cpuNow()-cpu0).Microseconds())/float64(max(n, 1)), "cpu-µs/pkt")
 			b.ReportMetric(100*float64(n)/float64(b.N), "%delivered")
 		})
+	}
+}
+
+// pace calls send b.N times at media pace: bursts of 10 every 2 ms, 5,000 a second.
+func pace(b *testing.B, send func()) {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < b.N; i += 10 {
+		<-tick.C
+		for j := 0; j < 10; j++ {
+			send()
+		}
 	}
 }
