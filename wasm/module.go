@@ -183,7 +183,6 @@ func (m *module) instantiate(ctx context.Context) (*instance, error) {
 		mod.Close(ctx)
 		return nil, fmt.Errorf("%w: %s speaks ABI v%d; this host speaks v%d", ErrRefused, m.info.Source, v, abi.Version)
 	}
-	m.info.ABI = abi.Version
 	m.live.Add(1)
 	if in.stop != nil {
 		m.slot.host.dog.add(in)
@@ -202,6 +201,9 @@ func (m *module) fill(ctx context.Context, n int) error {
 		}
 		m.pool <- in
 	}
+	// Set here, before the module is current, not in instantiate: replacements
+	// are instantiated while Status reads info.
+	m.info.ABI = abi.Version
 	return nil
 }
 
