@@ -52,8 +52,6 @@ type module struct {
 	bytes    []byte
 	compiled wazero.CompiledModule
 	slot     *slot
-	// interruptible: the code polls the preempt stop global.
-	interruptible bool
 
 	pool     chan *instance
 	live     sync.WaitGroup // instances not yet closed
@@ -113,7 +111,6 @@ func (s *slot) compile(ctx context.Context, b []byte, source string) (*module, e
 		}
 		m.info.Exports = append(m.info.Exports, name)
 	}
-	m.interruptible = !s.cfg.Trusted
 	slices.Sort(m.info.Exports)
 	want := map[string]struct{ params, results []api.ValueType }{
 		exportVersion: {nil, []api.ValueType{api.ValueTypeI32}},
@@ -166,7 +163,7 @@ func (m *module) instantiate(ctx context.Context) (*instance, error) {
 		mod.Close(ctx)
 		return nil, fmt.Errorf("%w: %s has no memory", ErrRefused, m.info.Source)
 	}
-	if m.interruptible {
+	if !m.slot.cfg.Trusted { // the code was rewritten to poll the stop global
 		g, ok := mod.ExportedGlobal(preempt.ExportName).(api.MutableGlobal)
 		if !ok {
 			mod.Close(ctx)
@@ -281,7 +278,7 @@ func (m *module) retire() {
 // revive makes a fresh module value from a retired one's compiled code, for a
 // rollback: the old value may still be seen by callers that raced the swap.
 func (m *module) revive() *module {
-	return &module{info: m.info, bytes: m.bytes, compiled: m.compiled, slot: m.slot, interruptible: m.interruptible, gone: make(chan struct{})}
+	return &module{info: m.info, bytes: m.bytes, compiled: m.compiled, slot: m.slot, gone: make(chan struct{})}
 }
 
 func (m *module) drain() {
@@ -323,15 +320,16 @@ func (in *instance) invoke(ctx context.Context, dog *watchdog, input []byte, max
 var errDeadline = errors.New("wasm: stopped at its deadline")
 
 func (in *instance) run(ctx context.Context, input []byte, maxOut int) ([]byte, error) {
-	if uint32(len(input)) > in.inCap || in.inCap == 0 {
+	if in.inCap == 0 || uint32(len(input)) > in.inCap {
 		// The guest's buffer stays valid until the next sluice_alloc (ABI.md),
 		// so it is asked for one only when the input outgrows it.
-		in.stack[0] = uint64(max(len(input), 1024))
+		size := uint32(max(len(input), 1024))
+		in.stack[0] = uint64(size)
 		if err := in.alloc.CallWithStack(ctx, in.stack); err != nil {
 			in.inCap = 0
 			return nil, err
 		}
-		in.inPtr, in.inCap = uint32(in.stack[0]), uint32(max(len(input), 1024))
+		in.inPtr, in.inCap = uint32(in.stack[0]), size
 	}
 	if !in.mem.Write(in.inPtr, input) {
 		return nil, fmt.Errorf("%w: sluice_alloc returned %d, outside memory", ErrOutput, in.inPtr)

@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -170,7 +169,9 @@ func benchRun(ctx context.Context, base string, pid, n int, warmup, window time.
 	if err != nil {
 		return benchResult{}, err
 	}
-	vapi, err := viewerAPI()
+	// The viewers skip pion's stats interceptor: only the load generator, which
+	// shares the cores with the serving processes, gets cheaper.
+	vapi, err := mediatest.APIWithoutStats()
 	if err != nil {
 		return benchResult{}, err
 	}
@@ -344,36 +345,6 @@ func benchSend(ctx context.Context, vt, at *webrtc.TrackLocalStaticRTP, clock *s
 			send(at, 1, ap.Packetize(audio, 960))
 		}
 	}
-}
-
-// viewerAPI is the bench viewers' pion: mediatest.API without the stats
-// interceptor, whose per-packet bookkeeping (getStats) the bench never reads. It
-// negotiates the same codecs, feedback and header extensions and sends the same
-// NACKs, receiver reports and transport-wide feedback as before, so the serving
-// processes see the same viewers; only the load generator, which shares the two
-// cores with them, gets cheaper.
-func viewerAPI() (*webrtc.API, error) {
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(me, ir); err != nil {
-		return nil, err
-	}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, err
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		return nil, err
-	}
-	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
-		return nil, err
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
 // cpuTime sums user and system CPU time of the processes (dead threads included).

@@ -82,12 +82,35 @@ func LoadOgg(path string) ([][]byte, error) {
 // API returns a pion API for test peers: default codecs and interceptors, and
 // loopback candidates (CI sandboxes may have only lo).
 func API() (*webrtc.API, error) {
+	return newAPI(webrtc.RegisterDefaultInterceptors)
+}
+
+// APIWithoutStats is API without pion's stats interceptor, whose per-packet
+// bookkeeping (getStats) a load generator never reads. Its peers negotiate the
+// same codecs, feedback and header extensions and send the same NACKs, receiver
+// reports and transport-wide feedback as API's.
+func APIWithoutStats() (*webrtc.API, error) {
+	return newAPI(func(me *webrtc.MediaEngine, ir *interceptor.Registry) error {
+		if err := webrtc.ConfigureNack(me, ir); err != nil {
+			return err
+		}
+		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+			return err
+		}
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+			return err
+		}
+		return webrtc.ConfigureTWCCSender(me, ir)
+	})
+}
+
+func newAPI(interceptors func(*webrtc.MediaEngine, *interceptor.Registry) error) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+	if err := interceptors(me, ir); err != nil {
 		return nil, err
 	}
 	se := webrtc.SettingEngine{}

@@ -108,40 +108,42 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	if len(idx) == 0 {
 		return noAgent(in)
 	}
-	// Score, then insertion-sort by descending score: n is small, and this is
-	// branch-light straight-line code in a guest.
-	var scoreBuf [64]uint64
-	score := scoreBuf[:0]
-	h := streamHash(in.StreamID)
-	placed := -1
-	for k, i := range idx {
-		s := scoreFrom(h, cs[i].ID)
-		score = append(score, s)
-		j := k
-		for j > 0 && score[j-1] < s {
-			score[j], idx[j] = score[j-1], idx[j-1]
-			j--
-		}
-		score[j], idx[j] = s, i
+	// Score, then sort by descending score: insertion sort while n is small
+	// (branch-light code, no calls in a guest), the library's sort beyond.
+	type ranked struct {
+		score uint64
+		i     int32
 	}
-	out := abi.RouteOutput{Agents: make([]string, len(idx))}
+	var rankBuf [64]ranked
+	rs := rankBuf[:0]
+	h := streamHash(in.StreamID)
+	for _, i := range idx {
+		rs = append(rs, ranked{scoreFrom(h, cs[i].ID), i})
+	}
+	if len(rs) <= 32 {
+		for k := 1; k < len(rs); k++ {
+			r, j := rs[k], k
+			for ; j > 0 && rs[j-1].score < r.score; j-- {
+				rs[j] = rs[j-1]
+			}
+			rs[j] = r
+		}
+	} else {
+		slices.SortFunc(rs, func(a, b ranked) int { return cmp.Compare(b.score, a.score) })
+	}
+	// The agent already carrying the stream comes first.
+	out := abi.RouteOutput{Agents: make([]string, 0, len(rs))}
 	if in.Placement != "" {
-		for k, i := range idx {
-			if cs[i].ID == in.Placement {
-				placed = k
+		for _, r := range rs {
+			if cs[r.i].ID == in.Placement {
+				out.Agents = append(out.Agents, in.Placement)
 				break
 			}
 		}
 	}
-	n := 0
-	if placed >= 0 {
-		out.Agents[0] = cs[idx[placed]].ID
-		n = 1
-	}
-	for k, i := range idx {
-		if k != placed {
-			out.Agents[n] = cs[i].ID
-			n++
+	for _, r := range rs {
+		if id := cs[r.i].ID; id != in.Placement {
+			out.Agents = append(out.Agents, id)
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"encoding/binary"
 	"iter"
 	"slices"
 	"strings"
@@ -127,18 +128,9 @@ func (ps Pairs) valid() bool {
 
 // cutStr reads one length-prefixed string from the front of s.
 func cutStr(s string) (str, rest string, ok bool) {
-	var n uint64
-	var shift uint
-	for i := 0; i < len(s) && i < 10; i++ {
-		c := s[i]
-		n |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			if n > uint64(len(s)-i-1) {
-				return "", s, false
-			}
-			return s[i+1 : i+1+int(n)], s[i+1+int(n):], true
-		}
-		shift += 7
+	n, k := binary.Uvarint(unsafe.Slice(unsafe.StringData(s), len(s)))
+	if k <= 0 || n > uint64(len(s)-k) {
+		return "", s, false
 	}
-	return "", s, false
+	return s[k : k+int(n)], s[k+int(n):], true
 }
