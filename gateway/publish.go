@@ -173,9 +173,7 @@ func (p *publisher) forward(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		link, path := p.link, p.path
 		p.mu.Unlock()
 		if link != nil {
-			if err := path.Send(buf[:n+1]); errors.Is(err, medialink.ErrTooLarge) {
-				_ = medialink.Send(link, buf[:n+1])
-			}
+			_ = path.SendRTP(link, buf[:n+1])
 		}
 	}
 }

@@ -66,13 +66,8 @@ type rsub struct {
 	wmu  sync.Mutex // serialises control writes
 }
 
-// sendMedia sends one framed RTP packet to the subscriber: on the media path, or
-// on the link when it is too large for it.
-func (sub *rsub) sendMedia(p []byte) {
-	if err := sub.path.Send(p); errors.Is(err, medialink.ErrTooLarge) {
-		_ = medialink.Send(sub.conn, p)
-	}
-}
+// sendMedia sends one framed RTP packet to the subscriber.
+func (sub *rsub) sendMedia(p []byte) { _ = sub.path.SendRTP(sub.conn, p) }
 
 // refreshLocked rebuilds the subscriber slice the packet path reads; s.mu is held.
 func (s *rstream) refreshLocked() {

@@ -268,6 +268,16 @@ func (p *Path) Send(pkt []byte) error {
 	return p.e.media.write(b, &st.to)
 }
 
+// SendRTP sends one framed RTP packet on the media path, or on the link c when
+// it is too large for the path (the link carries it on a short stream).
+func (p *Path) SendRTP(c *quic.Conn, pkt []byte) error {
+	err := p.Send(pkt)
+	if errors.Is(err, ErrTooLarge) {
+		return Send(c, pkt)
+	}
+	return err
+}
+
 // receive opens a media packet for this path and passes it on; it runs on the
 // endpoint's Serve goroutine.
 func (p *Path) receive(b []byte) {
