@@ -59,12 +59,12 @@ func HandleRoute(f func(*RouteInput) RouteOutput) { routeFn = f }
 // HandleThrottle registers the policy's throttle handler. Call it from init.
 func HandleThrottle(f func(*ThrottleInput) ThrottleOutput) { throttleFn = f }
 
-// routeIn and its scratch are reused from call to call, and its strings point
-// into the host's input buffer: a handler must not keep its input (copy what it
-// needs with strings.Clone).
+// routeIn and its decoder are reused from call to call, and its strings point
+// into the host's input buffer or the decoder's memory: a handler must not keep
+// its input (copy what it needs with strings.Clone).
 var (
-	routeIn      RouteInput
-	routeScratch abi.RouteScratch
+	routeIn  RouteInput
+	routeDec abi.RouteDecoder
 )
 
 // CallRoute runs the registered route handler on an encoded input and returns
@@ -72,7 +72,7 @@ var (
 // to the handler is valid only during the call.
 func CallRoute(in []byte, out []byte) ([]byte, error) {
 	ri := &routeIn
-	if err := abi.DecodeRouteInputView(in, ri, &routeScratch); err != nil {
+	if err := routeDec.Decode(in, ri); err != nil {
 		return out, err
 	}
 	var ro RouteOutput

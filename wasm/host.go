@@ -219,7 +219,7 @@ func (h *Host) Route(ctx context.Context, in *abi.RouteInput) (abi.RouteOutput, 
 	s := h.slots[SlotRoute]
 	var ro abi.RouteOutput
 	err := s.call(ctx,
-		func(b []byte) []byte { return abi.AppendRouteInput(b, in) },
+		func(inst *instance, b []byte) []byte { return inst.route.Append(b, in) },
 		func(out []byte) error { return abi.DecodeRouteOutput(out, &ro) })
 	if err == nil {
 		return ro, nil
@@ -244,7 +244,7 @@ func (h *Host) Throttle(ctx context.Context, in *abi.ThrottleInput) (abi.Throttl
 	s := h.slots[SlotThrottle]
 	var to abi.ThrottleOutput
 	err := s.call(ctx,
-		func(b []byte) []byte { return abi.AppendThrottleInput(b, in) },
+		func(_ *instance, b []byte) []byte { return abi.AppendThrottleInput(b, in) },
 		func(out []byte) error { return abi.DecodeThrottleOutput(out, &to) })
 	if err == nil {
 		return to, nil

@@ -4,8 +4,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"sync"
 	"testing"
 
+	"github.com/sluicegw/sluice/plugins/policy"
 	"github.com/sluicegw/sluice/sdk/abi"
 )
 
@@ -47,5 +52,58 @@ func TestBuiltInRoutePolicyDecidesThroughTheHostLikeTheNativeCode(t *testing.T) 
 		if s.Slot == "route" && (s.Calls != 1 || s.Fallbacks != 0 || s.Module == nil || s.Module.ABI != 1) {
 			t.Fatalf("route slot status = %+v", s)
 		}
+	}
+}
+
+// TestRouteDecisionsStayExactWhileTheAgentListChanges: the host sends a guest
+// only the candidates it does not hold (abi.RouteEncoder); with several
+// instances, each holding a different list, and the list changing between
+// decisions as a cluster's does, every decision must still equal the native
+// policy's.
+func TestRouteDecisionsStayExactWhileTheAgentListChanges(t *testing.T) {
+	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Pool: 3}}})
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 9))
+	cs := candidates(12)
+	for step := range 400 {
+		switch rng.IntN(6) {
+		case 0:
+			cs[rng.IntN(len(cs))].Load = rng.IntN(9)
+		case 1:
+			cs = slices.Insert(slices.Clone(cs), rng.IntN(len(cs)+1), abi.Candidate{ID: "joined-" + itoa(step), Purposes: []string{"relay"}, Capacity: 5, State: "serving"})
+		case 2:
+			if len(cs) > 2 {
+				i := rng.IntN(len(cs))
+				cs = slices.Delete(slices.Clone(cs), i, i+1)
+			}
+		case 3:
+			cs[rng.IntN(len(cs))].State = "draining"
+		}
+		in := &abi.RouteInput{StreamID: "cam-" + itoa(rng.IntN(50)), Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: cs}
+		if rng.IntN(3) == 0 {
+			in.Op = abi.OpPlay
+		}
+		// Concurrent callers spread the calls over the instances.
+		var wg sync.WaitGroup
+		outs := make([]abi.RouteOutput, 3)
+		for k := range outs {
+			wg.Go(func() {
+				out, err := h.Route(ctx, in)
+				if err != nil {
+					t.Error(err)
+				}
+				outs[k] = out
+			})
+		}
+		wg.Wait()
+		want := policy.RouteHRW(in)
+		for _, out := range outs {
+			if !reflect.DeepEqual(out, want) {
+				t.Fatalf("step %d: host %+v, native %+v", step, out, want)
+			}
+		}
+	}
+	if st := h.Status()[0]; st.Fallbacks != 0 || st.Calls != 1200 {
+		t.Fatalf("status %+v: want 1200 calls decided by the module", st)
 	}
 }

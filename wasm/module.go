@@ -81,8 +81,10 @@ type instance struct {
 	// in is the guest's input buffer (from sluice_alloc) and its size; the host
 	// writes the next input there without asking again when it fits.
 	inPtr, inCap uint32
-	// enc is where the host encodes inputs for this instance.
-	enc []byte
+	// enc is where the host encodes inputs for this instance; route knows
+	// which candidates the guest holds from its previous route call.
+	enc   []byte
+	route abi.RouteEncoder
 }
 
 // compile compiles and checks a module for a slot: ABI version, exports with the

@@ -46,7 +46,7 @@ type slot struct {
 // instance keeps, and decode reads the output, a view of guest memory that is
 // valid only while decode runs. On any failure it returns the error; the caller
 // applies the failure setting.
-func (s *slot) call(ctx context.Context, encode func([]byte) []byte, decode func([]byte) error) error {
+func (s *slot) call(ctx context.Context, encode func(in *instance, b []byte) []byte, decode func([]byte) error) error {
 	s.calls.Add(1)
 	if s.breakerOpen() {
 		return ErrBreakerOpen
@@ -74,7 +74,7 @@ func (s *slot) call(ctx context.Context, encode func([]byte) []byte, decode func
 		}
 		// Swapped out while we waited: take the new current module.
 	}
-	in.enc = encode(in.enc[:0])
+	in.enc = encode(in, in.enc[:0])
 	out, err := in.invoke(ctx, s.host.dog, in.enc, s.cfg.MaxOutput, deadline)
 	if err == nil {
 		if derr := decode(out); derr != nil {
@@ -84,6 +84,11 @@ func (s *slot) call(ctx context.Context, encode func([]byte) []byte, decode func
 	d := time.Since(start)
 	s.lat.add(d)
 	s.callHist.Update(d.Seconds())
+	if err == nil {
+		in.route.Commit()
+	} else {
+		in.route.Reset() // what the guest holds is unknown
+	}
 	switch {
 	case err == nil:
 		m.put(in)

@@ -6,7 +6,9 @@ package policy
 
 import (
 	"cmp"
+	"encoding/binary"
 	"slices"
+	"unsafe"
 
 	"github.com/sluicegw/sluice/sdk/abi"
 )
@@ -38,37 +40,53 @@ func noAgent(in *abi.RouteInput) abi.RouteOutput {
 	return abi.RouteOutput{Reject: &abi.Rejection{Status: 503, Reason: "no agent serves purpose " + in.Purpose + " with room"}}
 }
 
-// FNV-1a's parameters.
-const (
-	fnvOffset = 14695981039346656037
-	fnvPrime  = 1099511628211
-)
-
 // Score is the rendezvous-hashing weight of agent id for stream.
-func Score(stream, id string) uint64 { return scoreFrom(streamHash(stream), id) }
-
-// streamHash is FNV-1a over stream and a zero separator: the part of Score that
-// every candidate shares, computed once per decision.
-func streamHash(stream string) uint64 {
-	x := uint64(fnvOffset)
-	for i := 0; i < len(stream); i++ {
-		x = (x ^ uint64(stream[i])) * fnvPrime
-	}
-	return x * fnvPrime // the zero separator
+func Score(stream, id string) uint64 {
+	cs := [1]abi.Candidate{{ID: id}}
+	rs := [1]ranked{}
+	scoreAll(stream, cs[:], rs[:])
+	return rs[0].score
 }
 
-// scoreFrom continues streamHash's FNV-1a over id and finishes with a 64-bit
-// mixer (FNV's low bits mix poorly for near-equal inputs).
-func scoreFrom(x uint64, id string) uint64 {
-	for i := 0; i < len(id); i++ {
-		x = (x ^ uint64(id[i])) * fnvPrime
+// scoreAll sets each rs[k].score to the weight of agent cs[rs[k].i].ID for
+// stream. The hash folds a string in eight bytes at a time, then byte by byte,
+// multiplying by odd constants in between (multiplicative, in the manner of
+// FNV), continues from the stream's state over each id, and ends with
+// MurmurHash3's finaliser, so that near-equal ids weigh unrelated amounts.
+//
+// It is one function for all agents, stream first (k = -1), because in a Go
+// guest each call and each loop iteration costs several times what it does
+// natively: this is most of a decision's work.
+func scoreAll(stream string, cs []abi.Candidate, rs []ranked) {
+	h := uint64(0x243f6a8885a308d3)
+	for k := -1; k < len(rs); k++ {
+		x, s := h, stream
+		if k >= 0 {
+			x, s = h^0xff, cs[rs[k].i].ID // 0xff separates stream and id
+		}
+		for ; len(s) >= 8; s = s[8:] {
+			x = (x ^ binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))) * 0x9e3779b97f4a7c15
+		}
+		for i := range len(s) {
+			x = (x ^ uint64(s[i])) * 0x100000001b3
+		}
+		x = (x ^ uint64(len(s))) * 0x9e3779b97f4a7c15
+		if k < 0 {
+			h = x
+			continue
+		}
+		x ^= x >> 33
+		x *= 0xff51afd7ed558ccd
+		x ^= x >> 33
+		x *= 0xc4ceb9fe1a85ec53
+		x ^= x >> 33
+		rs[k].score = x
 	}
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	return x
+}
+
+type ranked struct {
+	score uint64
+	i     int32
 }
 
 // RouteHRW ranks agents by rendezvous hashing of the stream id, with bounded
@@ -78,50 +96,44 @@ func scoreFrom(x uint64, id string) uint64 {
 // already carries the stream comes first. Plays are ranked without the bound, to
 // find where a stream is.
 //
-// It allocates only its output: policies run in Wasm guests, where every
-// allocation and every call costs several times what it does natively.
+// It allocates nothing in a guest (its answer goes in in.AgentList) and makes
+// few loops and calls: policies run in Wasm guests, where every allocation, call
+// and loop iteration costs several times what it does natively.
 func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	cs := in.Candidates
-	var idxBuf [64]int32
-	idx := idxBuf[:0]
-	total := 1 // the new stream
-	for i := range cs {
-		if serves(&cs[i], in.Purpose) {
-			idx = append(idx, int32(i))
-			total += cs[i].Load
-		}
-	}
-	if in.Op == abi.OpPublish && len(idx) > 0 {
-		// Bounded load: load + 1 at most ⌈1.25 × (total load + 1) / n⌉, and load
-		// under capacity (0 = unlimited).
-		n := len(idx)
-		limit := (5*total + 4*n - 1) / (4 * n)
-		kept := idx[:0]
-		for _, i := range idx {
-			c := &cs[i]
-			if c.Load+1 <= limit && (c.Capacity <= 0 || c.Load < c.Capacity) {
-				kept = append(kept, i)
-			}
-		}
-		idx = kept
-	}
-	if len(idx) == 0 {
-		return noAgent(in)
-	}
-	// Score, then sort by descending score: insertion sort while n is small
-	// (branch-light code, no calls in a guest), the library's sort beyond.
-	type ranked struct {
-		score uint64
-		i     int32
-	}
 	var rankBuf [64]ranked
 	rs := rankBuf[:0]
-	h := streamHash(in.StreamID)
-	for _, i := range idx {
-		rs = append(rs, ranked{scoreFrom(h, cs[i].ID), i})
+	total := 1 // the new stream
+	for i := range cs {
+		if c := &cs[i]; serves(c, in.Purpose) {
+			rs = append(rs, ranked{0, int32(i)})
+			total += c.Load
+		}
 	}
-	if len(rs) <= 32 {
-		for k := 1; k < len(rs); k++ {
+	// Bounded load, for a publish: load + 1 at most ⌈1.25 × (total load + 1) / n⌉,
+	// and load under capacity (0 = unlimited).
+	limit := -1
+	if n := len(rs); in.Op == abi.OpPublish && n > 0 {
+		limit = (5*total + 4*n - 1) / (4 * n)
+	}
+	// Keep the agents within the bound, score them, and rank them by descending
+	// score: insertion sort while the list is short (no calls in a guest), the
+	// library's sort beyond.
+	n := 0
+	for _, r := range rs {
+		c := &cs[r.i]
+		if limit < 0 || c.Load+1 <= limit && (c.Capacity <= 0 || c.Load < c.Capacity) {
+			rs[n] = r
+			n++
+		}
+	}
+	if n == 0 {
+		return noAgent(in)
+	}
+	rs = rs[:n]
+	scoreAll(in.StreamID, cs, rs)
+	if n <= 32 {
+		for k := 1; k < n; k++ {
 			r, j := rs[k], k
 			for ; j > 0 && rs[j-1].score < r.score; j-- {
 				rs[j] = rs[j-1]
@@ -132,21 +144,21 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 		slices.SortFunc(rs, func(a, b ranked) int { return cmp.Compare(b.score, a.score) })
 	}
 	// The agent already carrying the stream comes first.
-	out := abi.RouteOutput{Agents: make([]string, 0, len(rs))}
+	agents := in.AgentList(n)
 	if in.Placement != "" {
 		for _, r := range rs {
 			if cs[r.i].ID == in.Placement {
-				out.Agents = append(out.Agents, in.Placement)
+				agents = append(agents, in.Placement)
 				break
 			}
 		}
 	}
 	for _, r := range rs {
 		if id := cs[r.i].ID; id != in.Placement {
-			out.Agents = append(out.Agents, id)
+			agents = append(agents, id)
 		}
 	}
-	return out
+	return abi.RouteOutput{Agents: agents}
 }
 
 // RouteLeastLoaded ranks agents by load relative to capacity, then by queue depth,

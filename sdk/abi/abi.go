@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"unsafe"
 )
 
@@ -40,6 +41,22 @@ type RouteInput struct {
 	Purpose    string      `json:"purpose"`
 	Placement  string      `json:"placement,omitempty"` // agent carrying the stream now
 	Candidates []Candidate `json:"candidates"`
+
+	agents []string // AgentList's memory, set by RouteDecoder
+}
+
+// AgentList returns an empty list with room for n agents, for the policy to
+// answer with in RouteOutput.Agents. In a guest its memory is the SDK's, reused
+// from call to call (the output is encoded as soon as the handler returns), so
+// a policy that builds its answer in it allocates nothing: in a Go guest,
+// allocating the answer costs more than deciding it. The first call per input
+// returns that memory; later ones, and calls outside a guest, a new list.
+func (in *RouteInput) AgentList(n int) []string {
+	if l := in.agents; cap(l) >= n && l != nil {
+		in.agents = nil
+		return l[:0]
+	}
+	return make([]string, 0, n)
 }
 
 // Candidate is one agent a stream may go to.
@@ -122,9 +139,20 @@ func (e *Encoder) varint(v int64)   { e.B = binary.AppendVarint(e.B, v) }
 func (e *Encoder) str(s string)     { e.uvarint(uint64(len(s))); e.B = append(e.B, s...) }
 func (e *Encoder) bytes(b []byte)   { e.uvarint(uint64(len(b))); e.B = append(e.B, b...) }
 func (e *Encoder) strs(ss []string) {
+	// Sized once, and short lengths written as the byte they are: a guest
+	// encodes its answer with this, and pays for every call it makes.
+	size := binary.MaxVarintLen64
+	for _, s := range ss {
+		size += binary.MaxVarintLen64 + len(s)
+	}
+	e.B = slices.Grow(e.B, size)
 	e.uvarint(uint64(len(ss)))
 	for _, s := range ss {
-		e.str(s)
+		if len(s) < 0x80 {
+			e.B = append(append(e.B, byte(len(s))), s...)
+		} else {
+			e.str(s)
+		}
 	}
 }
 func (e *Encoder) pairs(ps Pairs) {
@@ -139,7 +167,7 @@ func (e *Encoder) pairs(ps Pairs) {
 type decoder struct {
 	b   []byte
 	err error
-	// view makes strings point into b instead of copying (see DecodeRouteInputView).
+	// view makes strings point into b instead of copying (see RouteDecoder).
 	view bool
 	// base, when set, holds a copy of the whole message: strings are cut from it,
 	// so a message costs one allocation however many strings it has.
@@ -288,9 +316,20 @@ func (d *decoder) end() error {
 	return d.err
 }
 
-// AppendRouteInput encodes in.
+// AppendRouteInput encodes in, every candidate in full (see RouteEncoder for
+// the host's encoding, which refers to candidates the guest already holds).
 func AppendRouteInput(b []byte, in *RouteInput) []byte {
 	e := Encoder{b}
+	e.routeHeader(in)
+	e.uvarint(uint64(len(in.Candidates)))
+	for i := range in.Candidates {
+		e.uvarint(0) // a candidate in full
+		e.candidate(&in.Candidates[i])
+	}
+	return e.B
+}
+
+func (e *Encoder) routeHeader(in *RouteInput) {
 	e.str(in.StreamID)
 	e.str(in.Op)
 	e.str(in.Protocol)
@@ -298,46 +337,31 @@ func AppendRouteInput(b []byte, in *RouteInput) []byte {
 	e.pairs(in.Headers)
 	e.str(in.Purpose)
 	e.str(in.Placement)
-	e.uvarint(uint64(len(in.Candidates)))
-	for i := range in.Candidates {
-		c := &in.Candidates[i]
-		e.str(c.ID)
-		e.pairs(c.Tags)
-		e.strs(c.Purposes)
-		e.varint(int64(c.Capacity))
-		e.varint(int64(c.Load))
-		e.varint(int64(c.Queue))
-		e.str(c.State)
-	}
-	return e.B
 }
 
-// DecodeRouteInput decodes a RouteInput.
+func (e *Encoder) candidate(c *Candidate) {
+	e.str(c.ID)
+	e.pairs(c.Tags)
+	e.strs(c.Purposes)
+	e.varint(int64(c.Capacity))
+	e.varint(int64(c.Load))
+	e.varint(int64(c.Queue))
+	e.str(c.State)
+}
+
+// DecodeRouteInput decodes a RouteInput whose candidates are all in full (as
+// AppendRouteInput writes them). Its strings are copies: in outlives b.
 func DecodeRouteInput(b []byte, in *RouteInput) error {
 	d := decoder{b: b}
-	return d.routeInput(in)
-}
-
-// RouteScratch is reusable memory for DecodeRouteInputView.
-type RouteScratch struct {
-	strs []string
-}
-
-// DecodeRouteInputView decodes without copying: the strings of in point into b,
-// and in's slices and sc are reused from the previous call. It is for guests,
-// where b is the host's input buffer and allocation is what a call costs most;
-// in is valid only as long as b is unchanged.
-func DecodeRouteInputView(b []byte, in *RouteInput, sc *RouteScratch) error {
-	if routeInputView(b, in, sc) {
-		return nil
+	d.routeHeader(in)
+	in.Candidates = d.candidates(in.Candidates[:0], nil)
+	if d.err != nil {
+		in.Candidates = in.Candidates[:0]
 	}
-	d := decoder{b: b, view: true, strArena: sc.strs[:0]}
-	err := d.routeInput(in)
-	sc.strs = d.strArena
-	return err
+	return d.end()
 }
 
-func (d *decoder) routeInput(in *RouteInput) error {
+func (d *decoder) routeHeader(in *RouteInput) {
 	in.StreamID = d.str()
 	in.Op = d.str()
 	in.Protocol = d.str()
@@ -345,26 +369,41 @@ func (d *decoder) routeInput(in *RouteInput) error {
 	in.Headers = d.pairs()
 	in.Purpose = d.str()
 	in.Placement = d.str()
-	n := d.count()
-	if cap(in.Candidates) >= n {
-		in.Candidates = in.Candidates[:n] // reuse: decoding into the same value allocates less
-	} else {
-		in.Candidates = make([]Candidate, n)
+}
+
+// candidates reads the candidate list into cs: entries in full, or runs of
+// prev, the list the same guest decoded from its previous input (ABI.md).
+func (d *decoder) candidates(cs, prev []Candidate) []Candidate {
+	n := d.uvarint()
+	if n > uint64(len(d.b)+len(prev)) { // an entry takes a byte, a run at most all of prev
+		d.fail("count larger than the message")
+		return cs
 	}
-	for i := range in.Candidates {
-		c := &in.Candidates[i] // filled in place: copying a Candidate costs a guest dearly
-		c.ID = d.str()
-		c.Tags = d.pairs()
-		c.Purposes = d.strs()
-		c.Capacity = d.int()
-		c.Load = d.int()
-		c.Queue = d.int()
-		c.State = d.str()
+	for uint64(len(cs)) < n && d.err == nil {
+		r := d.uvarint()
+		if r == 0 {
+			cs = append(cs, Candidate{})
+			d.candidate(&cs[len(cs)-1])
+			continue
+		}
+		s := d.uvarint()
+		if r > n-uint64(len(cs)) || s > uint64(len(prev)) || r > uint64(len(prev))-s {
+			d.fail(fmt.Sprintf("run of %d candidates from %d: the previous input had %d", r, s, len(prev)))
+			break
+		}
+		cs = append(cs, prev[s:s+r]...)
 	}
-	if d.err != nil {
-		in.Candidates = in.Candidates[:0]
-	}
-	return d.end()
+	return cs
+}
+
+func (d *decoder) candidate(c *Candidate) {
+	c.ID = d.str()
+	c.Tags = d.pairs()
+	c.Purposes = d.strs()
+	c.Capacity = d.int()
+	c.Load = d.int()
+	c.Queue = d.int()
+	c.State = d.str()
 }
 
 // AppendRouteOutput encodes out.
@@ -468,132 +507,4 @@ func DecodeThrottleOutput(b []byte, out *ThrottleOutput) error {
 		}
 	}
 	return d.end()
-}
-
-// The guest's fast decoder. A Go guest pays a Wasm call for every function call
-// that is not inlined, and the reference decoder above makes several per value.
-// routeInputView reads the common shapes (varints of one or two bytes, strings
-// under 128 bytes) with helpers that call nothing, so they inline; on anything
-// else it returns false and DecodeRouteInputView decodes the whole message again
-// with the reference decoder. FuzzRouteInputViewMatchesReference holds the two to
-// the same results.
-
-// str1 reads a string whose length takes one byte.
-func str1(b []byte, p int) (string, int, bool) {
-	if p < len(b) {
-		if n := int(b[p]); n < 0x80 && n < len(b)-p {
-			return unsafe.String(unsafe.SliceData(b[p+1:]), n), p + 1 + n, true
-		}
-	}
-	return "", p, false
-}
-
-// uv2 reads a uvarint of one or two bytes.
-func uv2(b []byte, p int) (uint64, int, bool) {
-	if p < len(b) {
-		c := uint64(b[p])
-		if c < 0x80 {
-			return c, p + 1, true
-		}
-		if p+1 < len(b) && b[p+1] < 0x80 && b[p+1] != 0 {
-			return c&0x7f | uint64(b[p+1])<<7, p + 2, true
-		}
-	}
-	return 0, p, false
-}
-
-// zz undoes zig-zag encoding.
-func zz(u uint64) int { return int(int64(u>>1) ^ -int64(u&1)) }
-
-// pairs1 reads a map whose count and byte length take a byte each, without
-// looking inside: a guest trusts the host's encoding, and Pairs reads it only
-// when the policy asks for a key.
-func pairs1(b []byte, p int) (Pairs, int, bool) {
-	if p+1 < len(b) {
-		n, m := int(b[p]), int(b[p+1])
-		if n < 0x80 && m < 0x80 && m < len(b)-p-1 && (n == 0) == (m == 0) {
-			return Pairs{n: n, enc: unsafe.String(unsafe.SliceData(b[p+2:]), m)}, p + 2 + m, true
-		}
-	}
-	return Pairs{}, p, false
-}
-
-func routeInputView(b []byte, in *RouteInput, sc *RouteScratch) bool {
-	var ok bool
-	p := 0
-	if in.StreamID, p, ok = str1(b, p); !ok {
-		return false
-	}
-	if in.Op, p, ok = str1(b, p); !ok {
-		return false
-	}
-	if in.Protocol, p, ok = str1(b, p); !ok {
-		return false
-	}
-	if in.ClientAddr, p, ok = str1(b, p); !ok {
-		return false
-	}
-	if in.Headers, p, ok = pairs1(b, p); !ok {
-		return false
-	}
-	if in.Purpose, p, ok = str1(b, p); !ok {
-		return false
-	}
-	if in.Placement, p, ok = str1(b, p); !ok {
-		return false
-	}
-	var n uint64
-	if n, p, ok = uv2(b, p); !ok || n > uint64(len(b)-p) {
-		return false
-	}
-	if uint64(cap(in.Candidates)) >= n {
-		in.Candidates = in.Candidates[:n]
-	} else {
-		in.Candidates = make([]Candidate, n)
-	}
-	strs := sc.strs[:0]
-	cs := in.Candidates
-	for i := range cs {
-		c := &cs[i]
-		if c.ID, p, ok = str1(b, p); !ok {
-			return false
-		}
-		if c.Tags, p, ok = pairs1(b, p); !ok {
-			return false
-		}
-		var k uint64
-		if k, p, ok = uv2(b, p); !ok || k > uint64(len(b)-p) {
-			return false
-		}
-		start := len(strs)
-		for range k {
-			var s string
-			if s, p, ok = str1(b, p); !ok {
-				return false
-			}
-			strs = append(strs, s)
-		}
-		c.Purposes = nil
-		if k > 0 {
-			c.Purposes = strs[start:len(strs):len(strs)]
-		}
-		var u uint64
-		if u, p, ok = uv2(b, p); !ok {
-			return false
-		}
-		c.Capacity = zz(u)
-		if u, p, ok = uv2(b, p); !ok {
-			return false
-		}
-		c.Load = zz(u)
-		if u, p, ok = uv2(b, p); !ok {
-			return false
-		}
-		c.Queue = zz(u)
-		if c.State, p, ok = str1(b, p); !ok {
-			return false
-		}
-	}
-	sc.strs = strs
-	return p == len(b)
 }

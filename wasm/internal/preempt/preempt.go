@@ -74,8 +74,14 @@ type section struct {
 
 // Rewrite returns an instrumented copy of the module b.
 func Rewrite(b []byte) ([]byte, error) {
+	out, _, err := rewrite(b)
+	return out, err
+}
+
+// rewrite is Rewrite, also counting the jumps it made direct.
+func rewrite(b []byte) (_ []byte, direct int, _ error) {
 	if len(b) < 8 || string(b[:4]) != "\x00asm" || b[4] != 1 || b[5] != 0 || b[6] != 0 || b[7] != 0 {
-		return nil, fmt.Errorf("%w: not a WebAssembly 1.0 binary", ErrMalformed)
+		return nil, 0, fmt.Errorf("%w: not a WebAssembly 1.0 binary", ErrMalformed)
 	}
 	r := reader{b: b, p: 8}
 	var secs []section
@@ -84,7 +90,7 @@ func Rewrite(b []byte) ([]byte, error) {
 		n := r.u32()
 		body := r.bytes(int(n))
 		if r.err != nil {
-			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+			return nil, 0, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
 		}
 		secs = append(secs, section{id, body})
 	}
@@ -108,11 +114,11 @@ func Rewrite(b []byte) ([]byte, error) {
 			err = checkExports(s.body)
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if !hasMemory {
-		return nil, fmt.Errorf("%w: the module has no memory", ErrMalformed)
+		return nil, 0, fmt.Errorf("%w: the module has no memory", ErrMalformed)
 	}
 	budget := uint32(importedGlobals + definedGlobals)
 	stop := budget + 1
@@ -151,11 +157,11 @@ func Rewrite(b []byte) ([]byte, error) {
 			s.body = appendToVec(s.body, n, 1, newExport)
 			haveExport = true
 		case secCode:
-			body, err := rewriteCode(s.body, budget, stop)
+			body, n, err := rewriteCode(s.body, budget, stop)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
-			s.body = body
+			s.body, direct = body, n
 		}
 		out = append(out, s)
 	}
@@ -171,7 +177,7 @@ func Rewrite(b []byte) ([]byte, error) {
 		res = appendU32(res, uint32(len(s.body)))
 		res = append(res, s.body...)
 	}
-	return res, nil
+	return res, direct, nil
 }
 
 func isDebugSection(body []byte) bool {
@@ -251,7 +257,7 @@ func checkExports(body []byte) error {
 }
 
 // rewriteCode instruments every function body of a code section.
-func rewriteCode(body []byte, budget, stop uint32) ([]byte, error) {
+func rewriteCode(body []byte, budget, stop uint32) (_ []byte, direct int, _ error) {
 	check := appendU32([]byte{0x23}, budget)            // global.get $budget
 	check = append(check, 0x41, 0x01, 0x6b)             // i32.const 1, i32.sub
 	check = appendU32(append(check, 0x24), budget)      // global.set $budget
@@ -271,25 +277,28 @@ func rewriteCode(body []byte, budget, stop uint32) ([]byte, error) {
 		size := r.u32()
 		code := r.bytes(int(size))
 		if r.err != nil {
-			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.err)
+			return nil, 0, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.err)
 		}
 		var err error
-		fn, err = rewriteFunc(fn[:0], code, check, budget)
+		var k int
+		fn, k, err = rewriteFunc(fn[:0], code, check, budget)
 		if err != nil {
-			return nil, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, err)
+			return nil, 0, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, err)
 		}
+		direct += k
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
 	if !r.done() {
-		return nil, fmt.Errorf("%w: code section has trailing bytes", ErrMalformed)
+		return nil, 0, fmt.Errorf("%w: code section has trailing bytes", ErrMalformed)
 	}
-	return out, nil
+	return out, direct, nil
 }
 
 // rewriteFunc copies one function body, adding check after its locals and after
-// every loop's block type.
-func rewriteFunc(out, code, check []byte, firstNew uint32) ([]byte, error) {
+// every loop's block type, and making the forward jumps of dispatch loops
+// direct (jumps.go).
+func rewriteFunc(out, code, check []byte, firstNew uint32) (_ []byte, direct int, _ error) {
 	r := reader{b: code}
 	groups := r.u32()
 	for i := uint32(0); i < groups && r.err == nil; i++ {
@@ -297,12 +306,29 @@ func rewriteFunc(out, code, check []byte, firstNew uint32) ([]byte, error) {
 		r.byte()
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("locals: %v", r.err)
+		return nil, 0, fmt.Errorf("locals: %v", r.err)
 	}
 	out = append(out, code[:r.p]...)
 	out = append(out, check...)
 	from := r.p
+	// The control stack: what each open block, loop or if is to dispatch.
+	type frame struct {
+		loop  *dispatch // the dispatch loop this frame is
+		owner *dispatch // the dispatch loop whose block this frame is
+	}
+	stack := []frame{{}}  // the function body
+	var pending *dispatch // its blocks are the next ones opened
+	pendingBlocks := 0
+	innermost := func() *dispatch {
+		for i := len(stack) - 1; i > 0; i-- {
+			if stack[i].loop != nil {
+				return stack[i].loop
+			}
+		}
+		return nil
+	}
 	for !r.done() && r.err == nil {
+		at := r.p
 		op := r.byte()
 		switch {
 		case op == 0x03: // loop
@@ -310,18 +336,50 @@ func rewriteFunc(out, code, check []byte, firstNew uint32) ([]byte, error) {
 			out = append(out, code[from:r.p]...)
 			out = append(out, check...)
 			from = r.p
+			f := frame{}
+			if code[r.p-1] == 0x40 {
+				if d := findDispatch(code, r.p, len(stack)); d != nil {
+					f.loop, pending, pendingBlocks = d, d, d.blocks
+				}
+			}
+			stack = append(stack, f)
+		case op == 0x02 || op == 0x04: // block, if
+			r.blockType()
+			f := frame{}
+			if op == 0x02 && pendingBlocks > 0 {
+				f.owner = pending
+				pendingBlocks--
+			}
+			stack = append(stack, f)
+		case op == 0x0b: // end
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		case op == 0x41: // i32.const: perhaps a jump
+			if d := innermost(); d != nil {
+				depth := len(stack) - 1
+				open := func(t int) bool { return t < len(stack) && stack[t].owner == d }
+				if nd, immAt, immEnd, ok := directJump(code, at, d, depth, open); ok {
+					out = append(out, code[from:immAt]...)
+					out = appendU32(out, nd)
+					from, r.p = immEnd, immEnd
+					direct++
+					continue
+				}
+			}
+			r.leb(5)
 		case op == 0x23 || op == 0x24: // global.get, global.set
 			if idx := r.u32(); r.err == nil && idx >= firstNew {
-				return nil, fmt.Errorf("instruction at %d names global %d, which the module does not define", r.p, idx)
+				return nil, 0, fmt.Errorf("instruction at %d names global %d, which the module does not define", r.p, idx)
 			}
 		default:
 			skipImmediates(&r, op)
 		}
 	}
 	if r.err != nil {
-		return nil, r.err
+		return nil, 0, r.err
 	}
-	return append(out, code[from:]...), nil
+	return append(out, code[from:]...), direct, nil
 }
 
 // skipImmediates moves r past the immediates of opcode op.

@@ -263,3 +263,70 @@ func BenchmarkRewrite(b *testing.B) {
 		}
 	}
 }
+
+// TestForwardJumpsOfDispatchLoopsBecomeDirectAndComputeTheSame: in a function
+// shaped as Go compiles one (testdata/dispatch.wat), the jumps forward — to a
+// block still open, including through br_table's default — branch to it
+// directly after the rewrite, the jump backward still goes through the loop
+// (and its poll), and the function computes what it did.
+func TestForwardJumpsOfDispatchLoopsBecomeDirectAndComputeTheSame(t *testing.T) {
+	ctx := context.Background()
+	orig, err := os.ReadFile("../../testdata/dispatch.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, direct, err := rewrite(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if direct != 3 {
+		t.Fatalf("%d jumps made direct, want 3 (0→1, 1→2, 1→default)", direct)
+	}
+	for _, jump := range []struct {
+		before, after []byte
+	}{
+		{[]byte{0x41, 0x01, 0x21, 0x01, 0x0c, 0x03}, []byte{0x41, 0x01, 0x21, 0x01, 0x0c, 0x00}}, // 0→1
+		{[]byte{0x41, 0x09, 0x21, 0x01, 0x0c, 0x03}, []byte{0x41, 0x09, 0x21, 0x01, 0x0c, 0x02}}, // 1→default (3)
+		{[]byte{0x41, 0x02, 0x21, 0x01, 0x0c, 0x02}, []byte{0x41, 0x02, 0x21, 0x01, 0x0c, 0x00}}, // 1→2
+		{[]byte{0x41, 0x01, 0x21, 0x01, 0x0c, 0x01}, []byte{0x41, 0x01, 0x21, 0x01, 0x0c, 0x01}}, // 2→1 stays
+	} {
+		if !bytes.Contains(orig, jump.before) || !bytes.Contains(out, jump.after) {
+			t.Errorf("jump % x did not become % x", jump.before, jump.after)
+		}
+	}
+	var got [2][]uint64
+	for k, m := range [][]byte{orig, out} {
+		mod, err := runtime(ctx, t).Instantiate(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n := range uint64(13) {
+			st := []uint64{n}
+			if err := mod.ExportedFunction("sumsq").CallWithStack(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			got[k] = append(got[k], st[0])
+		}
+	}
+	for n, v := range got[1] {
+		if want := uint64((n - 1) * n * (2*n - 1) / 6); v != got[0][n] || v != want {
+			t.Fatalf("sumsq(%d) = %d rewritten, %d before, want %d", n, v, got[0][n], want)
+		}
+	}
+}
+
+// TestMostJumpsOfAGoGuestBecomeDirect: the built-in route policy, a Go guest.
+func TestMostJumpsOfAGoGuestBecomeDirect(t *testing.T) {
+	b, err := plugins.Builtin("route-hrw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, direct, err := rewrite(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if direct < 10000 {
+		t.Fatalf("only %d jumps made direct", direct)
+	}
+	t.Logf("%d jumps made direct", direct)
+}

@@ -1,0 +1,385 @@
+package abi
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"unsafe"
+)
+
+// A route input's candidates rarely change from one decision to the next: they
+// are the cluster's agents, whose tags change at most about once a second. So
+// the host does not send a guest candidates it already holds. Each entry of the
+// candidate list is a candidate in full or a run of candidates from the list
+// the same guest instance decoded in its previous call (ABI.md). A Go guest
+// spends most of a decision decoding, so this is what makes a decision cost
+// about what the policy costs.
+//
+// RouteEncoder is the host's side, one per guest instance; RouteDecoder is the
+// guest's. The host refers only to a list it has committed, and commits only
+// after a call that succeeded, so a guest that failed, or decoded a dry run the
+// host did not send through its encoder, is never referred to blindly: at worst
+// the host sends a list in full.
+
+// RouteEncoder encodes route inputs for one guest instance.
+type RouteEncoder struct {
+	prev  []Candidate // what the guest holds, as committed
+	next  []Candidate
+	match []int32 // per candidate of the pending input: its index in prev, or -1
+	cs    []Candidate
+	dirty bool // the pending input's list differs from prev
+}
+
+// Append encodes in after b, referring to candidates the guest holds, and
+// remembers in's candidates until Commit or Reset. in must not change until then.
+func (e *RouteEncoder) Append(b []byte, in *RouteInput) []byte {
+	enc := Encoder{b}
+	enc.routeHeader(in)
+	cs := in.Candidates
+	enc.uvarint(uint64(len(cs)))
+	e.cs, e.match = cs, e.match[:0]
+	e.dirty = len(cs) != len(e.prev)
+	prev := e.prev
+	j := 0             // where in prev the next candidate is expected
+	start, run := 0, 0 // the pending run of prev
+	for i := range cs {
+		c := &cs[i]
+		m := -1
+		switch {
+		case j < len(prev) && sameCandidate(c, &prev[j]):
+			m = j
+		case j+1 < len(prev) && sameCandidate(c, &prev[j+1]): // one left
+			m = j + 1
+		}
+		e.match = append(e.match, int32(m))
+		if m >= 0 {
+			if run > 0 && start+run == m {
+				run++
+			} else {
+				enc.run(start, run)
+				start, run = m, 1
+			}
+			j = m + 1
+			e.dirty = e.dirty || m != i
+			continue
+		}
+		enc.run(start, run)
+		run = 0
+		enc.uvarint(0)
+		enc.candidate(c)
+		e.dirty = true
+		if j < len(prev) && prev[j].ID == c.ID { // it changed; one joined otherwise
+			j++
+		}
+	}
+	enc.run(start, run)
+	return enc.B
+}
+
+func (e *Encoder) run(start, n int) {
+	if n > 0 {
+		e.uvarint(uint64(n))
+		e.uvarint(uint64(start))
+	}
+}
+
+// Commit records that the guest decoded the input Append encoded last.
+func (e *RouteEncoder) Commit() {
+	if e.dirty {
+		next := e.next[:0]
+		for i, m := range e.match {
+			if m >= 0 {
+				next = append(next, e.prev[m])
+				continue
+			}
+			c := e.cs[i]
+			c.Purposes = slices.Clone(c.Purposes) // the caller's slice may change
+			next = append(next, c)
+		}
+		e.prev, e.next = next, e.prev
+		e.dirty = false
+	}
+	e.cs = nil
+}
+
+// Reset forgets what the guest holds (after a failed call, or for a new
+// instance): the next input is sent in full.
+func (e *RouteEncoder) Reset() {
+	clear(e.prev)
+	e.prev, e.cs, e.dirty = e.prev[:0], nil, false
+}
+
+func sameCandidate(a, b *Candidate) bool {
+	return a.ID == b.ID && a.Capacity == b.Capacity && a.Load == b.Load && a.Queue == b.Queue &&
+		a.State == b.State && a.Tags == b.Tags && slices.Equal(a.Purposes, b.Purposes)
+}
+
+// RouteDecoder decodes route inputs in a guest, keeping the candidates of the
+// previous input for the host to refer to. It allocates only when candidates
+// arrive in full, and then copies the input once, since the candidates must
+// outlive the host's input buffer.
+type RouteDecoder struct {
+	prev, cur []Candidate
+	agents    []string // RouteInput.AgentList's memory
+	purposes  []string // interned purposes
+}
+
+// The guest's strings are interned: a state is the literal "serving" or
+// "draining", every candidate's copy of a purpose is one string, and the
+// request's purpose is that string too. Comparing two strings costs a Go guest
+// a byte loop, or nothing when both point to the same bytes, and a policy
+// compares these for every candidate of every decision.
+
+const maxInterned = 32
+
+func (rd *RouteDecoder) intern(c *Candidate) {
+	switch c.State {
+	case "serving":
+		c.State = "serving"
+	case "draining":
+		c.State = "draining"
+	}
+	for k, p := range c.Purposes {
+		c.Purposes[k] = rd.internPurpose(p, true)
+	}
+}
+
+func (rd *RouteDecoder) internPurpose(p string, add bool) string {
+	for _, q := range rd.purposes {
+		if p == q {
+			return q
+		}
+	}
+	if add && len(rd.purposes) < maxInterned {
+		rd.purposes = append(rd.purposes, p)
+	}
+	return p
+}
+
+// Decode decodes b into in. The header's strings point into b; the candidates
+// are the decoder's and stay valid until a later call replaces them. in's
+// candidate slice is in's own copy, which the handler may reorder.
+func (rd *RouteDecoder) Decode(b []byte, in *RouteInput) error {
+	err := rd.decode(b, in)
+	if n := len(in.Candidates); cap(rd.agents) < n {
+		rd.agents = make([]string, 0, n)
+	}
+	in.agents = rd.agents[:0]
+	if err != nil {
+		clear(rd.prev)
+		rd.prev = rd.prev[:0] // the host sends the next list in full
+		in.Candidates = in.Candidates[:0]
+		return err
+	}
+	return nil
+}
+
+func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
+	p, ok := routeHeaderView(b, in)
+	if !ok {
+		d := decoder{b: b, view: true}
+		d.routeHeader(in)
+		if d.err != nil {
+			return d.err
+		}
+		p = len(b) - len(d.b)
+	}
+	in.Purpose = rd.internPurpose(in.Purpose, false)
+	prev := rd.prev
+	var err error
+	n, p, ok := uv2(b, p)
+	if !ok {
+		if n, p, err = uvSlow(b, p); err != nil {
+			return err
+		}
+	}
+	if n > uint64(len(b)-p+len(prev)) {
+		return fmt.Errorf("%w: count larger than the message", ErrDecode)
+	}
+	// The steady state: the whole list is the previous one.
+	if q := p + 2; n > 0 && n < 0x80 && q == len(b) && uint64(b[p]) == n && b[p+1] == 0 && n == uint64(len(prev)) {
+		in.Candidates = append(in.Candidates[:0], prev...)
+		return nil
+	}
+	var own []byte    // a copy of b, once a candidate arrives in full
+	var strs []string // its purposes
+	cur := rd.cur[:0]
+	for uint64(len(cur)) < n {
+		var r uint64
+		if r, p, ok = uv2(b, p); !ok {
+			if r, p, err = uvSlow(b, p); err != nil {
+				return err
+			}
+		}
+		if r == 0 {
+			if own == nil {
+				own = append([]byte(nil), b...)
+			}
+			if len(cur) < cap(cur) {
+				cur = cur[:len(cur)+1]
+			} else {
+				cur = append(cur, Candidate{})
+			}
+			c := &cur[len(cur)-1]
+			if p, ok = candidateView(own, p, c, &strs); !ok {
+				d := decoder{b: own[p:], view: true, strArena: strs}
+				d.candidate(c)
+				if d.err != nil {
+					return d.err
+				}
+				p, strs = len(own)-len(d.b), d.strArena
+			}
+			rd.intern(c)
+			continue
+		}
+		var s uint64
+		if s, p, ok = uv2(b, p); !ok {
+			if s, p, err = uvSlow(b, p); err != nil {
+				return err
+			}
+		}
+		if r > n-uint64(len(cur)) || s > uint64(len(prev)) || r > uint64(len(prev))-s {
+			return fmt.Errorf("%w: run of %d candidates from %d: the previous input had %d", ErrDecode, r, s, len(prev))
+		}
+		cur = append(cur, prev[s:s+r]...)
+	}
+	if p != len(b) {
+		return fmt.Errorf("%w: %d trailing bytes", ErrDecode, len(b)-p)
+	}
+	clear(prev) // let go of what no longer is referred to
+	rd.prev, rd.cur = cur, prev[:0]
+	in.Candidates = append(in.Candidates[:0], cur...)
+	return nil
+}
+
+// The guest's fast path. A Go guest pays a Wasm call for every function call
+// that is not inlined, and the reference decoder makes several per value. These
+// helpers read the common shapes (varints of one or two bytes, strings under
+// 128 bytes) and call nothing, so they inline; on anything else they report
+// false and the reference decoder reads that part again.
+// FuzzRouteDecoderMatchesReference holds the two to the same results.
+
+// str1 reads a string whose length takes one byte.
+func str1(b []byte, p int) (string, int, bool) {
+	if p < len(b) {
+		if n := int(b[p]); n < 0x80 && n < len(b)-p {
+			return unsafe.String(unsafe.SliceData(b[p+1:]), n), p + 1 + n, true
+		}
+	}
+	return "", p, false
+}
+
+// uv2 reads a uvarint of one or two bytes.
+func uv2(b []byte, p int) (uint64, int, bool) {
+	if p < len(b) {
+		c := uint64(b[p])
+		if c < 0x80 {
+			return c, p + 1, true
+		}
+		if p+1 < len(b) && b[p+1] < 0x80 && b[p+1] != 0 {
+			return c&0x7f | uint64(b[p+1])<<7, p + 2, true
+		}
+	}
+	return 0, p, false
+}
+
+// uvSlow reads a uvarint that uv2 did not.
+func uvSlow(b []byte, p int) (uint64, int, error) {
+	v, k := binary.Uvarint(b[p:])
+	if k <= 0 {
+		return 0, p, fmt.Errorf("%w: bad varint", ErrDecode)
+	}
+	return v, p + k, nil
+}
+
+// zz undoes zig-zag encoding.
+func zz(u uint64) int { return int(int64(u>>1) ^ -int64(u&1)) }
+
+// pairs1 reads a map whose count and byte length take a byte each, without
+// looking inside: a guest trusts the host's encoding, and Pairs reads it only
+// when the policy asks for a key.
+func pairs1(b []byte, p int) (Pairs, int, bool) {
+	if p+1 < len(b) {
+		n, m := int(b[p]), int(b[p+1])
+		if n < 0x80 && m < 0x80 && m < len(b)-p-1 && (n == 0) == (m == 0) {
+			return Pairs{n: n, enc: unsafe.String(unsafe.SliceData(b[p+2:]), m)}, p + 2 + m, true
+		}
+	}
+	return Pairs{}, p, false
+}
+
+func routeHeaderView(b []byte, in *RouteInput) (int, bool) {
+	var ok bool
+	p := 0
+	if in.StreamID, p, ok = str1(b, p); !ok {
+		return 0, false
+	}
+	if in.Op, p, ok = str1(b, p); !ok {
+		return 0, false
+	}
+	if in.Protocol, p, ok = str1(b, p); !ok {
+		return 0, false
+	}
+	if in.ClientAddr, p, ok = str1(b, p); !ok {
+		return 0, false
+	}
+	if in.Headers, p, ok = pairs1(b, p); !ok {
+		return 0, false
+	}
+	if in.Purpose, p, ok = str1(b, p); !ok {
+		return 0, false
+	}
+	if in.Placement, p, ok = str1(b, p); !ok {
+		return 0, false
+	}
+	return p, true
+}
+
+// candidateView reads a candidate at b[p:] into c, its purposes appended to
+// *strs; it reports false, with p unchanged, on a shape it leaves to the
+// reference decoder.
+func candidateView(b []byte, p int, c *Candidate, strs *[]string) (int, bool) {
+	p0 := p
+	var ok bool
+	if c.ID, p, ok = str1(b, p); !ok {
+		return p0, false
+	}
+	if c.Tags, p, ok = pairs1(b, p); !ok {
+		return p0, false
+	}
+	var k uint64
+	if k, p, ok = uv2(b, p); !ok || k > uint64(len(b)-p) {
+		return p0, false
+	}
+	c.Purposes = nil
+	if k > 0 {
+		ss := *strs
+		start := len(ss)
+		for range k {
+			var s string
+			if s, p, ok = str1(b, p); !ok {
+				return p0, false
+			}
+			ss = append(ss, s)
+		}
+		*strs = ss
+		c.Purposes = ss[start:len(ss):len(ss)]
+	}
+	var u uint64
+	if u, p, ok = uv2(b, p); !ok {
+		return p0, false
+	}
+	c.Capacity = zz(u)
+	if u, p, ok = uv2(b, p); !ok {
+		return p0, false
+	}
+	c.Load = zz(u)
+	if u, p, ok = uv2(b, p); !ok {
+		return p0, false
+	}
+	c.Queue = zz(u)
+	if c.State, p, ok = str1(b, p); !ok {
+		return p0, false
+	}
+	return p, true
+}

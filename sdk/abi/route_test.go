@@ -1,0 +1,199 @@
+package abi
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// agents makes n serving agents, as the gateway describes them.
+func agents(n int) []Candidate {
+	cs := make([]Candidate, n)
+	for i := range cs {
+		id := fmt.Sprintf("agent-%02d", i)
+		cs[i] = Candidate{ID: id, Tags: MakePairs("id", id, "region", "eu"), Purposes: []string{"relay"}, Capacity: 50, Load: i % 5, State: "serving"}
+	}
+	return cs
+}
+
+// same reports whether a and b encode alike (nil and empty lists are one message).
+func same(a, b *RouteInput) bool {
+	return bytes.Equal(AppendRouteInput(nil, a), AppendRouteInput(nil, b))
+}
+
+// TestTheGuestReceivesEveryInputExactlyWhileUnchangedCandidatesAreNotResent
+// drives the host's encoder and the guest's decoder through what a cluster does
+// to the agent list between decisions — nothing, a load change, an agent
+// joining, leaving or being skipped, a reordering, a new list — and through
+// failed calls after which the host cannot know what the guest holds. The guest
+// must see each input exactly, and an unchanged list must cost a few bytes.
+func TestTheGuestReceivesEveryInputExactlyWhileUnchangedCandidatesAreNotResent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var enc RouteEncoder
+	var dec RouteDecoder
+	cs := agents(16)
+	in := RouteInput{StreamID: "cam-1", Op: OpPublish, Protocol: "whip", Purpose: "relay"}
+	var got RouteInput
+	reset := true
+	for step := range 2000 {
+		changed := true
+		switch k := rng.IntN(10); k {
+		case 0, 1, 2:
+			changed = false
+		case 3:
+			cs[rng.IntN(len(cs))].Load++
+		case 4: // an agent joins
+			i := rng.IntN(len(cs) + 1)
+			cs = slices.Insert(cs, i, Candidate{ID: fmt.Sprintf("new-%d", step), Purposes: []string{"relay", "record"}, State: "serving"})
+		case 5: // an agent leaves
+			if len(cs) > 1 {
+				i := rng.IntN(len(cs))
+				cs = slices.Delete(slices.Clone(cs), i, i+1)
+			}
+		case 6:
+			rng.Shuffle(len(cs), func(i, j int) { cs[i], cs[j] = cs[j], cs[i] })
+		case 7:
+			cs[rng.IntN(len(cs))].State = "draining"
+		case 8:
+			cs = agents(1 + rng.IntN(40))
+		case 9: // the gateway rebuilds the list: equal values, new memory
+			cs = slices.Clone(cs)
+			for i := range cs {
+				cs[i].ID = strings.Clone(cs[i].ID)
+				cs[i].Purposes = slices.Clone(cs[i].Purposes)
+			}
+			changed = false
+		}
+		in.Candidates = cs
+		b := enc.Append(nil, &in)
+		if err := dec.Decode(b, &got); err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		if !same(&in, &got) {
+			t.Fatalf("step %d: the guest decoded\n%+v\nthe host sent\n%+v", step, got, in)
+		}
+		// Unchanged: the header, the count and one run of the whole list.
+		if head := len(AppendRouteInput(nil, &RouteInput{StreamID: in.StreamID, Op: in.Op, Protocol: in.Protocol, Purpose: in.Purpose})); !changed && !reset && len(b) > head+4 {
+			t.Fatalf("step %d: an unchanged list of %d took %d bytes (%d in full)", step, len(cs), len(b), len(AppendRouteInput(nil, &in)))
+		}
+		if reset = rng.IntN(20) == 0; reset {
+			enc.Reset() // the call failed: the next input goes in full
+		} else {
+			enc.Commit()
+		}
+		// The handler may reorder its copy without disturbing what is held.
+		slices.Reverse(got.Candidates)
+	}
+}
+
+// TestAGuestThatLostItsCandidatesRefusesARunInsteadOfMisreadingIt: a run that
+// refers past the guest's list is a decoding error, and the guest then holds
+// nothing, so it cannot be misled by a later run either.
+func TestAGuestThatLostItsCandidatesRefusesARunInsteadOfMisreadingIt(t *testing.T) {
+	var enc RouteEncoder
+	in := RouteInput{StreamID: "s", Candidates: agents(4)}
+	enc.Append(nil, &in)
+	enc.Commit()
+	run := enc.Append(nil, &in) // refers to four candidates the guest never saw
+	var dec RouteDecoder
+	var got RouteInput
+	if err := dec.Decode(run, &got); !errors.Is(err, ErrDecode) {
+		t.Fatalf("err = %v", err)
+	}
+	if err := dec.Decode(AppendRouteInput(nil, &in), &got); err != nil || !same(&in, &got) {
+		t.Fatalf("a full input after the error: %v", err)
+	}
+}
+
+// TestASteadyDecisionAllocatesNothingInTheGuestSDK: with the candidates held,
+// decoding allocates nothing, and a policy answering in AgentList neither.
+func TestASteadyDecisionAllocatesNothingInTheGuestSDK(t *testing.T) {
+	var enc RouteEncoder
+	var dec RouteDecoder
+	in := RouteInput{StreamID: "s", Op: OpPublish, Purpose: "relay", Candidates: agents(16)}
+	var got RouteInput
+	dec.Decode(enc.Append(nil, &in), &got)
+	enc.Commit()
+	b := enc.Append(nil, &in)
+	out := make([]byte, 0, 1024)
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := dec.Decode(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		agents := got.AgentList(len(got.Candidates))
+		for i := range got.Candidates {
+			agents = append(agents, got.Candidates[i].ID)
+		}
+		out = AppendRouteOutput(out[:0], &RouteOutput{Agents: agents})
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per decision", allocs)
+	}
+	a, b2 := got.AgentList(1), got.AgentList(1)
+	a, b2 = append(a, "x"), append(b2, "y")
+	if a[0] != "x" || b2[0] != "y" {
+		t.Fatal("a second AgentList in one call shares the first one's memory")
+	}
+}
+
+// FuzzRouteDecoderMatchesReference holds the guest's decoder, with its fast
+// paths and interning, to the reference decoder, over arbitrary messages and a
+// held list: what the reference accepts, the guest decodes to the same input.
+// The guest trusts the inside of a pair list (only the host writes it), so it
+// may accept a message the reference refuses for a malformed pair list.
+func FuzzRouteDecoderMatchesReference(f *testing.F) {
+	held := RouteInput{Candidates: agents(5)}
+	var enc RouteEncoder
+	enc.Append(nil, &held)
+	enc.Commit()
+	next := held
+	next.Candidates = slices.Clone(held.Candidates)
+	next.Candidates[2].Load = 40
+	next.Candidates = slices.Delete(next.Candidates, 0, 1)
+	f.Add(enc.Append(nil, &next))
+	f.Add(AppendRouteInput(nil, sampleRoute()))
+	long := sampleRoute()
+	long.StreamID = strings.Repeat("s", 200)
+	long.Candidates[0].Capacity = 1 << 20
+	f.Add(AppendRouteInput(nil, long))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var ref RouteInput
+		d := decoder{b: b}
+		d.routeHeader(&ref)
+		ref.Candidates = d.candidates(nil, held.Candidates)
+		refErr := d.end()
+		var dec RouteDecoder
+		var got RouteInput
+		if err := dec.Decode(AppendRouteInput(nil, &held), &got); err != nil {
+			t.Fatal(err)
+		}
+		err := dec.Decode(b, &got)
+		switch {
+		case refErr == nil && err != nil:
+			t.Fatalf("the reference decodes it, the guest refuses: %v", err)
+		case refErr == nil && !same(&ref, &got):
+			t.Fatalf("guest decoded\n%+v\nreference\n%+v", got, ref)
+		case refErr != nil && err == nil:
+			for _, ps := range append([]Pairs{got.Headers}, tagsOf(got.Candidates)...) {
+				for range ps.All() {
+				}
+				_ = ps.Value("x")
+			}
+			if !strings.Contains(refErr.Error(), "malformed map") {
+				t.Fatalf("the guest accepts what the reference refuses for another reason: %v", refErr)
+			}
+		}
+	})
+}
+
+func tagsOf(cs []Candidate) []Pairs {
+	var out []Pairs
+	for _, c := range cs {
+		out = append(out, c.Tags)
+	}
+	return out
+}
