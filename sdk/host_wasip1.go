@@ -102,9 +102,23 @@ func result(out []byte, err error) uint64 {
 	return uint64(uintptr(unsafe.Pointer(&out[0])))<<32 | uint64(len(out))
 }
 
+// lastAgents keeps the agents of the last answer given by reference alive
+// until the host has read them (it does before the next call).
+var lastAgents []string
+
 //go:wasmexport sluice_route
 func _route(ptr, n uint32) uint64 {
-	return result(CallRoute(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(ptr))), n), outBuf[:0]))
+	ro, err := decideRoute(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(ptr))), n))
+	if err != nil {
+		return 0
+	}
+	if ro.Reject == nil && len(ro.Agents) > 0 {
+		// The answer by reference: the host reads the ids where they are.
+		lastAgents = ro.Agents
+		addr := uint32(uintptr(unsafe.Pointer(unsafe.SliceData(ro.Agents))))
+		return result(abi.AppendRouteAgentsRef(outBuf[:0], addr, len(ro.Agents)), nil)
+	}
+	return result(abi.AppendRouteOutput(outBuf[:0], &ro), nil)
 }
 
 //go:wasmexport sluice_throttle

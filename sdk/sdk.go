@@ -71,17 +71,22 @@ var (
 // the encoded output, as the host's call does. Emulators use it. The input given
 // to the handler is valid only during the call.
 func CallRoute(in []byte, out []byte) ([]byte, error) {
-	ri := &routeIn
-	if err := routeDec.Decode(in, ri); err != nil {
+	ro, err := decideRoute(in)
+	if err != nil {
 		return out, err
 	}
-	var ro RouteOutput
-	if routeFn != nil {
-		ro = routeFn(ri)
-	} else {
-		ro = RouteOutput{Reject: &Rejection{Status: 501, Reason: "this policy has no route handler"}}
-	}
 	return abi.AppendRouteOutput(out, &ro), nil
+}
+
+func decideRoute(in []byte) (RouteOutput, error) {
+	ri := &routeIn
+	if err := routeDec.Decode(in, ri); err != nil {
+		return RouteOutput{}, err
+	}
+	if routeFn == nil {
+		return RouteOutput{Reject: &Rejection{Status: 501, Reason: "this policy has no route handler"}}, nil
+	}
+	return routeFn(ri), nil
 }
 
 // CallThrottle is CallRoute for the throttle handler.

@@ -220,7 +220,7 @@ func (h *Host) Route(ctx context.Context, in *abi.RouteInput) (abi.RouteOutput, 
 	var ro abi.RouteOutput
 	err := s.call(ctx,
 		func(inst *instance, b []byte) []byte { return inst.route.Append(b, in) },
-		func(out []byte) error { return abi.DecodeRouteOutput(out, &ro) })
+		func(inst *instance, out []byte) error { return inst.decodeRoute(out, &ro, s.cfg.MaxOutput) })
 	if err == nil {
 		return ro, nil
 	}
@@ -245,7 +245,7 @@ func (h *Host) Throttle(ctx context.Context, in *abi.ThrottleInput) (abi.Throttl
 	var to abi.ThrottleOutput
 	err := s.call(ctx,
 		func(_ *instance, b []byte) []byte { return abi.AppendThrottleInput(b, in) },
-		func(out []byte) error { return abi.DecodeThrottleOutput(out, &to) })
+		func(_ *instance, out []byte) error { return abi.DecodeThrottleOutput(out, &to) })
 	if err == nil {
 		return to, nil
 	}

@@ -355,6 +355,12 @@ func (in *instance) run(ctx context.Context, input []byte, maxOut int) ([]byte, 
 	return b, nil
 }
 
+// decodeRoute decodes a route output, reading agents the guest answered by
+// reference from its memory (at most max bytes of them).
+func (in *instance) decodeRoute(out []byte, ro *abi.RouteOutput, max int) error {
+	return abi.DecodeRouteOutputFrom(out, in.mem.Read, max, ro)
+}
+
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])

@@ -46,7 +46,7 @@ type slot struct {
 // instance keeps, and decode reads the output, a view of guest memory that is
 // valid only while decode runs. On any failure it returns the error; the caller
 // applies the failure setting.
-func (s *slot) call(ctx context.Context, encode func(in *instance, b []byte) []byte, decode func([]byte) error) error {
+func (s *slot) call(ctx context.Context, encode func(in *instance, b []byte) []byte, decode func(in *instance, out []byte) error) error {
 	s.calls.Add(1)
 	if s.breakerOpen() {
 		return ErrBreakerOpen
@@ -77,7 +77,7 @@ func (s *slot) call(ctx context.Context, encode func(in *instance, b []byte) []b
 	in.enc = encode(in, in.enc[:0])
 	out, err := in.invoke(ctx, s.host.dog, in.enc, s.cfg.MaxOutput, deadline)
 	if err == nil {
-		if derr := decode(out); derr != nil {
+		if derr := decode(in, out); derr != nil {
 			err = fmt.Errorf("%w: %v", ErrOutput, derr)
 		}
 	}
@@ -222,7 +222,7 @@ func (s *slot) dryRun(ctx context.Context, m *module) error {
 		err = abi.DecodeThrottleOutput(out, &o)
 	} else {
 		var o abi.RouteOutput
-		err = abi.DecodeRouteOutput(out, &o)
+		err = in.decodeRoute(out, &o, s.cfg.MaxOutput)
 	}
 	m.put(in)
 	if err != nil {

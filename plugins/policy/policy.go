@@ -21,20 +21,7 @@ type Env interface {
 }
 
 // serves reports whether c is serving and offers the purpose ("" = any).
-func serves(c *abi.Candidate, purpose string) bool {
-	if c.State != "" && c.State != "serving" {
-		return false
-	}
-	if purpose == "" {
-		return true
-	}
-	for _, p := range c.Purposes {
-		if p == purpose {
-			return true
-		}
-	}
-	return false
-}
+func serves(c *abi.Candidate, purpose string) bool { return c.Serving() && c.Offers(purpose) }
 
 func noAgent(in *abi.RouteInput) abi.RouteOutput {
 	return abi.RouteOutput{Reject: &abi.Rejection{Status: 503, Reason: "no agent serves purpose " + in.Purpose + " with room"}}

@@ -70,6 +70,30 @@ type Candidate struct {
 	State    string   `json:"state"`
 }
 
+// Serving reports whether the agent takes new work: its state is "serving" (or
+// unset), not "draining".
+func (c *Candidate) Serving() bool { return c.State == "" || same(c.State, "serving") }
+
+// Offers reports whether the agent serves purpose; every agent serves "".
+func (c *Candidate) Offers(purpose string) bool {
+	if purpose == "" {
+		return true
+	}
+	for _, p := range c.Purposes {
+		if same(p, purpose) {
+			return true
+		}
+	}
+	return false
+}
+
+// same is a == b, answered without a call when both point to the same bytes,
+// as a guest's interned states and purposes do (RouteDecoder): comparing
+// strings costs a Go guest a call and a byte loop otherwise.
+func same(a, b string) bool {
+	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
+}
+
 // RouteOutput is agents in order of preference, or a rejection.
 type RouteOutput struct {
 	Agents []string   `json:"agents,omitempty"`
@@ -433,10 +457,72 @@ func DecodeRouteOutput(b []byte, out *RouteOutput) error {
 		if d.err == nil && (out.Reject.Status < 400 || out.Reject.Status > 599) {
 			d.fail(fmt.Sprintf("rejection status %d is not 4xx or 5xx", out.Reject.Status))
 		}
+	case kindAgentsRef:
+		d.fail("agents in guest memory, and no memory to read them from")
 	default:
 		d.fail("unknown route output kind")
 	}
 	return d.end()
+}
+
+// kindAgentsRef is the route output whose agents stay in the guest's memory.
+const kindAgentsRef = 2
+
+// AppendRouteAgentsRef encodes a route answer whose n agent ids stay in the
+// guest's memory: at addr, n × (u64 address, u64 length) little-endian, which is
+// how a Go []string lies in Wasm memory. A Go guest answers without copying a
+// byte; the host reads the ids straight from guest memory.
+func AppendRouteAgentsRef(b []byte, addr uint32, n int) []byte {
+	b = binary.AppendUvarint(append(b, kindAgentsRef), uint64(n))
+	return binary.LittleEndian.AppendUint32(b, addr)
+}
+
+// DecodeRouteOutputFrom decodes a route output whose agents may be in guest
+// memory, which read returns (false when a range is outside it). The ids,
+// together, may take at most max bytes.
+func DecodeRouteOutputFrom(b []byte, read func(addr, n uint32) ([]byte, bool), max int, out *RouteOutput) error {
+	if len(b) == 0 || b[0] != kindAgentsRef {
+		return DecodeRouteOutput(b, out)
+	}
+	d := decoder{b: b[1:]}
+	n := d.uvarint()
+	if d.err != nil || len(d.b) != 4 {
+		return fmt.Errorf("%w: agents in guest memory: want a count and a 4-byte address", ErrDecode)
+	}
+	addr := binary.LittleEndian.Uint32(d.b)
+	if n == 0 || n > uint64(max)/16 {
+		return fmt.Errorf("%w: %d agents in guest memory", ErrDecode, n)
+	}
+	list, ok := read(addr, uint32(n)*16)
+	if !ok {
+		return fmt.Errorf("%w: the agent list at %d+%d is outside guest memory", ErrDecode, addr, n*16)
+	}
+	size := 0
+	for i := range int(n) {
+		p, l := binary.LittleEndian.Uint64(list[16*i:]), binary.LittleEndian.Uint64(list[16*i+8:])
+		if p >= 1<<32 || l > uint64(max-size) {
+			return fmt.Errorf("%w: agent %d at %d+%d: outside guest memory or over %d bytes in all", ErrDecode, i, p, l, max)
+		}
+		size += int(l)
+	}
+	ids := make([]byte, 0, size) // one copy; the ids are cut from it
+	for i := range int(n) {
+		p, l := binary.LittleEndian.Uint64(list[16*i:]), binary.LittleEndian.Uint64(list[16*i+8:])
+		id, ok := read(uint32(p), uint32(l))
+		if !ok {
+			return fmt.Errorf("%w: agent %d at %d+%d is outside guest memory", ErrDecode, i, p, l)
+		}
+		ids = append(ids, id...)
+	}
+	all := unsafe.String(unsafe.SliceData(ids), len(ids))
+	agents := make([]string, n)
+	off := 0
+	for i := range agents {
+		l := int(binary.LittleEndian.Uint64(list[16*i+8:]))
+		agents[i], off = all[off:off+l], off+l
+	}
+	out.Agents, out.Reject = agents, nil
+	return nil
 }
 
 // AppendThrottleInput encodes in.

@@ -2,6 +2,7 @@ package abi
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -20,8 +21,8 @@ func agents(n int) []Candidate {
 	return cs
 }
 
-// same reports whether a and b encode alike (nil and empty lists are one message).
-func same(a, b *RouteInput) bool {
+// sameInput reports whether a and b encode alike (nil and empty lists are one message).
+func sameInput(a, b *RouteInput) bool {
 	return bytes.Equal(AppendRouteInput(nil, a), AppendRouteInput(nil, b))
 }
 
@@ -73,7 +74,7 @@ func TestTheGuestReceivesEveryInputExactlyWhileUnchangedCandidatesAreNotResent(t
 		if err := dec.Decode(b, &got); err != nil {
 			t.Fatalf("step %d: %v", step, err)
 		}
-		if !same(&in, &got) {
+		if !sameInput(&in, &got) {
 			t.Fatalf("step %d: the guest decoded\n%+v\nthe host sent\n%+v", step, got, in)
 		}
 		// Unchanged: the header, the count and one run of the whole list.
@@ -104,7 +105,7 @@ func TestAGuestThatLostItsCandidatesRefusesARunInsteadOfMisreadingIt(t *testing.
 	if err := dec.Decode(run, &got); !errors.Is(err, ErrDecode) {
 		t.Fatalf("err = %v", err)
 	}
-	if err := dec.Decode(AppendRouteInput(nil, &in), &got); err != nil || !same(&in, &got) {
+	if err := dec.Decode(AppendRouteInput(nil, &in), &got); err != nil || !sameInput(&in, &got) {
 		t.Fatalf("a full input after the error: %v", err)
 	}
 }
@@ -175,7 +176,7 @@ func FuzzRouteDecoderMatchesReference(f *testing.F) {
 		switch {
 		case refErr == nil && err != nil:
 			t.Fatalf("the reference decodes it, the guest refuses: %v", err)
-		case refErr == nil && !same(&ref, &got):
+		case refErr == nil && !sameInput(&ref, &got):
 			t.Fatalf("guest decoded\n%+v\nreference\n%+v", got, ref)
 		case refErr != nil && err == nil:
 			for _, ps := range append([]Pairs{got.Headers}, tagsOf(got.Candidates)...) {
@@ -196,4 +197,82 @@ func tagsOf(cs []Candidate) []Pairs {
 		out = append(out, c.Tags)
 	}
 	return out
+}
+
+// guestMemory is a fake guest memory holding agent ids and their list laid out
+// as a Go guest lays out a []string.
+func guestMemory(ids ...string) (mem []byte, list uint32) {
+	mem = make([]byte, 64)
+	var refs []byte
+	for _, id := range ids {
+		refs = binary.LittleEndian.AppendUint64(refs, uint64(len(mem)))
+		refs = binary.LittleEndian.AppendUint64(refs, uint64(len(id)))
+		mem = append(mem, id...)
+	}
+	list = uint32(len(mem))
+	return append(mem, refs...), list
+}
+
+func reader(mem []byte) func(addr, n uint32) ([]byte, bool) {
+	return func(addr, n uint32) ([]byte, bool) {
+		if uint64(addr)+uint64(n) > uint64(len(mem)) {
+			return nil, false
+		}
+		return mem[addr : addr+n], true
+	}
+}
+
+// TestAnAnswerByReferenceIsReadFromGuestMemoryAndBadReferencesAreRefused: a Go
+// guest answers with the address of its agent list; the host reads the ids
+// there, and refuses, saying where, a list or an id outside memory, or more
+// bytes than allowed.
+func TestAnAnswerByReferenceIsReadFromGuestMemoryAndBadReferencesAreRefused(t *testing.T) {
+	mem, list := guestMemory("agent-b", "agent-a", "")
+	var out RouteOutput
+	if err := DecodeRouteOutputFrom(AppendRouteAgentsRef(nil, list, 3), reader(mem), 1024, &out); err != nil ||
+		!slices.Equal(out.Agents, []string{"agent-b", "agent-a", ""}) || out.Reject != nil {
+		t.Fatalf("%v %+v", err, out)
+	}
+	mem[0] = 'x' // the host's copy does not change with guest memory
+	if out.Agents[0] != "agent-b" {
+		t.Fatal("the ids alias guest memory")
+	}
+	for name, c := range map[string]struct {
+		b   []byte
+		max int
+		msg string
+	}{
+		"list outside memory": {AppendRouteAgentsRef(nil, uint32(len(mem)-8), 3), 1024, "outside guest memory"},
+		"id outside memory":   {AppendRouteAgentsRef(nil, list-16, 3), 1024, "outside"},
+		"no agents":           {AppendRouteAgentsRef(nil, list, 0), 1024, "0 agents"},
+		"truncated":           {AppendRouteAgentsRef(nil, list, 3)[:3], 1024, "4-byte address"},
+	} {
+		err := DecodeRouteOutputFrom(c.b, reader(mem), c.max, &out)
+		if !errors.Is(err, ErrDecode) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: err = %v, want one saying %q", name, err, c.msg)
+		}
+	}
+	long, at := guestMemory(strings.Repeat("x", 100))
+	if err := DecodeRouteOutputFrom(AppendRouteAgentsRef(nil, at, 1), reader(long), 64, &out); err == nil || !strings.Contains(err.Error(), "over 64 bytes") {
+		t.Errorf("an id over the output limit: %v", err)
+	}
+	if err := DecodeRouteOutput(AppendRouteAgentsRef(nil, list, 3), &out); !errors.Is(err, ErrDecode) {
+		t.Fatalf("without memory: %v", err)
+	}
+}
+
+func FuzzDecodeRouteOutputFrom(f *testing.F) {
+	mem, list := guestMemory("agent-b", "agent-a")
+	f.Add(AppendRouteAgentsRef(nil, list, 2))
+	f.Add(AppendRouteOutput(nil, &RouteOutput{Agents: []string{"a"}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var out RouteOutput
+		if DecodeRouteOutputFrom(b, reader(mem), 4096, &out) == nil && out.Reject == nil {
+			for _, a := range out.Agents {
+				if len(a) > len(mem) {
+					t.Fatalf("agent of %d bytes from %d bytes of memory", len(a), len(mem))
+				}
+			}
+		}
+	})
 }
