@@ -46,16 +46,28 @@ func benchRoute(b *testing.B, trusted bool) {
 	ctx := context.Background()
 	for _, n := range []int{16, 128} {
 		in := &abi.RouteInput{StreamID: "bench-stream", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: taggedCandidates(n)}
-		b.Run("host/"+itoa(n), func(b *testing.B) {
-			reportPercentiles(b, func() {
-				if out, err := h.Route(ctx, in); err != nil || len(out.Agents) == 0 {
-					b.Fatal(out, err)
+		// host: the agent list as it is between membership changes, which the
+		// guest holds after its first call. host-one-changed: one agent's load
+		// changes before every call (a load tag updated). host-all-changed: every
+		// agent's does, so the guest decodes the whole list every call.
+		for _, changes := range []int{0, 1, n} {
+			name := map[int]string{0: "host/", 1: "host-one-changed/", n: "host-all-changed/"}[changes]
+			b.Run(name+itoa(n), func(b *testing.B) {
+				i := 0
+				reportPercentiles(b, func() {
+					for k := range changes {
+						in.Candidates[(i+k)%n].Load ^= 1
+					}
+					i++
+					if out, err := h.Route(ctx, in); err != nil || len(out.Agents) == 0 {
+						b.Fatal(out, err)
+					}
+				})
+				if st := h.Status(); st[0].Fallbacks != 0 {
+					b.Logf("%d fallbacks: the benchmark did not measure the guest", st[0].Fallbacks)
 				}
 			})
-			if st := h.Status(); st[0].Fallbacks != 0 {
-				b.Logf("%d fallbacks: the benchmark did not measure the guest", st[0].Fallbacks)
-			}
-		})
+		}
 		b.Run("native/"+itoa(n), func(b *testing.B) {
 			reportPercentiles(b, func() {
 				if out := policy.RouteHRW(in); len(out.Agents) == 0 {

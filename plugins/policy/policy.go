@@ -27,29 +27,41 @@ func noAgent(in *abi.RouteInput) abi.RouteOutput {
 	return abi.RouteOutput{Reject: &abi.Rejection{Status: 503, Reason: "no agent serves purpose " + in.Purpose + " with room"}}
 }
 
-// Score is the rendezvous-hashing weight of agent id for stream.
+// Score is the rendezvous-hashing weight of agent id for stream: RouteHRW ranks
+// agents by it, highest first. Its low 16 bits are zero; RouteHRW keeps an
+// agent's position there.
 func Score(stream, id string) uint64 {
 	cs := [1]abi.Candidate{{ID: id}}
-	rs := [1]ranked{}
-	scoreAll(stream, cs[:], rs[:])
-	return rs[0].score
+	ks := [1]uint64{}
+	scoreAll(stream, cs[:], ks[:])
+	return ks[0]
 }
 
-// scoreAll sets each rs[k].score to the weight of agent cs[rs[k].i].ID for
-// stream. The hash folds a string in eight bytes at a time, then byte by byte,
-// multiplying by odd constants in between (multiplicative, in the manner of
-// FNV), continues from the stream's state over each id, and ends with
+// idxBits low bits of a ranking key hold the agent's position in the candidates.
+const (
+	idxBits = 16
+	idxMask = 1<<idxBits - 1
+)
+
+// scoreAll turns each ks[k], a position in cs, into a ranking key: the weight
+// of agent cs[ks[k]].ID for stream in the high bits, the position in the low
+// ones, so that sorting keys ranks agents (equal weights, at odds of 2⁻⁴⁸, by
+// position).
+//
+// The weight: the hash folds a string in eight bytes at a time, then byte by
+// byte, multiplying by odd constants in between (multiplicative, in the manner
+// of FNV), continues from the stream's state over each id, and ends with
 // MurmurHash3's finaliser, so that near-equal ids weigh unrelated amounts.
 //
 // It is one function for all agents, stream first (k = -1), because in a Go
 // guest each call and each loop iteration costs several times what it does
 // natively: this is most of a decision's work.
-func scoreAll(stream string, cs []abi.Candidate, rs []ranked) {
+func scoreAll(stream string, cs []abi.Candidate, ks []uint64) {
 	h := uint64(0x243f6a8885a308d3)
-	for k := -1; k < len(rs); k++ {
+	for k := -1; k < len(ks); k++ {
 		x, s := h, stream
 		if k >= 0 {
-			x, s = h^0xff, cs[rs[k].i].ID // 0xff separates stream and id
+			x, s = h^0xff, cs[ks[k]&idxMask].ID // 0xff separates stream and id
 		}
 		for ; len(s) >= 8; s = s[8:] {
 			x = (x ^ binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))) * 0x9e3779b97f4a7c15
@@ -67,13 +79,8 @@ func scoreAll(stream string, cs []abi.Candidate, rs []ranked) {
 		x ^= x >> 33
 		x *= 0xc4ceb9fe1a85ec53
 		x ^= x >> 33
-		rs[k].score = x
+		ks[k] = x&^idxMask | ks[k]&idxMask
 	}
-}
-
-type ranked struct {
-	score uint64
-	i     int32
 }
 
 // RouteHRW ranks agents by rendezvous hashing of the stream id, with bounded
@@ -81,67 +88,77 @@ type ranked struct {
 // (counting the new stream) and under its capacity. A stream id keeps landing on
 // the same agent while that agent is healthy and not overloaded; the agent that
 // already carries the stream comes first. Plays are ranked without the bound, to
-// find where a stream is.
+// find where a stream is. It considers the first 65,536 candidates.
 //
-// It allocates nothing in a guest (its answer goes in in.AgentList) and makes
-// few loops and calls: policies run in Wasm guests, where every allocation, call
-// and loop iteration costs several times what it does natively.
+// It allocates nothing in a guest (its answer goes in in.AgentList; up to 256
+// agents its work in an array on the stack) and makes few loops and calls:
+// policies run in Wasm guests, where every allocation, call and loop iteration
+// costs several times what it does natively.
 func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	cs := in.Candidates
-	var rankBuf [64]ranked
-	rs := rankBuf[:0]
-	total := 1 // the new stream
+	if len(cs) > 1<<idxBits {
+		cs = cs[:1<<idxBits]
+	}
+	var keyBuf [256]uint64
+	ks := keyBuf[:0] // positions, then ranking keys
+	total := 1       // the new stream
 	for i := range cs {
 		if c := &cs[i]; serves(c, in.Purpose) {
-			rs = append(rs, ranked{0, int32(i)})
+			ks = append(ks, uint64(i))
 			total += c.Load
 		}
 	}
 	// Bounded load, for a publish: load + 1 at most ⌈1.25 × (total load + 1) / n⌉,
 	// and load under capacity (0 = unlimited).
 	limit := -1
-	if n := len(rs); in.Op == abi.OpPublish && n > 0 {
+	if n := len(ks); in.Op == abi.OpPublish && n > 0 {
 		limit = (5*total + 4*n - 1) / (4 * n)
 	}
 	// Keep the agents within the bound, score them, and rank them by descending
-	// score: insertion sort while the list is short (no calls in a guest), the
-	// library's sort beyond.
+	// key: with a sorting network up to 16 agents and an insertion sort up to 32
+	// (neither calls anything in a guest), with the library's sort beyond.
 	n := 0
-	for _, r := range rs {
-		c := &cs[r.i]
+	for _, k := range ks {
+		c := &cs[k]
 		if limit < 0 || c.Load+1 <= limit && (c.Capacity <= 0 || c.Load < c.Capacity) {
-			rs[n] = r
+			ks[n] = k
 			n++
 		}
 	}
 	if n == 0 {
 		return noAgent(in)
 	}
-	rs = rs[:n]
-	scoreAll(in.StreamID, cs, rs)
-	if n <= 32 {
+	ks = ks[:n]
+	scoreAll(in.StreamID, cs, ks)
+	var net [16]uint64
+	if n <= 16 {
+		copy(net[:], ks) // zeros after the keys sort last
+		sortDesc16(&net)
+		ks = net[:n]
+	} else if n <= 32 {
 		for k := 1; k < n; k++ {
-			r, j := rs[k], k
-			for ; j > 0 && rs[j-1].score < r.score; j-- {
-				rs[j] = rs[j-1]
+			key, j := ks[k], k
+			for ; j > 0 && ks[j-1] < key; j-- {
+				ks[j] = ks[j-1]
 			}
-			rs[j] = r
+			ks[j] = key
 		}
 	} else {
-		slices.SortFunc(rs, func(a, b ranked) int { return cmp.Compare(b.score, a.score) })
+		slices.Sort(ks)
+		slices.Reverse(ks)
 	}
 	// The agent already carrying the stream comes first.
 	agents := in.AgentList(n)
 	if in.Placement != "" {
-		for _, r := range rs {
-			if cs[r.i].ID == in.Placement {
+		for _, k := range ks {
+			if cs[k&idxMask].ID == in.Placement {
 				agents = append(agents, in.Placement)
 				break
 			}
 		}
 	}
-	for _, r := range rs {
-		if id := cs[r.i].ID; id != in.Placement {
+	for _, k := range ks {
+		if id := cs[k&idxMask].ID; id != in.Placement {
 			agents = append(agents, id)
 		}
 	}

@@ -141,3 +141,20 @@ func TestM2RefusesBadConfigNamingTheKey(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestSortDesc16IsASortingNetwork: by the 0–1 principle, a comparator network
+// that sorts every sequence of 0s and 1s sorts every sequence.
+func TestSortDesc16IsASortingNetwork(t *testing.T) {
+	for m := range 1 << 16 {
+		var a [16]uint64
+		for i := range a {
+			a[i] = uint64(m >> i & 1)
+		}
+		sortDesc16(&a)
+		for i := 1; i < 16; i++ {
+			if a[i-1] < a[i] {
+				t.Fatalf("input %016b sorted to %v", m, a)
+			}
+		}
+	}
+}

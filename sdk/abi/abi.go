@@ -76,10 +76,11 @@ func (c *Candidate) Serving() bool { return c.State == "" || same(c.State, "serv
 
 // Offers reports whether the agent serves purpose; every agent serves "".
 func (c *Candidate) Offers(purpose string) bool {
-	if purpose == "" {
+	ps := c.Purposes
+	if purpose == "" || len(ps) > 0 && same(ps[0], purpose) { // no loop for the usual case
 		return true
 	}
-	for _, p := range c.Purposes {
+	for _, p := range ps {
 		if same(p, purpose) {
 			return true
 		}

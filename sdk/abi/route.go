@@ -201,7 +201,8 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 		in.Candidates = append(in.Candidates[:0], prev...)
 		return nil
 	}
-	var own []byte    // a copy of b, once a candidate arrives in full
+	var own []byte // a copy of b[base:], from the first candidate in full
+	base := 0
 	var strs []string // its purposes
 	cur := rd.cur[:0]
 	for uint64(len(cur)) < n {
@@ -213,7 +214,8 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 		}
 		if r == 0 {
 			if own == nil {
-				own = append([]byte(nil), b...)
+				own, base = append([]byte(nil), b[p:]...), p
+				strs = make([]string, 0, n-uint64(len(cur))) // a purpose each, usually
 			}
 			if len(cur) < cap(cur) {
 				cur = cur[:len(cur)+1]
@@ -221,14 +223,16 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 				cur = append(cur, Candidate{})
 			}
 			c := &cur[len(cur)-1]
-			if p, ok = candidateView(own, p, c, &strs); !ok {
-				d := decoder{b: own[p:], view: true, strArena: strs}
+			q, ok := candidateView(own, p-base, c, &strs)
+			if !ok {
+				d := decoder{b: own[p-base:], view: true, strArena: strs}
 				d.candidate(c)
 				if d.err != nil {
 					return d.err
 				}
-				p, strs = len(own)-len(d.b), d.strArena
+				q, strs = len(own)-len(d.b), d.strArena
 			}
+			p = base + q
 			rd.intern(c)
 			continue
 		}
@@ -246,7 +250,6 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 	if p != len(b) {
 		return fmt.Errorf("%w: %d trailing bytes", ErrDecode, len(b)-p)
 	}
-	clear(prev) // let go of what no longer is referred to
 	rd.prev, rd.cur = cur, prev[:0]
 	in.Candidates = append(in.Candidates[:0], cur...)
 	return nil
