@@ -358,7 +358,8 @@ func (in *instance) run(ctx context.Context, input []byte, maxOut int) ([]byte, 
 // decodeRoute decodes a route output, reading agents the guest answered by
 // reference from its memory (at most max bytes of them).
 func (in *instance) decodeRoute(out []byte, ro *abi.RouteOutput, max int) error {
-	return abi.DecodeRouteOutputFrom(out, in.mem.Read, max, ro)
+	mem, _ := in.mem.Read(0, in.mem.Size()) // a view of all of it
+	return abi.DecodeRouteOutputFrom(out, mem, max, ro)
 }
 
 func sha(b []byte) string {

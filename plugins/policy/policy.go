@@ -20,9 +20,6 @@ type Env interface {
 	KVSet(key string, v int64)
 }
 
-// serves reports whether c is serving and offers the purpose ("" = any).
-func serves(c *abi.Candidate, purpose string) bool { return c.Serving() && c.Offers(purpose) }
-
 func noAgent(in *abi.RouteInput) abi.RouteOutput {
 	return abi.RouteOutput{Reject: &abi.Rejection{Status: 503, Reason: "no agent serves purpose " + in.Purpose + " with room"}}
 }
@@ -33,7 +30,7 @@ func noAgent(in *abi.RouteInput) abi.RouteOutput {
 func Score(stream, id string) uint64 {
 	cs := [1]abi.Candidate{{ID: id}}
 	ks := [1]uint64{}
-	scoreAll(stream, cs[:], ks[:])
+	scoreAll(stream, cs[:], ks[:], -1)
 	return ks[0]
 }
 
@@ -43,10 +40,12 @@ const (
 	idxMask = 1<<idxBits - 1
 )
 
-// scoreAll turns each ks[k], a position in cs, into a ranking key: the weight
-// of agent cs[ks[k]].ID for stream in the high bits, the position in the low
-// ones, so that sorting keys ranks agents (equal weights, at odds of 2⁻⁴⁸, by
-// position).
+// scoreAll keeps the positions in ks of the agents within the bounded load
+// (load + 1 at most limit, and under capacity; limit -1 keeps all), moved to the
+// front, and turns each into a ranking key: the weight of the agent for stream
+// in the high bits, its position in the low ones, so that sorting keys ranks
+// agents (equal weights, at odds of 2⁻⁴⁸, by position). It returns how many
+// it kept.
 //
 // The weight: the hash folds a string in eight bytes at a time, then byte by
 // byte, multiplying by odd constants in between (multiplicative, in the manner
@@ -56,12 +55,17 @@ const (
 // It is one function for all agents, stream first (k = -1), because in a Go
 // guest each call and each loop iteration costs several times what it does
 // natively: this is most of a decision's work.
-func scoreAll(stream string, cs []abi.Candidate, ks []uint64) {
+func scoreAll(stream string, cs []abi.Candidate, ks []uint64, limit int) int {
 	h := uint64(0x243f6a8885a308d3)
+	n := 0
 	for k := -1; k < len(ks); k++ {
 		x, s := h, stream
 		if k >= 0 {
-			x, s = h^0xff, cs[ks[k]&idxMask].ID // 0xff separates stream and id
+			c := &cs[ks[k]&idxMask]
+			if limit >= 0 && (c.Load+1 > limit || c.Capacity > 0 && c.Load >= c.Capacity) {
+				continue
+			}
+			x, s = h^0xff, c.ID // 0xff separates stream and id
 		}
 		for ; len(s) >= 8; s = s[8:] {
 			x = (x ^ binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))) * 0x9e3779b97f4a7c15
@@ -79,8 +83,10 @@ func scoreAll(stream string, cs []abi.Candidate, ks []uint64) {
 		x ^= x >> 33
 		x *= 0xc4ceb9fe1a85ec53
 		x ^= x >> 33
-		ks[k] = x&^idxMask | ks[k]&idxMask
+		ks[n] = x&^idxMask | ks[k]&idxMask
+		n++
 	}
+	return n
 }
 
 // RouteHRW ranks agents by rendezvous hashing of the stream id, with bounded
@@ -103,7 +109,7 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	ks := keyBuf[:0] // positions, then ranking keys
 	total := 1       // the new stream
 	for i := range cs {
-		if c := &cs[i]; serves(c, in.Purpose) {
+		if c := &cs[i]; in.Eligible(c) {
 			ks = append(ks, uint64(i))
 			total += c.Load
 		}
@@ -114,22 +120,15 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	if n := len(ks); in.Op == abi.OpPublish && n > 0 {
 		limit = (5*total + 4*n - 1) / (4 * n)
 	}
-	// Keep the agents within the bound, score them, and rank them by descending
-	// key: with a sorting network up to 16 agents and an insertion sort up to 32
-	// (neither calls anything in a guest), with the library's sort beyond.
-	n := 0
-	for _, k := range ks {
-		c := &cs[k]
-		if limit < 0 || c.Load+1 <= limit && (c.Capacity <= 0 || c.Load < c.Capacity) {
-			ks[n] = k
-			n++
-		}
-	}
+	// Keep the agents within the bound and score them, then rank them by
+	// descending key: with a sorting network up to 16 agents and an insertion
+	// sort up to 32 (neither calls anything in a guest), with the library's sort
+	// of integers beyond.
+	n := scoreAll(in.StreamID, cs, ks, limit)
 	if n == 0 {
 		return noAgent(in)
 	}
 	ks = ks[:n]
-	scoreAll(in.StreamID, cs, ks)
 	var net [16]uint64
 	if n <= 16 {
 		copy(net[:], ks) // zeros after the keys sort last
@@ -171,7 +170,7 @@ func RouteLeastLoaded(in *abi.RouteInput) abi.RouteOutput {
 	var cands []abi.Candidate
 	for i := range in.Candidates {
 		c := &in.Candidates[i]
-		if serves(c, in.Purpose) && (in.Op != abi.OpPublish || c.Capacity <= 0 || c.Load < c.Capacity) {
+		if in.Eligible(c) && (in.Op != abi.OpPublish || c.Capacity <= 0 || c.Load < c.Capacity) {
 			cands = append(cands, *c)
 		}
 	}

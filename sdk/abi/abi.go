@@ -43,6 +43,17 @@ type RouteInput struct {
 	Candidates []Candidate `json:"candidates"`
 
 	agents []string // AgentList's memory, set by RouteDecoder
+	elig   uint32   // the flags an eligible candidate has, set by RouteDecoder; 0 when unknown
+}
+
+// Eligible reports whether c may take the request: it is serving (Serving)
+// and offers the purpose asked for (Offers(in.Purpose)). In a guest it tests
+// flags the SDK worked out when c arrived, instead of comparing strings.
+func (in *RouteInput) Eligible(c *Candidate) bool {
+	if m := in.elig; m != 0 && c.flags&flagDecoded != 0 {
+		return c.flags&m == m
+	}
+	return c.Serving() && c.Offers(in.Purpose)
 }
 
 // AgentList returns an empty list with room for n agents, for the policy to
@@ -68,7 +79,17 @@ type Candidate struct {
 	Load     int      `json:"load"`
 	Queue    int      `json:"queue"`
 	State    string   `json:"state"`
+
+	flags uint32 // set by RouteDecoder: flagDecoded, flagServing, the purposes it offers
 }
+
+// A candidate's flags, which a guest's decoder works out once per candidate it
+// receives (RouteDecoder) so that RouteInput.Eligible costs a mask test; bits
+// 0 to maxInterned-1 are the interned purposes the candidate offers.
+const (
+	flagDecoded = 1 << 31
+	flagServing = 1 << 30
+)
 
 // Serving reports whether the agent takes new work: its state is "serving" (or
 // unset), not "draining".
@@ -478,10 +499,9 @@ func AppendRouteAgentsRef(b []byte, addr uint32, n int) []byte {
 	return binary.LittleEndian.AppendUint32(b, addr)
 }
 
-// DecodeRouteOutputFrom decodes a route output whose agents may be in guest
-// memory, which read returns (false when a range is outside it). The ids,
-// together, may take at most max bytes.
-func DecodeRouteOutputFrom(b []byte, read func(addr, n uint32) ([]byte, bool), max int, out *RouteOutput) error {
+// DecodeRouteOutputFrom decodes a route output whose agents may be in mem, the
+// guest's memory. The ids, together, may take at most max bytes.
+func DecodeRouteOutputFrom(b, mem []byte, max int, out *RouteOutput) error {
 	if len(b) == 0 || b[0] != kindAgentsRef {
 		return DecodeRouteOutput(b, out)
 	}
@@ -490,30 +510,29 @@ func DecodeRouteOutputFrom(b []byte, read func(addr, n uint32) ([]byte, bool), m
 	if d.err != nil || len(d.b) != 4 {
 		return fmt.Errorf("%w: agents in guest memory: want a count and a 4-byte address", ErrDecode)
 	}
-	addr := binary.LittleEndian.Uint32(d.b)
+	addr := uint64(binary.LittleEndian.Uint32(d.b))
 	if n == 0 || n > uint64(max)/16 {
 		return fmt.Errorf("%w: %d agents in guest memory", ErrDecode, n)
 	}
-	list, ok := read(addr, uint32(n)*16)
-	if !ok {
+	if addr+16*n > uint64(len(mem)) {
 		return fmt.Errorf("%w: the agent list at %d+%d is outside guest memory", ErrDecode, addr, n*16)
 	}
+	list := mem[addr : addr+16*n]
 	size := 0
 	for i := range int(n) {
 		p, l := binary.LittleEndian.Uint64(list[16*i:]), binary.LittleEndian.Uint64(list[16*i+8:])
-		if p >= 1<<32 || l > uint64(max-size) {
-			return fmt.Errorf("%w: agent %d at %d+%d: outside guest memory or over %d bytes in all", ErrDecode, i, p, l, max)
+		if l > uint64(max-size) {
+			return fmt.Errorf("%w: agent %d: %d bytes, over %d bytes in all", ErrDecode, i, l, max)
+		}
+		if p > uint64(len(mem)) || l > uint64(len(mem))-p {
+			return fmt.Errorf("%w: agent %d at %d+%d is outside guest memory", ErrDecode, i, p, l)
 		}
 		size += int(l)
 	}
 	ids := make([]byte, 0, size) // one copy; the ids are cut from it
 	for i := range int(n) {
 		p, l := binary.LittleEndian.Uint64(list[16*i:]), binary.LittleEndian.Uint64(list[16*i+8:])
-		id, ok := read(uint32(p), uint32(l))
-		if !ok {
-			return fmt.Errorf("%w: agent %d at %d+%d is outside guest memory", ErrDecode, i, p, l)
-		}
-		ids = append(ids, id...)
+		ids = append(ids, mem[p:p+l]...)
 	}
 	all := unsafe.String(unsafe.SliceData(ids), len(ids))
 	agents := make([]string, n)

@@ -23,7 +23,10 @@ func TestMessagesRoundTripExactly(t *testing.T) {
 	var view RouteInput
 	var rd RouteDecoder
 	err := rd.Decode(AppendRouteInput(nil, in), &view)
-	view.agents = nil // AgentList's memory
+	view.agents, view.elig = nil, 0 // the decoder's working memory
+	for i := range view.Candidates {
+		view.Candidates[i].flags = 0
+	}
 	if err != nil || !reflect.DeepEqual(*in, view) {
 		t.Fatalf("route input (guest decoder): %v\n%+v", err, view)
 	}

@@ -130,30 +130,44 @@ type RouteDecoder struct {
 // a byte loop, or nothing when both point to the same bytes, and a policy
 // compares these for every candidate of every decision.
 
-const maxInterned = 32
+const maxInterned = 30 // purposes: one flag bit each
 
 func (rd *RouteDecoder) intern(c *Candidate) {
+	c.flags = flagDecoded
 	switch c.State {
+	case "":
+		c.flags |= flagServing
 	case "serving":
 		c.State = "serving"
+		c.flags |= flagServing
 	case "draining":
 		c.State = "draining"
 	}
 	for k, p := range c.Purposes {
-		c.Purposes[k] = rd.internPurpose(p, true)
+		var i int
+		c.Purposes[k], i = rd.internPurpose(p, true)
+		if i >= 0 {
+			c.flags |= 1 << i
+		} else {
+			c.flags = 0 // a purpose past the table: Eligible compares strings
+			return
+		}
 	}
 }
 
-func (rd *RouteDecoder) internPurpose(p string, add bool) string {
-	for _, q := range rd.purposes {
+// internPurpose returns the interned copy of p and its index, or p and -1 when
+// it is not interned (and add is false, or the table is full).
+func (rd *RouteDecoder) internPurpose(p string, add bool) (string, int) {
+	for i, q := range rd.purposes {
 		if p == q {
-			return q
+			return q, i
 		}
 	}
 	if add && len(rd.purposes) < maxInterned {
 		rd.purposes = append(rd.purposes, p)
+		return p, len(rd.purposes) - 1
 	}
-	return p
+	return p, -1
 }
 
 // Decode decodes b into in. The header's strings point into b; the candidates
@@ -184,7 +198,16 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 		}
 		p = len(b) - len(d.b)
 	}
-	in.Purpose = rd.internPurpose(in.Purpose, false)
+	var pi int
+	in.Purpose, pi = rd.internPurpose(in.Purpose, false)
+	switch {
+	case in.Purpose == "":
+		in.elig = flagDecoded | flagServing
+	case pi >= 0:
+		in.elig = flagDecoded | flagServing | 1<<pi
+	default:
+		in.elig = 0 // no candidate offers it, or too many purposes: compare strings
+	}
 	prev := rd.prev
 	var err error
 	n, p, ok := uv2(b, p)

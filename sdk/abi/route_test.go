@@ -213,15 +213,6 @@ func guestMemory(ids ...string) (mem []byte, list uint32) {
 	return append(mem, refs...), list
 }
 
-func reader(mem []byte) func(addr, n uint32) ([]byte, bool) {
-	return func(addr, n uint32) ([]byte, bool) {
-		if uint64(addr)+uint64(n) > uint64(len(mem)) {
-			return nil, false
-		}
-		return mem[addr : addr+n], true
-	}
-}
-
 // TestAnAnswerByReferenceIsReadFromGuestMemoryAndBadReferencesAreRefused: a Go
 // guest answers with the address of its agent list; the host reads the ids
 // there, and refuses, saying where, a list or an id outside memory, or more
@@ -229,7 +220,7 @@ func reader(mem []byte) func(addr, n uint32) ([]byte, bool) {
 func TestAnAnswerByReferenceIsReadFromGuestMemoryAndBadReferencesAreRefused(t *testing.T) {
 	mem, list := guestMemory("agent-b", "agent-a", "")
 	var out RouteOutput
-	if err := DecodeRouteOutputFrom(AppendRouteAgentsRef(nil, list, 3), reader(mem), 1024, &out); err != nil ||
+	if err := DecodeRouteOutputFrom(AppendRouteAgentsRef(nil, list, 3), mem, 1024, &out); err != nil ||
 		!slices.Equal(out.Agents, []string{"agent-b", "agent-a", ""}) || out.Reject != nil {
 		t.Fatalf("%v %+v", err, out)
 	}
@@ -243,17 +234,21 @@ func TestAnAnswerByReferenceIsReadFromGuestMemoryAndBadReferencesAreRefused(t *t
 		msg string
 	}{
 		"list outside memory": {AppendRouteAgentsRef(nil, uint32(len(mem)-8), 3), 1024, "outside guest memory"},
-		"id outside memory":   {AppendRouteAgentsRef(nil, list-16, 3), 1024, "outside"},
 		"no agents":           {AppendRouteAgentsRef(nil, list, 0), 1024, "0 agents"},
 		"truncated":           {AppendRouteAgentsRef(nil, list, 3)[:3], 1024, "4-byte address"},
 	} {
-		err := DecodeRouteOutputFrom(c.b, reader(mem), c.max, &out)
+		err := DecodeRouteOutputFrom(c.b, mem, c.max, &out)
 		if !errors.Is(err, ErrDecode) || !strings.Contains(err.Error(), c.msg) {
 			t.Errorf("%s: err = %v, want one saying %q", name, err, c.msg)
 		}
 	}
+	bad := slices.Clone(mem)
+	binary.LittleEndian.PutUint64(bad[list:], uint64(len(bad)-3)) // agent-b's 7 bytes run past the end
+	if err := DecodeRouteOutputFrom(AppendRouteAgentsRef(nil, list, 3), bad, 1024, &out); err == nil || !strings.Contains(err.Error(), "agent 0 at") {
+		t.Errorf("an id outside memory: %v", err)
+	}
 	long, at := guestMemory(strings.Repeat("x", 100))
-	if err := DecodeRouteOutputFrom(AppendRouteAgentsRef(nil, at, 1), reader(long), 64, &out); err == nil || !strings.Contains(err.Error(), "over 64 bytes") {
+	if err := DecodeRouteOutputFrom(AppendRouteAgentsRef(nil, at, 1), long, 64, &out); err == nil || !strings.Contains(err.Error(), "over 64 bytes in all") {
 		t.Errorf("an id over the output limit: %v", err)
 	}
 	if err := DecodeRouteOutput(AppendRouteAgentsRef(nil, list, 3), &out); !errors.Is(err, ErrDecode) {
@@ -267,7 +262,7 @@ func FuzzDecodeRouteOutputFrom(f *testing.F) {
 	f.Add(AppendRouteOutput(nil, &RouteOutput{Agents: []string{"a"}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var out RouteOutput
-		if DecodeRouteOutputFrom(b, reader(mem), 4096, &out) == nil && out.Reject == nil {
+		if DecodeRouteOutputFrom(b, mem, 4096, &out) == nil && out.Reject == nil {
 			for _, a := range out.Agents {
 				if len(a) > len(mem) {
 					t.Fatalf("agent of %d bytes from %d bytes of memory", len(a), len(mem))
@@ -275,4 +270,31 @@ func FuzzDecodeRouteOutputFrom(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEligibleAgreesWithServingAndOffers: the flags a guest's decoder works
+// out give the same answers as comparing the strings, for every state and
+// purpose, including purposes no candidate offers and the empty one.
+func TestEligibleAgreesWithServingAndOffers(t *testing.T) {
+	cs := []Candidate{
+		{ID: "a", Purposes: []string{"relay"}, State: "serving"},
+		{ID: "b", Purposes: []string{"record", "relay"}, State: "draining"},
+		{ID: "c", Purposes: []string{"record"}},
+		{ID: "d", State: "serving"},
+		{ID: "e", Purposes: []string{"relay"}, State: "weird"},
+	}
+	var dec RouteDecoder
+	for _, purpose := range []string{"relay", "record", "", "transcode"} {
+		in := RouteInput{Purpose: purpose, Candidates: cs}
+		var got RouteInput
+		if err := dec.Decode(AppendRouteInput(nil, &in), &got); err != nil {
+			t.Fatal(err)
+		}
+		for i := range got.Candidates {
+			c := &got.Candidates[i]
+			if want := cs[i].Serving() && cs[i].Offers(purpose); got.Eligible(c) != want || in.Eligible(&cs[i]) != want {
+				t.Errorf("purpose %q, agent %s: Eligible = %v (native %v), want %v", purpose, c.ID, got.Eligible(c), in.Eligible(&cs[i]), want)
+			}
+		}
+	}
 }
