@@ -102,13 +102,19 @@ func result(out []byte, err error) uint64 {
 	return uint64(uintptr(unsafe.Pointer(&out[0])))<<32 | uint64(len(out))
 }
 
+// guestBytes is the input the host wrote at ptr. (An array pointer sliced,
+// rather than unsafe.Slice, whose length check is a runtime call in a guest.)
+func guestBytes(ptr, n uint32) []byte {
+	return (*[1 << 30]byte)(unsafe.Pointer(uintptr(ptr)))[:n:n]
+}
+
 // lastAgents keeps the agents of the last answer given by reference alive
 // until the host has read them (it does before the next call).
 var lastAgents []string
 
 //go:wasmexport sluice_route
 func _route(ptr, n uint32) uint64 {
-	ro, err := decideRoute(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(ptr))), n))
+	ro, err := decideRoute(guestBytes(ptr, n))
 	if err != nil {
 		return 0
 	}
@@ -123,5 +129,5 @@ func _route(ptr, n uint32) uint64 {
 
 //go:wasmexport sluice_throttle
 func _throttle(ptr, n uint32) uint64 {
-	return result(CallThrottle(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(ptr))), n), outBuf[:0]))
+	return result(CallThrottle(guestBytes(ptr, n), outBuf[:0]))
 }

@@ -6,7 +6,6 @@ package policy
 
 import (
 	"cmp"
-	"encoding/binary"
 	"slices"
 	"unsafe"
 
@@ -47,9 +46,10 @@ const (
 // agents (equal weights, at odds of 2⁻⁴⁸, by position). It returns how many
 // it kept.
 //
-// The weight: the hash folds a string in eight bytes at a time, then byte by
-// byte, multiplying by odd constants in between (multiplicative, in the manner
-// of FNV), continues from the stream's state over each id, and ends with
+// The weight: the hash folds a string in eight bytes at a time (the last eight
+// overlapping the previous ones), or byte by byte when it is shorter,
+// multiplying by odd constants in between (multiplicative, in the manner of
+// FNV), continues from the stream's state over each id, and ends with
 // MurmurHash3's finaliser, so that near-equal ids weigh unrelated amounts.
 //
 // It is one function for all agents, stream first (k = -1), because in a Go
@@ -67,11 +67,15 @@ func scoreAll(stream string, cs []abi.Candidate, ks []uint64, limit int) int {
 			}
 			x, s = h^0xff, c.ID // 0xff separates stream and id
 		}
-		for ; len(s) >= 8; s = s[8:] {
-			x = (x ^ binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))) * 0x9e3779b97f4a7c15
-		}
-		for i := range len(s) {
-			x = (x ^ uint64(s[i])) * 0x100000001b3
+		if n := len(s); n >= 8 {
+			for ; len(s) > 8; s = s[8:] {
+				x = (x ^ load64(s, 0)) * 0x9e3779b97f4a7c15
+			}
+			x = (x ^ load64(s, len(s)-8)) * 0x9e3779b97f4a7c15 // the last eight, overlapping
+		} else {
+			for i := range n {
+				x = (x ^ uint64(s[i])) * 0x100000001b3
+			}
 		}
 		x = (x ^ uint64(len(s))) * 0x9e3779b97f4a7c15
 		if k < 0 {
@@ -89,6 +93,13 @@ func scoreAll(stream string, cs []abi.Candidate, ks []uint64, limit int) int {
 	return n
 }
 
+// load64 reads the eight bytes of s from i, little-endian (s must hold them):
+// one Wasm i64.load, where a byte-by-byte read is eight loads and shifts.
+func load64(s string, i int) uint64 {
+	_ = s[i+7]
+	return *(*uint64)(unsafe.Add(unsafe.Pointer(unsafe.StringData(s)), i))
+}
+
 // RouteHRW ranks agents by rendezvous hashing of the stream id, with bounded
 // load: an agent is offered only while its load stays within ⌈1.25 × the average⌉
 // (counting the new stream) and under its capacity. A stream id keeps landing on
@@ -96,7 +107,7 @@ func scoreAll(stream string, cs []abi.Candidate, ks []uint64, limit int) int {
 // already carries the stream comes first. Plays are ranked without the bound, to
 // find where a stream is. It considers the first 65,536 candidates.
 //
-// It allocates nothing in a guest (its answer goes in in.AgentList; up to 256
+// It allocates nothing in a guest (its answer goes in in.AgentList; up to 64
 // agents its work in an array on the stack) and makes few loops and calls:
 // policies run in Wasm guests, where every allocation, call and loop iteration
 // costs several times what it does natively.
@@ -105,7 +116,7 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	if len(cs) > 1<<idxBits {
 		cs = cs[:1<<idxBits]
 	}
-	var keyBuf [256]uint64
+	var keyBuf [64]uint64
 	ks := keyBuf[:0] // positions, then ranking keys
 	total := 1       // the new stream
 	for i := range cs {

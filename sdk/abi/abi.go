@@ -50,7 +50,7 @@ type RouteInput struct {
 // and offers the purpose asked for (Offers(in.Purpose)). In a guest it tests
 // flags the SDK worked out when c arrived, instead of comparing strings.
 func (in *RouteInput) Eligible(c *Candidate) bool {
-	if m := in.elig; m != 0 && c.flags&flagDecoded != 0 {
+	if m := in.elig; c.flags&m&flagDecoded != 0 {
 		return c.flags&m == m
 	}
 	return c.Serving() && c.Offers(in.Purpose)
