@@ -7,7 +7,6 @@ package policy
 import (
 	"cmp"
 	"slices"
-	"unsafe"
 
 	"github.com/sluicegw/sluice/sdk/abi"
 )
@@ -26,11 +25,19 @@ func noAgent(in *abi.RouteInput) abi.RouteOutput {
 // Score is the rendezvous-hashing weight of agent id for stream: RouteHRW ranks
 // agents by it, highest first. Its low 16 bits are zero; RouteHRW keeps an
 // agent's position there.
-func Score(stream, id string) uint64 {
-	cs := [1]abi.Candidate{{ID: id}}
-	ks := [1]uint64{}
-	scoreAll(stream, cs[:], ks[:], -1)
-	return ks[0]
+func Score(stream, id string) uint64 { return weight(abi.Hash(stream), abi.Hash(id)) &^ idxMask }
+
+// weight mixes the hashes of a stream and an agent with MurmurHash3's
+// finaliser: for one stream, agents' weights are unrelated to each other, and
+// for one agent, across streams.
+func weight(stream, agent uint64) uint64 {
+	x := stream ^ agent
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
 
 // idxBits low bits of a ranking key hold the agent's position in the candidates.
@@ -41,63 +48,23 @@ const (
 
 // scoreAll keeps the positions in ks of the agents within the bounded load
 // (load + 1 at most limit, and under capacity; limit -1 keeps all), moved to the
-// front, and turns each into a ranking key: the weight of the agent for stream
-// in the high bits, its position in the low ones, so that sorting keys ranks
-// agents (equal weights, at odds of 2⁻⁴⁸, by position). It returns how many
-// it kept.
-//
-// The weight: the hash folds a string in eight bytes at a time (the last eight
-// overlapping the previous ones), or byte by byte when it is shorter,
-// multiplying by odd constants in between (multiplicative, in the manner of
-// FNV), continues from the stream's state over each id, and ends with
-// MurmurHash3's finaliser, so that near-equal ids weigh unrelated amounts.
-//
-// It is one function for all agents, stream first (k = -1), because in a Go
-// guest each call and each loop iteration costs several times what it does
-// natively: this is most of a decision's work.
+// front, and turns each into a ranking key: the agent's weight for stream in
+// the high bits, its position in the low ones, so that sorting keys ranks
+// agents (equal weights, at odds of 2⁻⁴⁸, by position). It returns how many it
+// kept. An agent's id hash is one a guest's SDK worked out when the agent
+// arrived (Candidate.IDHash), so this costs a few instructions per agent.
 func scoreAll(stream string, cs []abi.Candidate, ks []uint64, limit int) int {
-	h := uint64(0x243f6a8885a308d3)
+	h := abi.Hash(stream)
 	n := 0
-	for k := -1; k < len(ks); k++ {
-		x, s := h, stream
-		if k >= 0 {
-			c := &cs[ks[k]&idxMask]
-			if limit >= 0 && (c.Load+1 > limit || c.Capacity > 0 && c.Load >= c.Capacity) {
-				continue
-			}
-			x, s = h^0xff, c.ID // 0xff separates stream and id
-		}
-		if n := len(s); n >= 8 {
-			for ; len(s) > 8; s = s[8:] {
-				x = (x ^ load64(s, 0)) * 0x9e3779b97f4a7c15
-			}
-			x = (x ^ load64(s, len(s)-8)) * 0x9e3779b97f4a7c15 // the last eight, overlapping
-		} else {
-			for i := range n {
-				x = (x ^ uint64(s[i])) * 0x100000001b3
-			}
-		}
-		x = (x ^ uint64(len(s))) * 0x9e3779b97f4a7c15
-		if k < 0 {
-			h = x
+	for _, k := range ks {
+		c := &cs[k&idxMask]
+		if limit >= 0 && (c.Load+1 > limit || c.Capacity > 0 && c.Load >= c.Capacity) {
 			continue
 		}
-		x ^= x >> 33
-		x *= 0xff51afd7ed558ccd
-		x ^= x >> 33
-		x *= 0xc4ceb9fe1a85ec53
-		x ^= x >> 33
-		ks[n] = x&^idxMask | ks[k]&idxMask
+		ks[n] = weight(h, c.IDHash())&^idxMask | k&idxMask
 		n++
 	}
 	return n
-}
-
-// load64 reads the eight bytes of s from i, little-endian (s must hold them):
-// one Wasm i64.load, where a byte-by-byte read is eight loads and shifts.
-func load64(s string, i int) uint64 {
-	_ = s[i+7]
-	return *(*uint64)(unsafe.Add(unsafe.Pointer(unsafe.StringData(s)), i))
 }
 
 // RouteHRW ranks agents by rendezvous hashing of the stream id, with bounded
@@ -129,7 +96,11 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	// and load under capacity (0 = unlimited).
 	limit := -1
 	if n := len(ks); in.Op == abi.OpPublish && n > 0 {
-		limit = (5*total + 4*n - 1) / (4 * n)
+		if t := 5*total + 4*n - 1; t >= 0 {
+			limit = int(uint(t) / uint(4*n)) // unsigned: no runtime call in a guest
+		} else {
+			limit = t / (4 * n) // negative loads: nothing fits
+		}
 	}
 	// Keep the agents within the bound and score them, then rank them by
 	// descending key: with a sorting network up to 16 agents and an insertion

@@ -80,7 +80,45 @@ type Candidate struct {
 	Queue    int      `json:"queue"`
 	State    string   `json:"state"`
 
-	flags uint32 // set by RouteDecoder: flagDecoded, flagServing, the purposes it offers
+	flags  uint32 // set by RouteDecoder: flagDecoded, flagServing, the purposes it offers
+	idHash uint64 // Hash(ID), set by RouteDecoder
+}
+
+// IDHash is Hash(c.ID), for consistent-hashing policies. A guest's SDK works
+// it out once, when the candidate arrives, not on every decision.
+func (c *Candidate) IDHash() uint64 {
+	if c.flags&flagDecoded != 0 {
+		return c.idHash
+	}
+	return Hash(c.ID)
+}
+
+// Hash is a 64-bit hash of s, the same in every guest and natively: s folded
+// in eight bytes at a time (the last eight overlapping the previous ones when
+// the length is not a multiple of eight), or byte by byte when it is shorter,
+// multiplying by odd constants in between (in the manner of FNV), then mixed
+// by MurmurHash3's finaliser. It is fast in a Go guest (one load per eight
+// bytes, no call) and not meant to resist an adversary.
+func Hash(s string) uint64 {
+	x := uint64(0x243f6a8885a308d3)
+	if n := len(s); n >= 8 {
+		p := unsafe.Pointer(unsafe.StringData(s))
+		for i := 0; i+8 < n; i += 8 {
+			x = (x ^ *(*uint64)(unsafe.Add(p, i))) * 0x9e3779b97f4a7c15
+		}
+		x = (x ^ *(*uint64)(unsafe.Add(p, n-8))) * 0x9e3779b97f4a7c15 // little-endian on every Go Wasm and native target we build
+	} else {
+		for i := range n {
+			x = (x ^ uint64(s[i])) * 0x100000001b3
+		}
+	}
+	x = (x ^ uint64(len(s))) * 0x9e3779b97f4a7c15
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
 
 // A candidate's flags, which a guest's decoder works out once per candidate it

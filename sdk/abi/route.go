@@ -110,8 +110,16 @@ func (e *RouteEncoder) Reset() {
 }
 
 func sameCandidate(a, b *Candidate) bool {
-	return a.ID == b.ID && a.Capacity == b.Capacity && a.Load == b.Load && a.Queue == b.Queue &&
-		a.State == b.State && a.Tags == b.Tags && slices.Equal(a.Purposes, b.Purposes)
+	if a.Load != b.Load || a.Capacity != b.Capacity || a.Queue != b.Queue || a.Tags.n != b.Tags.n ||
+		!same(a.ID, b.ID) || !same(a.State, b.State) || !same(a.Tags.enc, b.Tags.enc) || len(a.Purposes) != len(b.Purposes) {
+		return false
+	}
+	for i, p := range a.Purposes {
+		if !same(p, b.Purposes[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // RouteDecoder decodes route inputs in a guest, keeping the candidates of the
@@ -133,7 +141,7 @@ type RouteDecoder struct {
 const maxInterned = 30 // purposes: one flag bit each
 
 func (rd *RouteDecoder) intern(c *Candidate) {
-	c.flags = flagDecoded
+	c.flags, c.idHash = flagDecoded, Hash(c.ID)
 	switch c.State {
 	case "":
 		c.flags |= flagServing

@@ -298,3 +298,29 @@ func TestEligibleAgreesWithServingAndOffers(t *testing.T) {
 		}
 	}
 }
+
+// TestIDHashIsHashOfTheIDInAGuestAndNatively: the hash a guest's decoder
+// keeps is the one a native candidate computes, for ids of every length
+// around the eight-byte steps.
+func TestIDHashIsHashOfTheIDInAGuestAndNatively(t *testing.T) {
+	var cs []Candidate
+	seen := map[uint64]string{}
+	for n := range 25 {
+		id := strings.Repeat("x", n) + "!"
+		cs = append(cs, Candidate{ID: id})
+		if other, dup := seen[Hash(id)]; dup {
+			t.Fatalf("%q and %q hash alike", id, other)
+		}
+		seen[Hash(id)] = id
+	}
+	var dec RouteDecoder
+	var got RouteInput
+	if err := dec.Decode(AppendRouteInput(nil, &RouteInput{Candidates: cs}), &got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range cs {
+		if h := got.Candidates[i].IDHash(); h != cs[i].IDHash() || h != Hash(cs[i].ID) {
+			t.Fatalf("%q: guest %x, native %x", cs[i].ID, h, Hash(cs[i].ID))
+		}
+	}
+}
