@@ -249,23 +249,20 @@ func (s *slot) rollback(ctx context.Context) (ModuleInfo, error) {
 
 // latencies keeps the last calls' durations for percentiles.
 type latencies struct {
-	mu  sync.Mutex
-	buf [1024]time.Duration
-	n   int
+	buf [1024]atomic.Int64 // nanoseconds; a ring without a lock, which every call would take
+	n   atomic.Uint64
 }
 
 func (l *latencies) add(d time.Duration) {
-	l.mu.Lock()
-	l.buf[l.n%len(l.buf)] = d
-	l.n++
-	l.mu.Unlock()
+	l.buf[(l.n.Add(1)-1)%uint64(len(l.buf))].Store(int64(d))
 }
 
 func (l *latencies) percentiles() (p50, p99 time.Duration) {
-	l.mu.Lock()
-	n := min(l.n, len(l.buf))
-	s := append([]time.Duration(nil), l.buf[:n]...)
-	l.mu.Unlock()
+	n := int(min(l.n.Load(), uint64(len(l.buf))))
+	s := make([]time.Duration, n)
+	for i := range s {
+		s[i] = time.Duration(l.buf[i].Load())
+	}
 	if n == 0 {
 		return 0, 0
 	}

@@ -111,11 +111,10 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 		return noAgent(in)
 	}
 	ks = ks[:n]
-	var net [16]uint64
 	if n <= 16 {
-		copy(net[:], ks) // zeros after the keys sort last
-		sortDesc16(&net)
-		ks = net[:n]
+		net := (*[16]uint64)(ks[:16]) // cap(ks) is at least 16
+		clear(net[n:])                // zeros after the keys sort last
+		sortDesc16(net)
 	} else if n <= 32 {
 		for k := 1; k < n; k++ {
 			key, j := ks[k], k
