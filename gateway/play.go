@@ -83,11 +83,8 @@ func (v *viewer) close(reason string) {
 
 // locate finds the agent carrying a stream and opens a play session there.
 func (g *Gateway) locate(ctx context.Context, stream string) (placement, error) {
-	agents := g.agentsView()
-	in := &RouteInput{StreamID: stream, Op: wire.KindPlay, Protocol: "whep", Purpose: g.cfg.Purpose}
-	for _, a := range agents {
-		in.Candidates = append(in.Candidates, a.Cand)
-	}
+	agents, cands, version := g.candidates("")
+	in := &RouteInput{StreamID: stream, Op: wire.KindPlay, Protocol: "whep", Purpose: g.cfg.Purpose, Candidates: cands, CandidatesVersion: version}
 	// Ask in the route policy's order first: with a deterministic policy the
 	// stream is usually on the first agent. Then everyone else.
 	order := make([]agentView, 0, len(agents))

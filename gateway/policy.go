@@ -60,9 +60,43 @@ type agentView struct {
 	Cand Candidate
 }
 
-// agentsView lists the alive agents, from serf tags.
+// agentsView lists the alive agents, from serf tags. The list is built once
+// per membership change (cluster.Changes) and shared: callers must not modify
+// it. Building it copies and encodes every member's tags, which costs more
+// than the decision that uses it.
 func (g *Gateway) agentsView() []agentView {
-	var out []agentView
+	n := g.cluster.Changes()
+	g.viewMu.Lock()
+	defer g.viewMu.Unlock()
+	if g.view == nil || g.viewAt != n {
+		g.view, g.viewAt = g.buildAgentsView(), n
+		g.viewVersion++
+	}
+	return slices.Clip(g.view) // an append by a caller copies
+}
+
+// candidates are the agents as the route policy's candidates, but avoid, and the
+// list's version for the policy host (abi.RouteInput.CandidatesVersion): the
+// same version promises the same list. Leaving an agent out makes a list of
+// its own, without a version.
+func (g *Gateway) candidates(avoid string) ([]agentView, []Candidate, uint64) {
+	agents := g.agentsView()
+	g.viewMu.Lock()
+	version := g.viewVersion
+	g.viewMu.Unlock()
+	cands := make([]Candidate, 0, len(agents))
+	for _, a := range agents {
+		if a.ID == avoid {
+			version = 0
+			continue
+		}
+		cands = append(cands, a.Cand)
+	}
+	return agents, cands, version
+}
+
+func (g *Gateway) buildAgentsView() []agentView {
+	out := []agentView{}
 	for _, m := range g.cluster.Members() {
 		if m.Status != "alive" || !m.HasRole(wire.RoleAgent) || m.Tags[wire.TagAPI] == "" {
 			continue

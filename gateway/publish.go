@@ -354,15 +354,14 @@ func (g *Gateway) dialNode(ctx context.Context, media, stream, role string, fn f
 // place ranks agents for a stream with the route policy and opens a publish
 // session on the first that accepts. avoid names an agent not to try (it failed).
 func (g *Gateway) place(ctx context.Context, stream, client, protocol, avoid string, headers map[string]string) (placement, error) {
-	agents := g.agentsView()
-	in := &RouteInput{StreamID: stream, Op: wire.KindPublish, Protocol: protocol, ClientAddr: client, Headers: abi.PairsOf(headers), Purpose: g.cfg.Purpose}
-	byID := map[string]agentView{}
+	agents, cands, version := g.candidates(avoid)
+	in := &RouteInput{StreamID: stream, Op: wire.KindPublish, Protocol: protocol, ClientAddr: client, Headers: abi.PairsOf(headers), Purpose: g.cfg.Purpose,
+		Candidates: cands, CandidatesVersion: version}
+	byID := make(map[string]agentView, len(agents))
 	for _, a := range agents {
-		if a.ID == avoid {
-			continue
+		if a.ID != avoid {
+			byID[a.ID] = a
 		}
-		in.Candidates = append(in.Candidates, a.Cand)
-		byID[a.ID] = a
 	}
 	out, err := g.policy.Route(ctx, in)
 	if err != nil {

@@ -8,6 +8,15 @@
 //	func route(in *sdk.RouteInput) sdk.RouteOutput { ... }
 //	func main() {}
 //
+// A Go guest pays several times what native code does for every call, loop
+// iteration, allocation and string comparison, so the SDK offers what a route
+// policy usually needs at a lower price: in.Eligible(c) (serving, and offers
+// the purpose asked for) is a flag test on candidates the SDK examined when
+// they arrived; c.IDHash() is the id's hash, computed then too; and
+// in.AgentList(n) is memory for the answer that the SDK reuses, so building it
+// allocates nothing. The candidates themselves are decoded only when the host
+// sends ones the policy has not seen.
+//
 // The package speaks policy ABI v1 (wasm/ABI.md in the sluice repository) and
 // imports nothing of the host side.
 package sdk

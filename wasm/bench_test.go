@@ -47,14 +47,21 @@ func benchRoute(b *testing.B, trusted bool) {
 	for _, n := range []int{16, 128} {
 		in := &abi.RouteInput{StreamID: "bench-stream", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: taggedCandidates(n)}
 		// host: the agent list as it is between membership changes, which the
-		// guest holds after its first call. host-one-changed: one agent's load
-		// changes before every call (a load tag updated). host-all-changed: every
-		// agent's does, so the guest decodes the whole list every call.
-		for _, changes := range []int{0, 1, n} {
-			name := map[int]string{0: "host/", 1: "host-one-changed/", n: "host-all-changed/"}[changes]
+		// guest holds after its first call, numbered as the gateway numbers it
+		// (CandidatesVersion). host-unversioned: the same without the number, so
+		// the host compares the list with the guest's. host-one-changed: one
+		// agent's load changes before every call (a load tag updated).
+		// host-all-changed: every agent's does, so the guest decodes the whole
+		// list every call.
+		for _, changes := range []int{-1, 0, 1, n} {
+			name := map[int]string{-1: "host/", 0: "host-unversioned/", 1: "host-one-changed/", n: "host-all-changed/"}[changes]
 			b.Run(name+itoa(n), func(b *testing.B) {
 				i := 0
+				in.CandidatesVersion = 0
 				reportPercentiles(b, func() {
+					if changes < 0 {
+						in.CandidatesVersion = 1
+					}
 					for k := range changes {
 						in.Candidates[(i+k)%n].Load ^= 1
 					}

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -76,6 +77,7 @@ type Cluster struct {
 	pushed  map[string]string // tags serf carries now
 	kick    chan struct{}
 	subs    map[chan struct{}]struct{}
+	changes atomic.Uint64 // serf events seen (Changes)
 	done    chan struct{}
 	closeMu sync.Once
 	wg      sync.WaitGroup
@@ -255,6 +257,10 @@ func (c *Cluster) Members() []Member {
 	return out
 }
 
+// Changes counts membership and tag changes (serf's events) so far: a view of
+// Members built when it was n is current while it is still n.
+func (c *Cluster) Changes() uint64 { return c.changes.Load() }
+
 // Subscribe returns a channel that receives a value (coalesced) whenever
 // membership or a member's tags change, and a function that ends the subscription.
 func (c *Cluster) Subscribe() (<-chan struct{}, func()) {
@@ -276,6 +282,7 @@ func (c *Cluster) watch(events <-chan serf.Event) {
 		case <-c.done:
 			return
 		case ev := <-events:
+			c.changes.Add(1)
 			if me, ok := ev.(serf.MemberEvent); ok {
 				for _, m := range me.Members {
 					c.log.Debug("cluster: member event", "event", me.Type.String(), "member", m.Name)

@@ -42,6 +42,12 @@ type RouteInput struct {
 	Placement  string      `json:"placement,omitempty"` // agent carrying the stream now
 	Candidates []Candidate `json:"candidates"`
 
+	// CandidatesVersion is for the policy host's callers and never reaches a
+	// guest. Non-zero, it promises that Candidates are equal to those of every
+	// other input with the same version, so the host need not compare them with
+	// what a guest holds. The gateway numbers its agent lists this way.
+	CandidatesVersion uint64 `json:"-"`
+
 	agents []string // AgentList's memory, set by RouteDecoder
 	elig   uint32   // the flags an eligible candidate has, set by RouteDecoder; 0 when unknown
 }

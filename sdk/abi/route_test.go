@@ -324,3 +324,41 @@ func TestIDHashIsHashOfTheIDInAGuestAndNatively(t *testing.T) {
 		}
 	}
 }
+
+// TestAVouchedForListIsNotComparedAndAnUnvouchedOneIs: with the caller's
+// version unchanged, the host sends one run without looking at the list; a new
+// version, no version, or a failed call make it compare (or resend) again.
+func TestAVouchedForListIsNotComparedAndAnUnvouchedOneIs(t *testing.T) {
+	var enc RouteEncoder
+	var dec RouteDecoder
+	var got RouteInput
+	in := RouteInput{StreamID: "s", Candidates: agents(8), CandidatesVersion: 7}
+	step := func(want string) {
+		t.Helper()
+		b := enc.Append(nil, &in)
+		if err := dec.Decode(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		enc.Commit()
+		if !sameInput(&in, &got) {
+			t.Fatalf("%s: the guest decoded %+v", want, got.Candidates)
+		}
+	}
+	step("first, in full")
+	// The caller breaks its promise, which shows that the list was not compared.
+	in.Candidates = agents(8)
+	in.Candidates[3].Load = 99
+	b := enc.Append(nil, &in)
+	if err := dec.Decode(b, &got); err != nil || got.Candidates[3].Load == 99 {
+		t.Fatalf("a vouched-for list was compared: %v %+v", err, got.Candidates[3])
+	}
+	enc.Commit()
+	in.CandidatesVersion = 8
+	step("a new version is compared")
+	in.CandidatesVersion = 0
+	in.Candidates[3].Load = 5
+	step("no version is compared")
+	enc.Reset()
+	in.CandidatesVersion = 8
+	step("after a failed call, in full")
+}

@@ -26,8 +26,9 @@ func route(in *sdk.RouteInput) sdk.RouteOutput {
 		score uint64
 	}
 	var rs []ranked
-	for _, c := range in.Candidates {
-		if c.State != "serving" || !slices.Contains(c.Purposes, in.Purpose) {
+	for i := range in.Candidates {
+		c := &in.Candidates[i]
+		if !in.Eligible(c) { // serving, and offers the purpose asked for
 			continue
 		}
 		if c.Capacity > 0 && c.Load >= c.Capacity {
@@ -47,7 +48,7 @@ func route(in *sdk.RouteInput) sdk.RouteOutput {
 		}
 		return cmp.Compare(b.score, a.score)
 	})
-	out := sdk.RouteOutput{}
+	out := sdk.RouteOutput{Agents: in.AgentList(len(rs))} // memory the SDK reuses
 	for _, r := range rs {
 		out.Agents = append(out.Agents, r.id)
 	}
