@@ -74,7 +74,7 @@ func scoreAll(stream string, cs []abi.Candidate, ks []uint64, limit int) int {
 // already carries the stream comes first. Plays are ranked without the bound, to
 // find where a stream is. It considers the first 65,536 candidates.
 //
-// It allocates nothing in a guest (its answer goes in in.AgentList; up to 64
+// It allocates nothing in a guest (its answer goes in in.AgentList; up to 128
 // agents its work in an array on the stack) and makes few loops and calls:
 // policies run in Wasm guests, where every allocation, call and loop iteration
 // costs several times what it does natively.
@@ -83,7 +83,7 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	if len(cs) > 1<<idxBits {
 		cs = cs[:1<<idxBits]
 	}
-	var keyBuf [64]uint64
+	var keyBuf [128]uint64
 	ks := keyBuf[:0] // positions, then ranking keys
 	total := 1       // the new stream
 	for i := range cs {
