@@ -317,16 +317,9 @@ func rewriteFunc(out, code, check []byte, firstNew uint32) (_ []byte, direct int
 		owner *dispatch // the dispatch loop whose block this frame is
 	}
 	stack := []frame{{}}  // the function body
+	var loops []*dispatch // the dispatch loops open, innermost last
 	var pending *dispatch // its blocks are the next ones opened
 	pendingBlocks := 0
-	innermost := func() *dispatch {
-		for i := len(stack) - 1; i > 0; i-- {
-			if stack[i].loop != nil {
-				return stack[i].loop
-			}
-		}
-		return nil
-	}
 	for !r.done() && r.err == nil {
 		at := r.p
 		op := r.byte()
@@ -340,6 +333,7 @@ func rewriteFunc(out, code, check []byte, firstNew uint32) (_ []byte, direct int
 			if code[r.p-1] == 0x40 {
 				if d := findDispatch(code, r.p, len(stack)); d != nil {
 					f.loop, pending, pendingBlocks = d, d, d.blocks
+					loops = append(loops, d)
 				}
 			}
 			stack = append(stack, f)
@@ -353,10 +347,14 @@ func rewriteFunc(out, code, check []byte, firstNew uint32) (_ []byte, direct int
 			stack = append(stack, f)
 		case op == 0x0b: // end
 			if len(stack) > 0 {
+				if stack[len(stack)-1].loop != nil {
+					loops = loops[:len(loops)-1]
+				}
 				stack = stack[:len(stack)-1]
 			}
 		case op == 0x41: // i32.const: perhaps a jump
-			if d := innermost(); d != nil {
+			if len(loops) > 0 {
+				d := loops[len(loops)-1]
 				depth := len(stack) - 1
 				open := func(t int) bool { return t < len(stack) && stack[t].owner == d }
 				if nd, immAt, immEnd, ok := directJump(code, at, d, depth, open); ok {
