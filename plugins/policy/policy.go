@@ -30,15 +30,7 @@ func Score(stream, id string) uint64 { return weight(abi.Hash(stream), abi.Hash(
 // weight mixes the hashes of a stream and an agent with MurmurHash3's
 // finaliser: for one stream, agents' weights are unrelated to each other, and
 // for one agent, across streams.
-func weight(stream, agent uint64) uint64 {
-	x := stream ^ agent
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	return x
-}
+func weight(stream, agent uint64) uint64 { return abi.Mix(stream ^ agent) }
 
 // idxBits low bits of a ranking key hold the agent's position in the candidates.
 const (

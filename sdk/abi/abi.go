@@ -118,7 +118,12 @@ func Hash(s string) uint64 {
 			x = (x ^ uint64(s[i])) * 0x100000001b3
 		}
 	}
-	x = (x ^ uint64(len(s))) * 0x9e3779b97f4a7c15
+	return Mix((x ^ uint64(len(s))) * 0x9e3779b97f4a7c15)
+}
+
+// Mix is MurmurHash3's 64-bit finaliser: every bit of x affects every bit of
+// the result. Policies use it to combine hashes (Mix(a ^ b)).
+func Mix(x uint64) uint64 {
 	x ^= x >> 33
 	x *= 0xff51afd7ed558ccd
 	x ^= x >> 33
