@@ -109,10 +109,9 @@ type Gateway struct {
 	sessions map[string]session       // resource id → WHIP or WHEP session
 	watching map[string]bool          // agent API addresses whose events are followed
 
-	viewMu      sync.Mutex
-	view        []agentView // agentsView's list, built at cluster change viewAt
-	viewAt      uint64
-	viewVersion uint64 // counts the lists built
+	viewMu sync.Mutex
+	view   []agentView // agentsView's list, built at cluster change viewAt
+	viewAt uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc

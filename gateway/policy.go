@@ -65,14 +65,20 @@ type agentView struct {
 // it. Building it copies and encodes every member's tags, which costs more
 // than the decision that uses it.
 func (g *Gateway) agentsView() []agentView {
+	agents, _ := g.agentsSnapshot()
+	return agents
+}
+
+// agentsSnapshot is agentsView and the list's version: one more than the
+// cluster change count it was built at, so a version names one list.
+func (g *Gateway) agentsSnapshot() ([]agentView, uint64) {
 	n := g.cluster.Changes()
 	g.viewMu.Lock()
 	defer g.viewMu.Unlock()
 	if g.view == nil || g.viewAt != n {
 		g.view, g.viewAt = g.buildAgentsView(), n
-		g.viewVersion++
 	}
-	return slices.Clip(g.view) // an append by a caller copies
+	return slices.Clip(g.view), g.viewAt + 1 // an append by a caller copies
 }
 
 // candidates are the agents as the route policy's candidates, but avoid, and the
@@ -80,10 +86,7 @@ func (g *Gateway) agentsView() []agentView {
 // same version promises the same list. Leaving an agent out makes a list of
 // its own, without a version.
 func (g *Gateway) candidates(avoid string) ([]agentView, []Candidate, uint64) {
-	agents := g.agentsView()
-	g.viewMu.Lock()
-	version := g.viewVersion
-	g.viewMu.Unlock()
+	agents, version := g.agentsSnapshot()
 	cands := make([]Candidate, 0, len(agents))
 	for _, a := range agents {
 		if a.ID == avoid {

@@ -225,7 +225,7 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 	}
 	prev := rd.prev
 	var err error
-	n, p, ok := uv2(b, p)
+	n, p, ok := uv2(b, p) // inline: every call reads it
 	if !ok {
 		if n, p, err = uvSlow(b, p); err != nil {
 			return err
@@ -245,21 +245,15 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 	cur := rd.cur[:0]
 	for uint64(len(cur)) < n {
 		var r uint64
-		if r, p, ok = uv2(b, p); !ok {
-			if r, p, err = uvSlow(b, p); err != nil {
-				return err
-			}
+		if r, p, err = uvAt(b, p); err != nil {
+			return err
 		}
 		if r == 0 {
 			if own == nil {
 				own, base = append([]byte(nil), b[p:]...), p
 				strs = make([]string, 0, n-uint64(len(cur))) // a purpose each, usually
 			}
-			if len(cur) < cap(cur) {
-				cur = cur[:len(cur)+1]
-			} else {
-				cur = append(cur, Candidate{})
-			}
+			cur = append(cur, Candidate{})
 			c := &cur[len(cur)-1]
 			q, ok := candidateView(own, p-base, c, &strs)
 			if !ok {
@@ -275,10 +269,8 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 			continue
 		}
 		var s uint64
-		if s, p, ok = uv2(b, p); !ok {
-			if s, p, err = uvSlow(b, p); err != nil {
-				return err
-			}
+		if s, p, err = uvAt(b, p); err != nil {
+			return err
 		}
 		if r > n-uint64(len(cur)) || s > uint64(len(prev)) || r > uint64(len(prev))-s {
 			return fmt.Errorf("%w: run of %d candidates from %d: the previous input had %d", ErrDecode, r, s, len(prev))
@@ -322,6 +314,14 @@ func uv2(b []byte, p int) (uint64, int, bool) {
 		}
 	}
 	return 0, p, false
+}
+
+// uvAt reads a uvarint, short or not (a call: for reads off the steady path).
+func uvAt(b []byte, p int) (uint64, int, error) {
+	if v, q, ok := uv2(b, p); ok {
+		return v, q, nil
+	}
+	return uvSlow(b, p)
 }
 
 // uvSlow reads a uvarint that uv2 did not.
