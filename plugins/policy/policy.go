@@ -38,27 +38,6 @@ const (
 	idxMask = 1<<idxBits - 1
 )
 
-// scoreAll keeps the positions in ks of the agents within the bounded load
-// (load + 1 at most limit, and under capacity; limit -1 keeps all), moved to the
-// front, and turns each into a ranking key: the agent's weight for stream in
-// the high bits, its position in the low ones, so that sorting keys ranks
-// agents (equal weights, at odds of 2⁻⁴⁸, by position). It returns how many it
-// kept. An agent's id hash is one a guest's SDK worked out when the agent
-// arrived (Candidate.IDHash), so this costs a few instructions per agent.
-func scoreAll(stream string, cs []abi.Candidate, ks []uint64, limit int) int {
-	h := abi.Hash(stream)
-	n := 0
-	for _, k := range ks {
-		c := &cs[k&idxMask]
-		if limit >= 0 && (c.Load+1 > limit || c.Capacity > 0 && c.Load >= c.Capacity) {
-			continue
-		}
-		ks[n] = weight(h, c.IDHash())&^idxMask | k&idxMask
-		n++
-	}
-	return n
-}
-
 // RouteHRW ranks agents by rendezvous hashing of the stream id, with bounded
 // load: an agent is offered only while its load stays within ⌈1.25 × the average⌉
 // (counting the new stream) and under its capacity. A stream id keeps landing on
@@ -94,15 +73,28 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 			limit = t / (4 * n) // negative loads: nothing fits
 		}
 	}
-	// Keep the agents within the bound and score them, then rank them by
-	// descending key: with a sorting network up to 16 agents and an insertion
-	// sort up to 32 (neither calls anything in a guest), with the library's sort
-	// of integers beyond.
-	n := scoreAll(in.StreamID, cs, ks, limit)
+	// Keep the agents within the bound, moved to the front, each as a ranking
+	// key: its weight for the stream in the high bits, its position in the low
+	// ones, so that sorting keys ranks agents (equal weights, at odds of 2⁻⁴⁸,
+	// by position). An agent's id hash is one a guest's SDK worked out when the
+	// agent arrived (Candidate.IDHash), so this is a few instructions per agent.
+	h := abi.Hash(in.StreamID)
+	n := 0
+	for _, k := range ks {
+		c := &cs[k&idxMask]
+		if limit >= 0 && (c.Load+1 > limit || c.Capacity > 0 && c.Load >= c.Capacity) {
+			continue
+		}
+		ks[n] = weight(h, c.IDHash())&^idxMask | k&idxMask
+		n++
+	}
 	if n == 0 {
 		return noAgent(in)
 	}
 	ks = ks[:n]
+	// Rank by descending key: with a sorting network up to 16 agents and an
+	// insertion sort up to 32 (neither calls anything in a guest), with the
+	// library's sort of integers beyond.
 	if n <= 16 {
 		net := (*[16]uint64)(ks[:16]) // cap(ks) is at least 16
 		clear(net[n:])                // zeros after the keys sort last
@@ -121,18 +113,22 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	}
 	// The agent already carrying the stream comes first.
 	agents := in.AgentList(n)
-	if in.Placement != "" {
+	if p := in.Placement; p != "" {
 		for _, k := range ks {
-			if cs[k&idxMask].ID == in.Placement {
-				agents = append(agents, in.Placement)
+			if cs[k&idxMask].ID == p {
+				agents = append(agents, p)
 				break
 			}
 		}
+		for _, k := range ks {
+			if id := cs[k&idxMask].ID; id != p {
+				agents = append(agents, id)
+			}
+		}
+		return abi.RouteOutput{Agents: agents}
 	}
 	for _, k := range ks {
-		if id := cs[k&idxMask].ID; id != in.Placement {
-			agents = append(agents, id)
-		}
+		agents = append(agents, cs[k&idxMask].ID)
 	}
 	return abi.RouteOutput{Agents: agents}
 }
