@@ -87,16 +87,20 @@ func CallRoute(in []byte, out []byte) ([]byte, error) {
 	return abi.AppendRouteOutput(out, &ro), nil
 }
 
+// decideRoute decodes an input and runs the handler on it (the guest's export,
+// sluice_route, does the same without the call).
 func decideRoute(in []byte) (RouteOutput, error) {
-	ri := &routeIn
-	if err := routeDec.Decode(in, ri); err != nil {
+	if err := routeDec.Decode(in, &routeIn); err != nil {
 		return RouteOutput{}, err
 	}
 	if routeFn == nil {
-		return RouteOutput{Reject: &Rejection{Status: 501, Reason: "this policy has no route handler"}}, nil
+		return noRouteHandler, nil
 	}
-	return routeFn(ri), nil
+	return routeFn(&routeIn), nil
 }
+
+// noRouteHandler is the answer of a policy that registered no route handler.
+var noRouteHandler = RouteOutput{Reject: &Rejection{Status: 501, Reason: "this policy has no route handler"}}
 
 // CallThrottle is CallRoute for the throttle handler.
 func CallThrottle(in []byte, out []byte) ([]byte, error) {

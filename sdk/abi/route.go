@@ -188,28 +188,39 @@ func (rd *RouteDecoder) internPurpose(p string, add bool) (string, int) {
 // Decode decodes b into in. The header's strings point into b; the candidates
 // are the decoder's and stay valid until a later call replaces them. in's
 // candidate slice is in's own copy, which the handler may reorder.
+//
+// Its errors go through failed, which forgets the candidates: the host sends
+// the next list in full.
 func (rd *RouteDecoder) Decode(b []byte, in *RouteInput) error {
-	err := rd.decode(b, in)
-	if n := len(in.Candidates); cap(rd.agents) < n {
-		rd.agents = make([]string, 0, n)
+	in.agents = rd.agents[:0] // AgentList's memory; grown below when the list grows
+	var p int
+	var ok bool
+	// The header, read here rather than in a helper (a call costs a guest as
+	// much as a string), by the reference decoder when its shape is uncommon.
+	in.StreamID, p, ok = str1(b, 0)
+	if ok {
+		in.Op, p, ok = str1(b, p)
 	}
-	in.agents = rd.agents[:0]
-	if err != nil {
-		clear(rd.prev)
-		rd.prev = rd.prev[:0] // the host sends the next list in full
-		in.Candidates = in.Candidates[:0]
-		return err
+	if ok {
+		in.Protocol, p, ok = str1(b, p)
 	}
-	return nil
-}
-
-func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
-	p, ok := routeHeaderView(b, in)
+	if ok {
+		in.ClientAddr, p, ok = str1(b, p)
+	}
+	if ok {
+		in.Headers, p, ok = pairs1(b, p)
+	}
+	if ok {
+		in.Purpose, p, ok = str1(b, p)
+	}
+	if ok {
+		in.Placement, p, ok = str1(b, p)
+	}
 	if !ok {
 		d := decoder{b: b, view: true}
 		d.routeHeader(in)
 		if d.err != nil {
-			return d.err
+			return rd.failed(in, d.err)
 		}
 		p = len(b) - len(d.b)
 	}
@@ -228,11 +239,11 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 	n, p, ok := uv2(b, p) // inline: every call reads it
 	if !ok {
 		if n, p, err = uvSlow(b, p); err != nil {
-			return err
+			return rd.failed(in, err)
 		}
 	}
 	if n > uint64(len(b)-p+len(prev)) {
-		return fmt.Errorf("%w: count larger than the message", ErrDecode)
+		return rd.failed(in, fmt.Errorf("%w: count larger than the message", ErrDecode))
 	}
 	// The steady state: the whole list is the previous one.
 	if q := p + 2; n > 0 && n < 0x80 && q == len(b) && uint64(b[p]) == n && b[p+1] == 0 && n == uint64(len(prev)) {
@@ -246,7 +257,7 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 	for uint64(len(cur)) < n {
 		var r uint64
 		if r, p, err = uvAt(b, p); err != nil {
-			return err
+			return rd.failed(in, err)
 		}
 		if r == 0 {
 			if own == nil {
@@ -260,7 +271,7 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 				d := decoder{b: own[p-base:], view: true, strArena: strs}
 				d.candidate(c)
 				if d.err != nil {
-					return d.err
+					return rd.failed(in, d.err)
 				}
 				q, strs = len(own)-len(d.b), d.strArena
 			}
@@ -270,19 +281,32 @@ func (rd *RouteDecoder) decode(b []byte, in *RouteInput) error {
 		}
 		var s uint64
 		if s, p, err = uvAt(b, p); err != nil {
-			return err
+			return rd.failed(in, err)
 		}
 		if r > n-uint64(len(cur)) || s > uint64(len(prev)) || r > uint64(len(prev))-s {
-			return fmt.Errorf("%w: run of %d candidates from %d: the previous input had %d", ErrDecode, r, s, len(prev))
+			return rd.failed(in, fmt.Errorf("%w: run of %d candidates from %d: the previous input had %d", ErrDecode, r, s, len(prev)))
 		}
 		cur = append(cur, prev[s:s+r]...)
 	}
 	if p != len(b) {
-		return fmt.Errorf("%w: %d trailing bytes", ErrDecode, len(b)-p)
+		return rd.failed(in, fmt.Errorf("%w: %d trailing bytes", ErrDecode, len(b)-p))
 	}
 	rd.prev, rd.cur = cur, prev[:0]
 	in.Candidates = append(in.Candidates[:0], cur...)
+	if len(cur) > cap(rd.agents) {
+		rd.agents = make([]string, 0, len(cur))
+		in.agents = rd.agents
+	}
 	return nil
+}
+
+// failed forgets the candidates after a failed decode: the host sends the next
+// list in full.
+func (rd *RouteDecoder) failed(in *RouteInput, err error) error {
+	clear(rd.prev)
+	rd.prev = rd.prev[:0]
+	in.Candidates = in.Candidates[:0]
+	return err
 }
 
 // The guest's fast path. A Go guest pays a Wasm call for every function call
@@ -347,33 +371,6 @@ func pairs1(b []byte, p int) (Pairs, int, bool) {
 		}
 	}
 	return Pairs{}, p, false
-}
-
-func routeHeaderView(b []byte, in *RouteInput) (int, bool) {
-	var ok bool
-	p := 0
-	if in.StreamID, p, ok = str1(b, p); !ok {
-		return 0, false
-	}
-	if in.Op, p, ok = str1(b, p); !ok {
-		return 0, false
-	}
-	if in.Protocol, p, ok = str1(b, p); !ok {
-		return 0, false
-	}
-	if in.ClientAddr, p, ok = str1(b, p); !ok {
-		return 0, false
-	}
-	if in.Headers, p, ok = pairs1(b, p); !ok {
-		return 0, false
-	}
-	if in.Purpose, p, ok = str1(b, p); !ok {
-		return 0, false
-	}
-	if in.Placement, p, ok = str1(b, p); !ok {
-		return 0, false
-	}
-	return p, true
 }
 
 // candidateView reads a candidate at b[p:] into c, its purposes appended to
