@@ -2,32 +2,17 @@ package wasm
 
 import (
 	"context"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 
+	"github.com/sluicegw/sluice/internal/benchlat"
 	"github.com/sluicegw/sluice/plugins/policy"
 	"github.com/sluicegw/sluice/sdk/abi"
 	"github.com/sluicegw/sluice/wasm/internal/preempt"
 )
-
-// reportPercentiles times each iteration and reports p50 and p99 in µs.
-func reportPercentiles(b *testing.B, f func()) {
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t := time.Now()
-		f()
-		lat = append(lat, time.Since(t))
-	}
-	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
-}
 
 // BenchmarkRoute is a route-hrw decision over 16 and 128 candidates through the
 // host (encode, guest call, decode) and the same policy compiled natively.
@@ -58,7 +43,7 @@ func benchRoute(b *testing.B, trusted bool) {
 			b.Run(name+itoa(n), func(b *testing.B) {
 				i := 0
 				in.CandidatesVersion = 0
-				reportPercentiles(b, func() {
+				benchlat.Report(b, func() {
 					if changes < 0 {
 						in.CandidatesVersion = 1
 					}
@@ -76,7 +61,7 @@ func benchRoute(b *testing.B, trusted bool) {
 			})
 		}
 		b.Run("native/"+itoa(n), func(b *testing.B) {
-			reportPercentiles(b, func() {
+			benchlat.Report(b, func() {
 				if out := policy.RouteHRW(in); len(out.Agents) == 0 {
 					b.Fatal(out)
 				}

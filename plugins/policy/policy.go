@@ -6,7 +6,9 @@ package policy
 
 import (
 	"cmp"
+	"math"
 	"slices"
+	"sync"
 
 	"github.com/sluicegw/sluice/sdk/abi"
 )
@@ -133,31 +135,96 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	return abi.RouteOutput{Agents: agents}
 }
 
-// RouteLeastLoaded ranks agents by load relative to capacity, then by queue depth,
-// then by id, skipping full ones.
+// RouteLeastLoaded ranks agents by load relative to capacity (load itself when
+// the capacity is unset), then by queue depth, then by id, skipping full ones
+// for a publish. Agents alike in all three keep their order.
 func RouteLeastLoaded(in *abi.RouteInput) abi.RouteOutput {
-	var cands []abi.Candidate
-	for i := range in.Candidates {
-		c := &in.Candidates[i]
-		if in.Eligible(c) && (in.Op != abi.OpPublish || c.Capacity <= 0 || c.Load < c.Capacity) {
-			cands = append(cands, *c)
-		}
+	if len(in.Candidates) <= 32 {
+		var keys [32]llKey
+		out, _ := leastLoaded(in, keys[:0])
+		return out
 	}
-	if len(cands) == 0 {
-		return noAgent(in)
-	}
-	ratio := func(c abi.Candidate) float64 {
-		if c.Capacity <= 0 {
-			return float64(c.Load)
-		}
-		return float64(c.Load) / float64(c.Capacity)
-	}
-	slices.SortStableFunc(cands, func(a, b abi.Candidate) int {
-		return cmp.Or(cmp.Compare(ratio(a), ratio(b)), cmp.Compare(a.Queue, b.Queue), cmp.Compare(a.ID, b.ID))
-	})
-	out := abi.RouteOutput{Agents: make([]string, 0, len(cands))}
-	for _, c := range cands {
-		out.Agents = append(out.Agents, c.ID)
-	}
+	// Keys reused, not allocated per decision: a guest collects its garbage
+	// during its calls. (A larger array above would cost every decision the
+	// time to clear it.)
+	p := manyKeys.Get().(*[]llKey)
+	out, ks := leastLoaded(in, (*p)[:0])
+	*p = ks[:0]
+	manyKeys.Put(p)
 	return out
+}
+
+// leastLoaded is RouteLeastLoaded with ks, empty, for the keys.
+func leastLoaded(in *abi.RouteInput, ks []llKey) (abi.RouteOutput, []llKey) {
+	cs := in.Candidates
+	for i := range cs {
+		c := &cs[i]
+		if in.Eligible(c) && (in.Op != abi.OpPublish || c.Capacity <= 0 || c.Load < c.Capacity) {
+			ks = append(ks, llKey{ratio: relativeLoad(c), queue: c.Queue, i: i})
+		}
+	}
+	if len(ks) == 0 {
+		return noAgent(in), ks
+	}
+	if len(ks) <= 32 {
+		// An insertion sort: stable, and no call per comparison in a guest.
+		for k := 1; k < len(ks); k++ {
+			key, j := ks[k], k
+			for ; j > 0 && key.before(&ks[j-1], cs); j-- {
+				ks[j] = ks[j-1]
+			}
+			ks[j] = key
+		}
+	} else {
+		// Position breaks the last ties, so an unstable sort gives the stable order.
+		slices.SortFunc(ks, func(a, b llKey) int {
+			switch {
+			case a.before(&b, cs):
+				return -1
+			case b.before(&a, cs):
+				return 1
+			}
+			return cmp.Compare(a.i, b.i)
+		})
+	}
+	agents := in.AgentList(len(ks))
+	for _, k := range ks {
+		agents = append(agents, cs[k.i].ID)
+	}
+	return abi.RouteOutput{Agents: agents}, ks
+}
+
+var manyKeys = sync.Pool{New: func() any { return new([]llKey) }}
+
+// llKey is an agent as RouteLeastLoaded ranks it.
+type llKey struct {
+	ratio uint64 // relativeLoad
+	queue int
+	i     int // position in the candidates
+}
+
+func (a *llKey) before(b *llKey, cs []abi.Candidate) bool {
+	if a.ratio != b.ratio {
+		return a.ratio < b.ratio
+	}
+	if a.queue != b.queue {
+		return a.queue < b.queue
+	}
+	return cs[a.i].ID < cs[b.i].ID
+}
+
+// relativeLoad is c's load divided by its capacity (its load when the
+// capacity is unset), as a float64 whose bits are rearranged so that ordering
+// them as integers orders the numbers: the sign bit flipped for a positive
+// number, every bit for a negative one.
+func relativeLoad(c *abi.Candidate) uint64 {
+	r := float64(c.Load)
+	if c.Capacity > 0 {
+		r /= float64(c.Capacity)
+	}
+	u := math.Float64bits(r)
+	if u>>63 != 0 {
+		return ^u
+	}
+	return u | 1<<63
 }

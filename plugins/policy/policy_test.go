@@ -1,8 +1,12 @@
 package policy
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -177,6 +181,55 @@ func TestHRWSpreadsStreamsEvenlyAndRanksEveryAgentFirstForSome(t *testing.T) {
 			if dev := math.Abs(float64(m[c.ID])/(streams/16) - 1); dev > 0.06 {
 				t.Errorf("%s: %d streams, %.1f%% off the mean", c.ID, m[c.ID], 100*dev)
 			}
+		}
+	}
+}
+
+// leastLoadedReference is RouteLeastLoaded as first written: candidates
+// copied, then a stable sort with a comparator of float ratios, queue and id.
+func leastLoadedReference(in *abi.RouteInput) abi.RouteOutput {
+	var cands []abi.Candidate
+	for _, c := range in.Candidates {
+		if c.Serving() && c.Offers(in.Purpose) && (in.Op != abi.OpPublish || c.Capacity <= 0 || c.Load < c.Capacity) {
+			cands = append(cands, c)
+		}
+	}
+	if len(cands) == 0 {
+		return noAgent(in)
+	}
+	ratio := func(c abi.Candidate) float64 {
+		if c.Capacity <= 0 {
+			return float64(c.Load)
+		}
+		return float64(c.Load) / float64(c.Capacity)
+	}
+	slices.SortStableFunc(cands, func(a, b abi.Candidate) int {
+		return cmp.Or(cmp.Compare(ratio(a), ratio(b)), cmp.Compare(a.Queue, b.Queue), cmp.Compare(a.ID, b.ID))
+	})
+	out := abi.RouteOutput{Agents: []string{}}
+	for _, c := range cands {
+		out.Agents = append(out.Agents, c.ID)
+	}
+	return out
+}
+
+func TestLeastLoadedRanksAsTheReferenceOnRandomAgents(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := range 3000 {
+		n := r.IntN(80) // both sides of the 32-agent insertion sort
+		cs := make([]abi.Candidate, n)
+		for i := range cs {
+			cs[i] = abi.Candidate{
+				ID:       fmt.Sprintf("agent-%d", r.IntN(n+1)), // some ids repeat
+				Purposes: [][]string{{"relay"}, {"record"}, {"relay", "record"}, nil}[r.IntN(4)],
+				Capacity: r.IntN(12) - 1, Load: r.IntN(14) - 2, Queue: r.IntN(3),
+				State: []string{"serving", "draining", ""}[r.IntN(3)],
+			}
+		}
+		in := &abi.RouteInput{StreamID: "s", Op: []string{abi.OpPublish, abi.OpPlay}[r.IntN(2)], Purpose: []string{"relay", "record", ""}[r.IntN(3)], Candidates: cs}
+		got, want := RouteLeastLoaded(in), leastLoadedReference(in)
+		if !slices.Equal(got.Agents, want.Agents) || !reflect.DeepEqual(got.Reject, want.Reject) {
+			t.Fatalf("round %d, %d agents: got %v, want %v", round, n, got, want)
 		}
 	}
 }
