@@ -68,12 +68,13 @@ func HandleRoute(f func(*RouteInput) RouteOutput) { routeFn = f }
 // HandleThrottle registers the policy's throttle handler. Call it from init.
 func HandleThrottle(f func(*ThrottleInput) ThrottleOutput) { throttleFn = f }
 
-// routeIn and its decoder are reused from call to call, and its strings point
+// routeIn, its decoder and throttleIn are reused from call to call, and their strings point
 // into the host's input buffer or the decoder's memory: a handler must not keep
 // its input (copy what it needs with strings.Clone).
 var (
-	routeIn  RouteInput
-	routeDec abi.RouteDecoder
+	routeIn    RouteInput
+	routeDec   abi.RouteDecoder
+	throttleIn ThrottleInput
 )
 
 // CallRoute runs the registered route handler on an encoded input and returns
@@ -104,13 +105,13 @@ var noRouteHandler = RouteOutput{Reject: &Rejection{Status: 501, Reason: "this p
 
 // CallThrottle is CallRoute for the throttle handler.
 func CallThrottle(in []byte, out []byte) ([]byte, error) {
-	var ti ThrottleInput
-	if err := abi.DecodeThrottleInput(in, &ti); err != nil {
+	ti := &throttleIn
+	if err := abi.DecodeThrottleInputView(in, ti); err != nil {
 		return out, err
 	}
 	to := ThrottleOutput{Action: Admit}
 	if throttleFn != nil {
-		to = throttleFn(&ti)
+		to = throttleFn(ti)
 	}
 	return abi.AppendThrottleOutput(out, &to), nil
 }

@@ -31,6 +31,7 @@ type M2 struct {
 }
 
 type m2Purpose struct {
+	key                string // of the throttled state in the shared store
 	enable             bool
 	deactive, reactive float64
 	matching           []m2Rule
@@ -52,7 +53,7 @@ func NewM2(env Env, purposes ...string) (*M2, error) {
 		purposes = []string{m.purpose}
 	}
 	for _, p := range purposes {
-		mp := &m2Purpose{deactive: 4, reactive: 2}
+		mp := &m2Purpose{key: "throttled." + p, deactive: 4, reactive: 2}
 		if v, ok := env.Config(p + ".enable"); ok {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -103,7 +104,7 @@ func (m *M2) Decide(env Env, in *abi.ThrottleInput) abi.ThrottleOutput {
 		if mp == nil || !mp.enable {
 			continue
 		}
-		key := "throttled." + pool.Purpose
+		key := mp.key
 		throttled := env.KVGet(key) == 1
 		switch {
 		case !throttled && float64(pool.Queued) >= float64(pool.Concurrent)*mp.deactive:

@@ -621,14 +621,25 @@ func AppendThrottleInput(b []byte, in *ThrottleInput) []byte {
 
 // DecodeThrottleInput decodes a ThrottleInput.
 func DecodeThrottleInput(b []byte, in *ThrottleInput) error {
-	d := decoder{b: b}
+	in.Pools = nil
+	return decodeThrottleInput(&decoder{b: b}, in)
+}
+
+// DecodeThrottleInputView decodes a ThrottleInput whose strings point into b
+// and whose pools reuse in.Pools' memory: what a guest does with an input
+// that is read only during the call, so that deciding allocates nothing.
+func DecodeThrottleInputView(b []byte, in *ThrottleInput) error {
+	return decodeThrottleInput(&decoder{b: b, view: true}, in)
+}
+
+func decodeThrottleInput(d *decoder, in *ThrottleInput) error {
 	in.Kind = d.str()
 	in.StreamID = d.str()
 	in.Path = d.str()
 	in.Protocol = d.str()
 	in.Client = d.str()
 	n := d.count()
-	in.Pools = make([]PoolFigures, 0, n)
+	in.Pools = slices.Grow(in.Pools[:0], n)
 	for i := 0; i < n && d.err == nil; i++ {
 		in.Pools = append(in.Pools, PoolFigures{Purpose: d.str(), Concurrent: d.int(), Active: d.int(), Queued: d.int()})
 	}

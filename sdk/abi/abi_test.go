@@ -41,6 +41,16 @@ func TestMessagesRoundTripExactly(t *testing.T) {
 	if err := DecodeThrottleInput(AppendThrottleInput(nil, &ti), &tb); err != nil || !reflect.DeepEqual(ti, tb) {
 		t.Fatalf("throttle input: %v %+v", err, tb)
 	}
+	enc := AppendThrottleInput(nil, &ti)
+	var tv ThrottleInput
+	for range 2 { // the second time into the memory of the first
+		if err := DecodeThrottleInputView(enc, &tv); err != nil || !reflect.DeepEqual(ti, tv) {
+			t.Fatalf("throttle input (guest decoder): %v %+v", err, tv)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = DecodeThrottleInputView(enc, &tv) }); n != 0 {
+		t.Fatalf("the guest's throttle decoder allocates %v times per input, want none", n)
+	}
 	to := ThrottleOutput{Action: Reject, Status: 510, Body: []byte(`{"enable":false}`), ContentType: "application/json"}
 	var tob ThrottleOutput
 	if err := DecodeThrottleOutput(AppendThrottleOutput(nil, &to), &tob); err != nil || !reflect.DeepEqual(to, tob) {

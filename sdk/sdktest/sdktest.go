@@ -35,8 +35,14 @@ func New(config map[string]string) *Host {
 // SetClock replaces the host clock (the default is time.Now).
 func (h *Host) SetClock(f func() time.Time) { h.mu.Lock(); h.clock = f; h.mu.Unlock() }
 
+// calls makes the handlers run one at a time, as in a guest: the SDK decodes
+// into memory it reuses from call to call.
+var calls sync.Mutex
+
 // Route runs the policy's route handler through the ABI encoding.
 func (h *Host) Route(in *abi.RouteInput) (abi.RouteOutput, error) {
+	calls.Lock()
+	defer calls.Unlock()
 	hostcall.Current = h
 	b, err := sdk.CallRoute(abi.AppendRouteInput(nil, in), nil)
 	if err != nil {
@@ -51,6 +57,8 @@ func (h *Host) Route(in *abi.RouteInput) (abi.RouteOutput, error) {
 
 // Throttle runs the policy's throttle handler through the ABI encoding.
 func (h *Host) Throttle(in *abi.ThrottleInput) (abi.ThrottleOutput, error) {
+	calls.Lock()
+	defer calls.Unlock()
 	hostcall.Current = h
 	b, err := sdk.CallThrottle(abi.AppendThrottleInput(nil, in), nil)
 	if err != nil {
