@@ -93,6 +93,7 @@ type Candidate struct {
 	State    string   `json:"state"`
 
 	flags  uint32 // set by RouteDecoder: flagDecoded, flagServing, the purposes it offers
+	chunk  int32  // set by RouteDecoder: 1 + the index of the chunk its strings are in
 	idHash uint64 // Hash(ID), set by RouteDecoder
 }
 

@@ -25,7 +25,7 @@ func TestMessagesRoundTripExactly(t *testing.T) {
 	err := rd.Decode(AppendRouteInput(nil, in), &view)
 	view.agents, view.elig = nil, 0 // the decoder's working memory
 	for i := range view.Candidates {
-		view.Candidates[i].flags, view.Candidates[i].idHash = 0, 0
+		view.Candidates[i].flags, view.Candidates[i].idHash, view.Candidates[i].chunk = 0, 0, 0
 	}
 	if err != nil || !reflect.DeepEqual(*in, view) {
 		t.Fatalf("route input (guest decoder): %v\n%+v", err, view)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"unsafe"
 )
 
@@ -130,13 +131,25 @@ func sameCandidate(a, b *Candidate) bool {
 }
 
 // RouteDecoder decodes route inputs in a guest, keeping the candidates of the
-// previous input for the host to refer to. It allocates only when candidates
-// arrive in full, and then copies the input once, since the candidates must
-// outlive the host's input buffer.
+// previous input for the host to refer to. Candidates that arrive in full are
+// copied, since they must outlive the host's input buffer, into a chunk of
+// memory the decoder reuses once no candidate it holds is in that chunk: once
+// its memory has grown to the cluster's size, it allocates nothing, whatever
+// changes. (Garbage in a Go guest is collected during its calls, where a
+// collection, and the write barriers that run until it ends, slow decisions.)
 type RouteDecoder struct {
 	prev, cur []Candidate
 	agents    []string // RouteInput.AgentList's memory
 	purposes  []string // interned purposes
+	chunks    []chunk  // Candidate.chunk-1 indexes it
+	free      []int    // chunks no held candidate is in
+}
+
+// chunk is the memory of the candidates that arrived in full in one input.
+type chunk struct {
+	bytes []byte   // a copy of the input from the first of them
+	strs  []string // their purposes
+	refs  int      // held candidates in it
 }
 
 // The guest's strings are interned: a state is the literal "serving" or
@@ -179,6 +192,7 @@ func (rd *RouteDecoder) internPurpose(p string, add bool) (string, int) {
 		}
 	}
 	if add && len(rd.purposes) < maxInterned {
+		p = strings.Clone(p) // not in a chunk, which is reused
 		rd.purposes = append(rd.purposes, p)
 		return p, len(rd.purposes) - 1
 	}
@@ -252,7 +266,8 @@ func (rd *RouteDecoder) Decode(b []byte, in *RouteInput) error {
 	}
 	var own []byte // a copy of b[base:], from the first candidate in full
 	base := 0
-	var strs []string // its purposes
+	var strs []string // their purposes
+	ck := -1          // the chunk own and strs are in
 	cur := rd.cur[:0]
 	for uint64(len(cur)) < n {
 		var r uint64
@@ -260,11 +275,13 @@ func (rd *RouteDecoder) Decode(b []byte, in *RouteInput) error {
 			return rd.failed(in, err)
 		}
 		if r == 0 {
-			if own == nil {
-				own, base = append([]byte(nil), b[p:]...), p
-				strs = make([]string, 0, n-uint64(len(cur))) // a purpose each, usually
+			if ck < 0 {
+				ck = rd.takeChunk()
+				k := &rd.chunks[ck]
+				k.bytes = append(k.bytes[:0], b[p:]...)
+				own, base, strs = k.bytes, p, k.strs[:0]
 			}
-			cur = append(cur, Candidate{})
+			cur = append(cur, Candidate{chunk: int32(ck + 1)})
 			c := &cur[len(cur)-1]
 			q, ok := candidateView(own, p-base, c, &strs)
 			if !ok {
@@ -291,6 +308,10 @@ func (rd *RouteDecoder) Decode(b []byte, in *RouteInput) error {
 	if p != len(b) {
 		return rd.failed(in, fmt.Errorf("%w: %d trailing bytes", ErrDecode, len(b)-p))
 	}
+	if ck >= 0 {
+		rd.chunks[ck].strs = strs // grown, perhaps
+	}
+	rd.release(cur)
 	rd.prev, rd.cur = cur, prev[:0]
 	in.Candidates = append(in.Candidates[:0], cur...)
 	if len(cur) > cap(rd.agents) {
@@ -306,7 +327,38 @@ func (rd *RouteDecoder) failed(in *RouteInput, err error) error {
 	clear(rd.prev)
 	rd.prev = rd.prev[:0]
 	in.Candidates = in.Candidates[:0]
+	rd.release(nil)
 	return err
+}
+
+// takeChunk returns the index of a chunk no held candidate is in.
+func (rd *RouteDecoder) takeChunk() int {
+	if n := len(rd.free); n > 0 {
+		k := rd.free[n-1]
+		rd.free = rd.free[:n-1]
+		return k
+	}
+	rd.chunks = append(rd.chunks, chunk{})
+	return len(rd.chunks) - 1
+}
+
+// release counts the held candidates (held) in each chunk and frees the chunks
+// with none, for later inputs to reuse.
+func (rd *RouteDecoder) release(held []Candidate) {
+	for i := range rd.chunks {
+		rd.chunks[i].refs = 0
+	}
+	for i := range held {
+		if k := held[i].chunk; k > 0 {
+			rd.chunks[k-1].refs++
+		}
+	}
+	rd.free = rd.free[:0]
+	for i := range rd.chunks {
+		if rd.chunks[i].refs == 0 {
+			rd.free = append(rd.free, i)
+		}
+	}
 }
 
 // The guest's fast path. A Go guest pays a Wasm call for every function call

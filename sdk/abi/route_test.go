@@ -141,6 +141,53 @@ func TestASteadyDecisionAllocatesNothingInTheGuestSDK(t *testing.T) {
 	}
 }
 
+// TestAChangingAgentListAllocatesNothingInTheGuestSDKOnceItsMemoryHasGrown:
+// the memory of a candidate that arrives in full is reused once no held
+// candidate is in it, so agents whose load keeps changing make no garbage for
+// the guest's collector.
+func TestAChangingAgentListAllocatesNothingInTheGuestSDKOnceItsMemoryHasGrown(t *testing.T) {
+	var enc RouteEncoder
+	var dec RouteDecoder
+	var got RouteInput
+	a := RouteInput{StreamID: "s", Op: OpPublish, Purpose: "relay", Candidates: agents(16)}
+	b := a
+	b.Candidates = slices.Clone(a.Candidates)
+	b.Candidates[3].Load++                                                // one agent's load changes
+	b.Candidates[9], b.Candidates[10] = b.Candidates[10], b.Candidates[9] // and two swap places
+	decode := func(in *RouteInput) []byte {
+		m := enc.Append(nil, in)
+		if err := dec.Decode(m, &got); err != nil || !slices.EqualFunc(got.Candidates, in.Candidates, sameFields) {
+			t.Fatalf("decoded %v (%v), want %v", got.Candidates, err, in.Candidates)
+		}
+		enc.Commit()
+		return m
+	}
+	full := decode(&a)
+	toB, toA := decode(&b), decode(&a)
+	if len(toB) > len(full)/3 || len(toA) > len(full)/3 {
+		t.Fatalf("messages of %d and %d bytes against %d for the full list: the unchanged agents were resent", len(toB), len(toA), len(full))
+	}
+	allocs := testing.AllocsPerRun(200, func() {
+		for _, m := range [][]byte{toB, toA} {
+			if err := dec.Decode(m, &got); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per two decisions", allocs)
+	}
+	if !slices.EqualFunc(got.Candidates, a.Candidates, sameFields) {
+		t.Fatalf("after the reuse the guest holds %v, want %v", got.Candidates, a.Candidates)
+	}
+}
+
+// sameFields compares what a policy sees of two candidates.
+func sameFields(x, y Candidate) bool {
+	return x.ID == y.ID && x.Tags.String() == y.Tags.String() && slices.Equal(x.Purposes, y.Purposes) &&
+		x.Capacity == y.Capacity && x.Load == y.Load && x.Queue == y.Queue && x.State == y.State
+}
+
 // FuzzRouteDecoderMatchesReference holds the guest's decoder, with its fast
 // paths and interning, to the reference decoder, over arbitrary messages and a
 // held list: what the reference accepts, the guest decodes to the same input.
