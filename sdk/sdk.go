@@ -17,6 +17,10 @@
 // allocates nothing. The candidates themselves are decoded only when the host
 // sends ones the policy has not seen.
 //
+// A handler's input lives only for its call: the SDK decodes into memory it
+// reuses, so a policy that keeps anything across calls (a stream id in a map,
+// say) keeps a copy, made with strings.Clone. Handlers run one at a time.
+//
 // The package speaks policy ABI v1 (wasm/ABI.md in the sluice repository) and
 // imports nothing of the host side.
 package sdk

@@ -70,6 +70,24 @@ func benchRoute(b *testing.B, trusted bool) {
 	}
 }
 
+// BenchmarkHostShare is a route decision over 16 tagged candidates through the
+// host with the hand-written guest of testdata/good.wat, which answers at once
+// without reading its input: what the host's side of a decision costs (encode,
+// pool, call, read the answer, metrics).
+func BenchmarkHostShare(b *testing.B) {
+	h := newHost(b, Config{Slots: map[string]SlotConfig{SlotRoute: {Pool: 1}}})
+	ctx := context.Background()
+	if _, err := h.Load(ctx, SlotRoute, testModule(b, "good"), "good.wat"); err != nil {
+		b.Fatal(err)
+	}
+	in := &abi.RouteInput{StreamID: "bench-stream", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: taggedCandidates(16), CandidatesVersion: 1}
+	benchlat.Report(b, func() {
+		if out, err := h.Route(ctx, in); err != nil || len(out.Agents) != 1 {
+			b.Fatal(out, err)
+		}
+	})
+}
+
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // taggedCandidates are n agents as the gateway describes them: every serf tag

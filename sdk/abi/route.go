@@ -199,9 +199,10 @@ func (rd *RouteDecoder) internPurpose(p string, add bool) (string, int) {
 	return p, -1
 }
 
-// Decode decodes b into in. The header's strings point into b; the candidates
-// are the decoder's and stay valid until a later call replaces them. in's
-// candidate slice is in's own copy, which the handler may reorder.
+// Decode decodes b into in. The header's strings point into b and the
+// candidates' into the decoder's memory, which a later Decode reuses: nothing of
+// in may be kept past the decision. in's candidate slice is in's own copy,
+// which the handler may reorder.
 //
 // Its errors go through failed, which forgets the candidates: the host sends
 // the next list in full.
