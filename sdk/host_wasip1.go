@@ -118,9 +118,11 @@ func _route(ptr, n uint32) uint64 {
 	if routeDec.Decode(guestBytes(ptr, n), &routeIn) != nil {
 		return 0 // the host reports an undecodable input
 	}
-	ro := noRouteHandler
+	var ro RouteOutput
 	if routeFn != nil {
 		ro = routeFn(&routeIn)
+	} else {
+		ro = noRouteHandler()
 	}
 	if ro.Reject == nil && len(ro.Agents) > 0 {
 		// The answer by reference: the host reads the ids where they are.

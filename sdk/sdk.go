@@ -83,7 +83,8 @@ var (
 
 // CallRoute runs the registered route handler on an encoded input and returns
 // the encoded output, as the host's call does. Emulators use it. The input given
-// to the handler is valid only during the call.
+// to the handler is valid only during the call. Calls must not overlap (the
+// SDK decodes into memory it reuses, as in a guest): sdktest serialises them.
 func CallRoute(in []byte, out []byte) ([]byte, error) {
 	ro, err := decideRoute(in)
 	if err != nil {
@@ -99,15 +100,18 @@ func decideRoute(in []byte) (RouteOutput, error) {
 		return RouteOutput{}, err
 	}
 	if routeFn == nil {
-		return noRouteHandler, nil
+		return noRouteHandler(), nil
 	}
 	return routeFn(&routeIn), nil
 }
 
 // noRouteHandler is the answer of a policy that registered no route handler.
-var noRouteHandler = RouteOutput{Reject: &Rejection{Status: 501, Reason: "this policy has no route handler"}}
+func noRouteHandler() RouteOutput {
+	return RouteOutput{Reject: &Rejection{Status: 501, Reason: "this policy has no route handler"}}
+}
 
-// CallThrottle is CallRoute for the throttle handler.
+// CallThrottle is CallRoute for the throttle handler; its calls must not
+// overlap either.
 func CallThrottle(in []byte, out []byte) ([]byte, error) {
 	ti := &throttleIn
 	if err := abi.DecodeThrottleInputView(in, ti); err != nil {

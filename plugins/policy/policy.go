@@ -115,22 +115,19 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	}
 	// The agent already carrying the stream comes first.
 	agents := in.AgentList(n)
-	if p := in.Placement; p != "" {
+	p := in.Placement
+	if p != "" {
 		for _, k := range ks {
 			if cs[k&idxMask].ID == p {
 				agents = append(agents, p)
 				break
 			}
 		}
-		for _, k := range ks {
-			if id := cs[k&idxMask].ID; id != p {
-				agents = append(agents, id)
-			}
-		}
-		return abi.RouteOutput{Agents: agents}
 	}
 	for _, k := range ks {
-		agents = append(agents, cs[k&idxMask].ID)
+		if id := cs[k&idxMask].ID; id != p && id != "" { // an agent without an id cannot be reached
+			agents = append(agents, id)
+		}
 	}
 	return abi.RouteOutput{Agents: agents}
 }

@@ -233,3 +233,14 @@ func TestLeastLoadedRanksAsTheReferenceOnRandomAgents(t *testing.T) {
 		}
 	}
 }
+
+func TestHRWNeverOffersAnAgentWithoutAnID(t *testing.T) {
+	c := cands(0, 0, 0)
+	c[1].ID = ""
+	for _, placement := range []string{"", "agent-2"} {
+		out := RouteHRW(&abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "relay", Placement: placement, Candidates: c})
+		if len(out.Agents) != 2 || slices.Contains(out.Agents, "") {
+			t.Fatalf("placement %q: got %q, want agent-0 and agent-2", placement, out.Agents)
+		}
+	}
+}

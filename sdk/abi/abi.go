@@ -622,7 +622,7 @@ func AppendThrottleInput(b []byte, in *ThrottleInput) []byte {
 
 // DecodeThrottleInput decodes a ThrottleInput.
 func DecodeThrottleInput(b []byte, in *ThrottleInput) error {
-	in.Pools = nil
+	in.Pools = []PoolFigures{} // the caller's memory is not reused
 	return decodeThrottleInput(&decoder{b: b}, in)
 }
 

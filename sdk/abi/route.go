@@ -133,10 +133,12 @@ func sameCandidate(a, b *Candidate) bool {
 // RouteDecoder decodes route inputs in a guest, keeping the candidates of the
 // previous input for the host to refer to. Candidates that arrive in full are
 // copied, since they must outlive the host's input buffer, into a chunk of
-// memory the decoder reuses once no candidate it holds is in that chunk: once
-// its memory has grown to the cluster's size, it allocates nothing, whatever
-// changes. (Garbage in a Go guest is collected during its calls, where a
-// collection, and the write barriers that run until it ends, slow decisions.)
+// memory the decoder reuses once no candidate it holds is in that chunk: while
+// agents change, it allocates nothing once its memory has grown to the
+// cluster's size, and after the host resends a whole list it allocates once to
+// give the list's chunk back. (Garbage in a Go guest is collected during its
+// calls, where a collection, and the write barriers that run until it ends, slow
+// decisions.)
 type RouteDecoder struct {
 	prev, cur []Candidate
 	agents    []string // RouteInput.AgentList's memory
@@ -277,7 +279,7 @@ func (rd *RouteDecoder) Decode(b []byte, in *RouteInput) error {
 		}
 		if r == 0 {
 			if ck < 0 {
-				ck = rd.takeChunk()
+				ck = rd.takeChunk(len(b) - p)
 				k := &rd.chunks[ck]
 				k.bytes = append(k.bytes[:0], b[p:]...)
 				own, base, strs = k.bytes, p, k.strs[:0]
@@ -332,19 +334,50 @@ func (rd *RouteDecoder) failed(in *RouteInput, err error) error {
 	return err
 }
 
-// takeChunk returns the index of a chunk no held candidate is in.
-func (rd *RouteDecoder) takeChunk() int {
-	if n := len(rd.free); n > 0 {
-		k := rd.free[n-1]
-		rd.free = rd.free[:n-1]
-		return k
+// takeChunk returns the index of a chunk no held candidate is in, for size
+// bytes: the smallest free one large enough, or else the largest (which grows).
+// A free chunk much larger than needed gives its memory back instead of keeping
+// a whole list's worth for a few bytes.
+func (rd *RouteDecoder) takeChunk(size int) int {
+	if len(rd.free) == 0 {
+		rd.chunks = append(rd.chunks, chunk{})
+		return len(rd.chunks) - 1
 	}
-	rd.chunks = append(rd.chunks, chunk{})
-	return len(rd.chunks) - 1
+	fit, largest := -1, 0 // positions in rd.free
+	for j, i := range rd.free {
+		c := cap(rd.chunks[i].bytes)
+		if c >= size && (fit < 0 || c < cap(rd.chunks[rd.free[fit]].bytes)) {
+			fit = j
+		}
+		if c > cap(rd.chunks[rd.free[largest]].bytes) {
+			largest = j
+		}
+	}
+	if fit < 0 {
+		fit = largest
+	}
+	i := rd.free[fit]
+	rd.free[fit] = rd.free[len(rd.free)-1]
+	rd.free = rd.free[:len(rd.free)-1]
+	if k := &rd.chunks[i]; cap(k.bytes) > 4*size+256 {
+		k.bytes, k.strs = nil, nil
+	}
+	return i
+}
+
+// chunkBytes is the memory the decoder's chunks hold.
+func (rd *RouteDecoder) chunkBytes() int {
+	n := 0
+	for i := range rd.chunks {
+		n += rd.chunks[i].size()
+	}
+	return n
 }
 
 // release counts the held candidates (held) in each chunk and frees the chunks
-// with none, for later inputs to reuse.
+// with none, for later inputs to reuse. Free chunks keep their memory up to as
+// much again as the held ones use (at least 4 KiB), the largest first, since it
+// is the one a whole list resent or changed needs; the rest is given back.
 func (rd *RouteDecoder) release(held []Candidate) {
 	for i := range rd.chunks {
 		rd.chunks[i].refs = 0
@@ -354,13 +387,39 @@ func (rd *RouteDecoder) release(held []Candidate) {
 			rd.chunks[k-1].refs++
 		}
 	}
+	live, largest := 0, -1
+	for i := range rd.chunks {
+		switch k := &rd.chunks[i]; {
+		case k.refs > 0:
+			live += k.size()
+		case largest < 0 || k.size() > rd.chunks[largest].size():
+			largest = i
+		}
+	}
+	budget := max(live, 4<<10)
+	keep := func(k *chunk) {
+		if n := k.size(); n > budget {
+			k.bytes, k.strs = nil, nil
+		} else {
+			budget -= n
+		}
+	}
+	if largest >= 0 {
+		keep(&rd.chunks[largest])
+	}
 	rd.free = rd.free[:0]
 	for i := range rd.chunks {
 		if rd.chunks[i].refs == 0 {
+			if i != largest {
+				keep(&rd.chunks[i])
+			}
 			rd.free = append(rd.free, i)
 		}
 	}
 }
+
+// size is the memory k holds.
+func (k *chunk) size() int { return cap(k.bytes) + cap(k.strs)*int(unsafe.Sizeof("")) }
 
 // The guest's fast path. A Go guest pays a Wasm call for every function call
 // that is not inlined, and the reference decoder makes several per value. These

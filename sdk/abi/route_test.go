@@ -182,6 +182,116 @@ func TestAChangingAgentListAllocatesNothingInTheGuestSDKOnceItsMemoryHasGrown(t 
 	}
 }
 
+// TestEveryAgentChangingEveryDecisionAllocatesNothingAfterOneAtATime: after
+// agents changed one at a time (a chunk each), whole lists arriving every
+// decision reuse the chunk of the previous whole list rather than growing, and
+// giving back, a small one every time.
+func TestEveryAgentChangingEveryDecisionAllocatesNothingAfterOneAtATime(t *testing.T) {
+	var enc RouteEncoder
+	var dec RouteDecoder
+	var got RouteInput
+	in := RouteInput{StreamID: "s", Op: OpPublish, Purpose: "relay", Candidates: agents(64)}
+	decode := func() []byte {
+		m := enc.Append(nil, &in)
+		if err := dec.Decode(m, &got); err != nil {
+			t.Fatal(err)
+		}
+		enc.Commit()
+		return m
+	}
+	decode()
+	for i := range in.Candidates { // one at a time: a chunk each
+		in.Candidates[i].Load++
+		decode()
+	}
+	var whole [2][]byte // every agent changed, and back
+	for k := range whole {
+		for i := range in.Candidates {
+			in.Candidates[i].Load ^= 1
+		}
+		whole[k] = decode()
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		for _, m := range whole {
+			if err := dec.Decode(m, &got); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per two whole lists", allocs)
+	}
+}
+
+// TestTheDecodersMemoryStaysNearTheSizeOfTheListItHolds: agents change one at
+// a time and the host resends the whole list every 200 decisions (as after a
+// failed call); the chunks that held a resent list give their memory back
+// instead of each keeping a list's worth for one agent.
+func TestTheDecodersMemoryStaysNearTheSizeOfTheListItHolds(t *testing.T) {
+	var enc RouteEncoder
+	var dec RouteDecoder
+	var got RouteInput
+	in := RouteInput{StreamID: "s", Op: OpPublish, Purpose: "relay", Candidates: agents(128)}
+	full := len(AppendRouteInput(nil, &in))
+	r := rand.New(rand.NewPCG(3, 4))
+	var most [2]int // in the first half of the decisions, and in the second
+	const steps = 40000
+	for step := range steps {
+		in.Candidates[r.IntN(len(in.Candidates))].Load++
+		if step%200 == 0 {
+			enc.Reset()
+		}
+		if err := dec.Decode(enc.Append(nil, &in), &got); err != nil {
+			t.Fatal(err)
+		}
+		enc.Commit()
+		most[2*step/steps] = max(most[2*step/steps], dec.chunkBytes())
+	}
+	if !slices.EqualFunc(got.Candidates, in.Candidates, sameFields) {
+		t.Fatal("the guest's list differs from the host's")
+	}
+	t.Logf("chunks at most %d then %d bytes for a list of %d", most[0], most[1], full)
+	if most[1] > most[0]*11/10 {
+		t.Fatalf("the decoder's memory grows: at most %d bytes in the first %d decisions, %d in the next", most[0], steps/2, most[1])
+	}
+	// Each held chunk's candidates plus what the decoder keeps for reuse, no
+	// more than as much again: twice the list and its per-call chunks.
+	if most[1] > 6*full {
+		t.Fatalf("the decoder's chunks reached %d bytes for a list of %d", most[1], full)
+	}
+}
+
+// TestAnInternedPurposeOutlivesTheChunkItArrivedIn: the decoder's table of
+// purposes must not point into a chunk, which is reused once its candidates
+// are gone, or every later candidate offering that purpose would read the new
+// bytes.
+func TestAnInternedPurposeOutlivesTheChunkItArrivedIn(t *testing.T) {
+	var dec RouteDecoder
+	var got RouteInput
+	a := Candidate{ID: "a", Purposes: []string{"relay"}, State: "serving"}
+	b := Candidate{ID: "b", Purposes: []string{"relay"}, State: "serving"}
+	c := Candidate{ID: "c", Purposes: []string{"xxxxx"}, State: "serving"}
+	decode := func(m []byte) {
+		if err := dec.Decode(m, &got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decode(AppendRouteInput(nil, &RouteInput{StreamID: "s", Candidates: []Candidate{a}})) // "relay" interned from a's chunk
+	decode(AppendRouteInput(nil, &RouteInput{StreamID: "s", Candidates: []Candidate{b}})) // a's chunk is free
+	e := Encoder{}                                                                        // c arrives in full into a's chunk, b is held
+	e.routeHeader(&RouteInput{StreamID: "s", Purpose: "xxxxx"})
+	e.uvarint(2)
+	e.uvarint(0)
+	e.candidate(&c)
+	e.run(0, 1)
+	decode(e.B)
+	for i := range got.Candidates {
+		if c := &got.Candidates[i]; got.Eligible(c) != (c.Serving() && c.Offers(got.Purpose)) || c.ID == "b" && c.Purposes[0] != "relay" {
+			t.Fatalf("%s offers %q, eligible for %q: %v; the interned purposes are %q", c.ID, c.Purposes, got.Purpose, got.Eligible(c), dec.purposes)
+		}
+	}
+}
+
 // sameFields compares what a policy sees of two candidates.
 func sameFields(x, y Candidate) bool {
 	return x.ID == y.ID && x.Tags.String() == y.Tags.String() && slices.Equal(x.Purposes, y.Purposes) &&
