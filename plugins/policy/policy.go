@@ -115,17 +115,23 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	}
 	// The agent already carrying the stream comes first.
 	agents := in.AgentList(n)
-	p := in.Placement
-	if p != "" {
+	// An agent without an id cannot be reached: it is never offered.
+	if p := in.Placement; p != "" {
 		for _, k := range ks {
 			if cs[k&idxMask].ID == p {
 				agents = append(agents, p)
 				break
 			}
 		}
+		for _, k := range ks {
+			if id := cs[k&idxMask].ID; id != p && id != "" {
+				agents = append(agents, id)
+			}
+		}
+		return abi.RouteOutput{Agents: agents}
 	}
-	for _, k := range ks {
-		if id := cs[k&idxMask].ID; id != p && id != "" { // an agent without an id cannot be reached
+	for _, k := range ks { // one comparison per agent, where most decisions go
+		if id := cs[k&idxMask].ID; id != "" {
 			agents = append(agents, id)
 		}
 	}
