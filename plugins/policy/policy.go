@@ -115,23 +115,16 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 	}
 	// The agent already carrying the stream comes first.
 	agents := in.AgentList(n)
-	// An agent without an id cannot be reached: it is never offered.
-	if p := in.Placement; p != "" {
+	if in.Placement != "" {
 		for _, k := range ks {
-			if cs[k&idxMask].ID == p {
-				agents = append(agents, p)
+			if cs[k&idxMask].ID == in.Placement {
+				agents = append(agents, in.Placement)
 				break
 			}
 		}
-		for _, k := range ks {
-			if id := cs[k&idxMask].ID; id != p && id != "" {
-				agents = append(agents, id)
-			}
-		}
-		return abi.RouteOutput{Agents: agents}
 	}
-	for _, k := range ks { // one comparison per agent, where most decisions go
-		if id := cs[k&idxMask].ID; id != "" {
+	for _, k := range ks {
+		if id := cs[k&idxMask].ID; id != in.Placement {
 			agents = append(agents, id)
 		}
 	}

@@ -186,11 +186,12 @@ func TestHRWSpreadsStreamsEvenlyAndRanksEveryAgentFirstForSome(t *testing.T) {
 }
 
 // leastLoadedReference is RouteLeastLoaded as first written: candidates
-// copied, then a stable sort with a comparator of float ratios, queue and id.
+// copied, then a stable sort with a comparator of float ratios, queue and id
+// (and agents without an id left out, as Eligible now does).
 func leastLoadedReference(in *abi.RouteInput) abi.RouteOutput {
 	var cands []abi.Candidate
 	for _, c := range in.Candidates {
-		if c.Serving() && c.Offers(in.Purpose) && (in.Op != abi.OpPublish || c.Capacity <= 0 || c.Load < c.Capacity) {
+		if c.ID != "" && c.Serving() && c.Offers(in.Purpose) && (in.Op != abi.OpPublish || c.Capacity <= 0 || c.Load < c.Capacity) {
 			cands = append(cands, c)
 		}
 	}
@@ -224,6 +225,9 @@ func TestLeastLoadedRanksAsTheReferenceOnRandomAgents(t *testing.T) {
 				Purposes: [][]string{{"relay"}, {"record"}, {"relay", "record"}, nil}[r.IntN(4)],
 				Capacity: r.IntN(12) - 1, Load: r.IntN(14) - 2, Queue: r.IntN(3),
 				State: []string{"serving", "draining", ""}[r.IntN(3)],
+			}
+			if r.IntN(20) == 0 {
+				cs[i].ID = "" // and some are missing
 			}
 		}
 		in := &abi.RouteInput{StreamID: "s", Op: []string{abi.OpPublish, abi.OpPlay}[r.IntN(2)], Purpose: []string{"relay", "record", ""}[r.IntN(3)], Candidates: cs}

@@ -52,9 +52,10 @@ type RouteInput struct {
 	elig   uint32   // the flags an eligible candidate has, set by RouteDecoder; 0 when unknown
 }
 
-// Eligible reports whether c may take the request: it is serving (Serving)
-// and offers the purpose asked for (Offers(in.Purpose)). In a guest it tests
-// flags the SDK worked out when c arrived, instead of comparing strings.
+// Eligible reports whether c may take the request: it has an id (an agent
+// without one cannot be reached), is serving (Serving) and offers the purpose
+// asked for (Offers(in.Purpose)). In a guest it tests flags the SDK worked out
+// when c arrived, instead of comparing strings.
 func (in *RouteInput) Eligible(c *Candidate) bool {
 	// Written to stay within Go's inlining budget (cost 80 of 80), so that a
 	// guest's policy makes no call per candidate.
@@ -65,7 +66,7 @@ func (in *RouteInput) Eligible(c *Candidate) bool {
 }
 
 func (in *RouteInput) eligibleByStrings(c *Candidate) bool {
-	return c.Serving() && c.Offers(in.Purpose)
+	return c.ID != "" && c.Serving() && c.Offers(in.Purpose)
 }
 
 // AgentList returns an empty list with room for n agents, for the policy to

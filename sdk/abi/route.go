@@ -173,6 +173,9 @@ func (rd *RouteDecoder) intern(c *Candidate) {
 	case "draining":
 		c.State = "draining"
 	}
+	if c.ID == "" {
+		c.flags &^= flagServing // an agent without an id cannot be reached
+	}
 	for k, p := range c.Purposes {
 		var i int
 		c.Purposes[k], i = rd.internPurpose(p, true)
@@ -325,12 +328,11 @@ func (rd *RouteDecoder) Decode(b []byte, in *RouteInput) error {
 }
 
 // failed forgets the candidates after a failed decode: the host sends the next
-// list in full.
+// list in full. (Their chunks are freed when that list is decoded.)
 func (rd *RouteDecoder) failed(in *RouteInput, err error) error {
 	clear(rd.prev)
 	rd.prev = rd.prev[:0]
 	in.Candidates = in.Candidates[:0]
-	rd.release(nil)
 	return err
 }
 

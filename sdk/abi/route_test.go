@@ -434,6 +434,7 @@ func FuzzDecodeRouteOutputFrom(f *testing.F) {
 // purpose, including purposes no candidate offers and the empty one.
 func TestEligibleAgreesWithServingAndOffers(t *testing.T) {
 	cs := []Candidate{
+		{ID: "", Purposes: []string{"relay"}, State: "serving"}, // no id: never eligible
 		{ID: "a", Purposes: []string{"relay"}, State: "serving"},
 		{ID: "b", Purposes: []string{"record", "relay"}, State: "draining"},
 		{ID: "c", Purposes: []string{"record"}},
@@ -449,7 +450,7 @@ func TestEligibleAgreesWithServingAndOffers(t *testing.T) {
 		}
 		for i := range got.Candidates {
 			c := &got.Candidates[i]
-			if want := cs[i].Serving() && cs[i].Offers(purpose); got.Eligible(c) != want || in.Eligible(&cs[i]) != want {
+			if want := cs[i].ID != "" && cs[i].Serving() && cs[i].Offers(purpose); got.Eligible(c) != want || in.Eligible(&cs[i]) != want {
 				t.Errorf("purpose %q, agent %s: Eligible = %v (native %v), want %v", purpose, c.ID, got.Eligible(c), in.Eligible(&cs[i]), want)
 			}
 		}
