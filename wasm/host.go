@@ -28,12 +28,13 @@ import (
 
 // Host runs the policy slots.
 type Host struct {
-	cfg   Config
-	log   *slog.Logger
-	set   *metrics.Set
-	cache wazero.CompilationCache
-	slots map[string]*slot
-	dog   *watchdog // stops calls of interruptible modules at their deadline
+	cfg      Config
+	log      *slog.Logger
+	set      *metrics.Set
+	cache    wazero.CompilationCache
+	slots    map[string]*slot
+	dog      *watchdog // stops calls of interruptible modules at their deadline
+	rewrites rewrites  // of the modules loaded last
 
 	m2Mu sync.Mutex
 	m2   *policy.M2 // native fallback of the throttle slot, built lazily

@@ -93,10 +93,11 @@ func (s *slot) compile(ctx context.Context, b []byte, source string) (*module, e
 	if len(b) < 8 || string(b[:4]) != "\x00asm" {
 		return nil, fmt.Errorf("%w: %s is not a WebAssembly module (bad magic number)", ErrRefused, source)
 	}
+	sum := sha256.Sum256(b)
 	code := b
 	if !s.cfg.Trusted {
 		var err error
-		if code, err = preempt.Rewrite(b); err != nil {
+		if code, err = s.host.rewrites.of(b, sum); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v (a slot with trusted: true runs modules without this rewrite)", ErrRefused, source, err)
 		}
 	}
@@ -104,7 +105,6 @@ func (s *slot) compile(ctx context.Context, b []byte, source string) (*module, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: compile %s: %v", ErrRefused, source, err)
 	}
-	sum := sha256.Sum256(b)
 	m := &module{bytes: b, compiled: cm, slot: s, gone: make(chan struct{}), info: ModuleInfo{SHA256: hex.EncodeToString(sum[:]), Size: len(b), Source: source}}
 	exports := cm.ExportedFunctions()
 	for name := range exports {

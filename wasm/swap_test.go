@@ -107,3 +107,27 @@ func TestRollbackReturnsToThePreviousModule(t *testing.T) {
 		t.Fatalf("after the rollback the built-in should decide again: %+v", out)
 	}
 }
+
+// TestAModuleSwappedInAgainIsNotRewrittenAgain: the host keeps the rewrite of
+// the modules it loaded last, so alternating between two costs two rewrites,
+// and the module swapped back in still decides.
+func TestAModuleSwappedInAgainIsNotRewrittenAgain(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
+	a, _ := plugins.Builtin("route-hrw")
+	b, _ := plugins.Builtin("route-least-loaded")
+	before := h.rewrites.made() // the default module, loaded by New
+	for i := range 6 {
+		if _, err := h.Load(ctx, SlotRoute, [][]byte{a, b}[i%2], "alternate"); err != nil {
+			t.Fatal(err)
+		}
+		in := &abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(4)}
+		if out, err := h.Route(ctx, in); err != nil || len(out.Agents) == 0 {
+			t.Fatalf("swap %d: %v %v", i, out, err)
+		}
+	}
+	// route-hrw is the default module, so only route-least-loaded was new.
+	if n := h.rewrites.made() - before; n != 1 {
+		t.Fatalf("%d rewrites for two modules swapped in six times after the first was loaded, want 1", n)
+	}
+}
