@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicegw/sluice/internal/benchlat"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -96,9 +97,7 @@ func BenchmarkWarmAcquire(b *testing.B) {
 		_ = m.Close(r.Session)
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+	benchlat.Percentiles(b, lat)
 	if n := len(nodesOf(a)); n != 1 {
 		b.Fatalf("%d nodes after %d acquisitions: the warm node was not reused", n, b.N)
 	}

@@ -110,8 +110,7 @@ type Gateway struct {
 	watching map[string]bool          // agent API addresses whose events are followed
 
 	viewMu sync.Mutex
-	view   []agentView // agentsView's list, built at cluster change viewAt
-	viewAt uint64
+	view   *agentList // built at the cluster change count view.at
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -83,7 +83,8 @@ func (v *viewer) close(reason string) {
 
 // locate finds the agent carrying a stream and opens a play session there.
 func (g *Gateway) locate(ctx context.Context, stream string) (placement, error) {
-	agents, cands, version := g.candidates("")
+	l, cands, version := g.candidates("")
+	agents := l.agents
 	in := &RouteInput{StreamID: stream, Op: wire.KindPlay, Protocol: "whep", Purpose: g.cfg.Purpose, Candidates: cands, CandidatesVersion: version}
 	// Ask in the route policy's order first: with a deterministic policy the
 	// stream is usually on the first agent. Then everyone else.

@@ -13,7 +13,9 @@ import (
 )
 
 // Policy makes the gateway's two decisions: which agents may carry a stream, in
-// order of preference, and whether a request is admitted at all.
+// order of preference, and whether a request is admitted at all. A Policy reads
+// its input and does not modify it: the candidates are shared between
+// decisions.
 type Policy interface {
 	Route(ctx context.Context, in *RouteInput) (RouteOutput, error)
 	Throttle(ctx context.Context, in *ThrottleInput) (ThrottleOutput, error)
@@ -60,42 +62,54 @@ type agentView struct {
 	Cand Candidate
 }
 
-// agentsView lists the alive agents, from serf tags. The list is built once
-// per membership change (cluster.Changes) and shared: callers must not modify
-// it. Building it copies and encodes every member's tags, which costs more
-// than the decision that uses it.
-func (g *Gateway) agentsView() []agentView {
-	agents, _ := g.agentsSnapshot()
-	return agents
+// agentList is the alive agents, from serf tags, built once per membership
+// change (cluster.Changes) and shared: its users must not modify it. Building
+// it copies and encodes every member's tags, which costs more than the
+// decision that uses it.
+type agentList struct {
+	agents []agentView
+	cands  []Candidate // the agents' candidates, in the same order
+	byID   map[string]agentView
+	at     uint64 // the cluster change count it was built at
 }
 
-// agentsSnapshot is agentsView and the list's version: one more than the
-// cluster change count it was built at, so a version names one list.
-func (g *Gateway) agentsSnapshot() ([]agentView, uint64) {
-	n := g.cluster.Changes()
+// agentList returns the current list. The change count is read under the same
+// lock as the list, so one count, and so one version, names one list.
+func (g *Gateway) agentList() *agentList {
 	g.viewMu.Lock()
 	defer g.viewMu.Unlock()
-	if g.view == nil || g.viewAt != n {
-		g.view, g.viewAt = g.buildAgentsView(), n
+	if n := g.cluster.Changes(); g.view == nil || g.view.at != n {
+		l := &agentList{agents: g.buildAgentsView(), at: n}
+		l.byID = make(map[string]agentView, len(l.agents))
+		for _, a := range l.agents {
+			l.cands = append(l.cands, a.Cand)
+			l.byID[a.ID] = a
+		}
+		g.view = l
 	}
-	return slices.Clip(g.view), g.viewAt + 1 // an append by a caller copies
+	return g.view
 }
 
+// agentsView lists the alive agents (shared: do not modify; an append copies).
+func (g *Gateway) agentsView() []agentView { return slices.Clip(g.agentList().agents) }
+
 // candidates are the agents as the route policy's candidates, but avoid, and the
-// list's version for the policy host (abi.RouteInput.CandidatesVersion): the
-// same version promises the same list. Leaving an agent out makes a list of
-// its own, without a version.
-func (g *Gateway) candidates(avoid string) ([]agentView, []Candidate, uint64) {
-	agents, version := g.agentsSnapshot()
-	cands := make([]Candidate, 0, len(agents))
-	for _, a := range agents {
-		if a.ID == avoid {
-			version = 0
-			continue
-		}
-		cands = append(cands, a.Cand)
+// list's version for the policy host (abi.RouteInput.CandidatesVersion): one
+// more than the change count the list was built at, so the same version
+// promises the same list. Leaving an agent out makes a list of its own, copied
+// and without a version. The list is shared: policies only read their input.
+func (g *Gateway) candidates(avoid string) (*agentList, []Candidate, uint64) {
+	l := g.agentList()
+	if avoid == "" || l.byID[avoid].ID == "" {
+		return l, slices.Clip(l.cands), l.at + 1
 	}
-	return agents, cands, version
+	cands := make([]Candidate, 0, len(l.cands))
+	for _, c := range l.cands {
+		if c.ID != avoid {
+			cands = append(cands, c)
+		}
+	}
+	return l, cands, 0
 }
 
 func (g *Gateway) buildAgentsView() []agentView {

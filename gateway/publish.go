@@ -354,15 +354,9 @@ func (g *Gateway) dialNode(ctx context.Context, media, stream, role string, fn f
 // place ranks agents for a stream with the route policy and opens a publish
 // session on the first that accepts. avoid names an agent not to try (it failed).
 func (g *Gateway) place(ctx context.Context, stream, client, protocol, avoid string, headers map[string]string) (placement, error) {
-	agents, cands, version := g.candidates(avoid)
+	l, cands, version := g.candidates(avoid)
 	in := &RouteInput{StreamID: stream, Op: wire.KindPublish, Protocol: protocol, ClientAddr: client, Headers: abi.PairsOf(headers), Purpose: g.cfg.Purpose,
 		Candidates: cands, CandidatesVersion: version}
-	byID := make(map[string]agentView, len(agents))
-	for _, a := range agents {
-		if a.ID != avoid {
-			byID[a.ID] = a
-		}
-	}
 	out, err := g.policy.Route(ctx, in)
 	if err != nil {
 		return placement{}, fmt.Errorf("route policy: %w", err)
@@ -372,8 +366,8 @@ func (g *Gateway) place(ctx context.Context, stream, client, protocol, avoid str
 	}
 	var errs []error
 	for _, id := range out.Agents {
-		a, ok := byID[id]
-		if !ok {
+		a, ok := l.byID[id]
+		if !ok || id == avoid {
 			continue
 		}
 		resp, err := g.agents.Open(ctx, a.API, wire.OpenRequest{Stream: stream, Purpose: g.cfg.Purpose, Kind: wire.KindPublish, Gateway: g.cfg.ID})
@@ -388,7 +382,7 @@ func (g *Gateway) place(ctx context.Context, stream, client, protocol, avoid str
 	}
 	if len(errs) == 0 {
 		return placement{}, &httpError{status: http.StatusServiceUnavailable, kind: "no-agent", title: "No agent can carry the stream",
-			detail: fmt.Sprintf("%d agents known, none serving purpose %q", len(agents), g.cfg.Purpose)}
+			detail: fmt.Sprintf("%d agents known, none serving purpose %q", len(l.agents), g.cfg.Purpose)}
 	}
 	return placement{}, &httpError{status: http.StatusServiceUnavailable, kind: "no-agent", title: "No agent accepted the stream", detail: errors.Join(errs...).Error()}
 }

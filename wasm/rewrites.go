@@ -42,6 +42,12 @@ func (r *rewrites) of(b []byte, sum [32]byte) ([]byte, error) {
 		return nil, err
 	}
 	r.mu.Lock()
+	for _, e := range r.entries {
+		if e.sum == sum { // rewritten meanwhile by a load of the same module
+			r.mu.Unlock()
+			return e.code, nil
+		}
+	}
 	if len(r.entries) == rewritesKept {
 		r.entries = append(r.entries[:0:0], r.entries[1:]...)
 	}

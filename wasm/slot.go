@@ -209,7 +209,6 @@ func (s *slot) dryRun(ctx context.Context, m *module) error {
 	if err != nil {
 		return fmt.Errorf("%w: dry run: %v", ErrRefused, err)
 	}
-	in.route.Reset() // the input was not encoded against what the instance holds
 	out, err := in.invoke(ctx, s.host.dog, input, s.cfg.MaxOutput, deadline)
 	if errors.Is(err, errDeadline) {
 		err = fmt.Errorf("did not return within %s", max(s.cfg.Deadline, time.Second))

@@ -20,6 +20,13 @@ func Report(b *testing.B, f func()) {
 		lat = append(lat, time.Since(t))
 	}
 	b.StopTimer()
+	Percentiles(b, lat)
+}
+
+// Percentiles reports the 50th and 99th percentiles of latencies a benchmark
+// timed itself (when only part of each iteration counts), in microseconds as
+// p50-µs and p99-µs. It sorts lat.
+func Percentiles(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")

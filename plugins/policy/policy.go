@@ -29,6 +29,13 @@ func noAgent(in *abi.RouteInput) abi.RouteOutput {
 // agent's position there.
 func Score(stream, id string) uint64 { return weight(abi.Hash(stream), abi.Hash(id)) &^ idxMask }
 
+// ScoreOf is Score(stream, c.ID) given streamHash = abi.Hash(stream), for a
+// policy that scores every agent for one stream: the stream is hashed once,
+// and the id's hash is the one a guest's SDK keeps (Candidate.IDHash).
+func ScoreOf(streamHash uint64, c *abi.Candidate) uint64 {
+	return weight(streamHash, c.IDHash()) &^ idxMask
+}
+
 // weight mixes the hashes of a stream and an agent with MurmurHash3's
 // finaliser: for one stream, agents' weights are unrelated to each other, and
 // for one agent, across streams.
@@ -87,7 +94,7 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 		if limit >= 0 && (c.Load+1 > limit || c.Capacity > 0 && c.Load >= c.Capacity) {
 			continue
 		}
-		ks[n] = weight(h, c.IDHash())&^idxMask | k&idxMask
+		ks[n] = weight(h, c.IDHash())&^idxMask | k&idxMask // ScoreOf(h, c), written out
 		n++
 	}
 	if n == 0 {

@@ -98,9 +98,3 @@ func FuzzDecodeRouteInput(f *testing.F) {
 	})
 }
 
-// FuzzRouteInputViewMatchesReference holds the guest's fast decoder to the
-// reference decoder: what the reference accepts, the view decodes to the same
-// message, twice in a row on reused memory as a guest does. The view trusts the
-// inside of a pair list (only the host writes it), so it may accept a message
-// the reference refuses for a malformed pair list; reading such pairs must not
-// fail.

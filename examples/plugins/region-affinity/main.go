@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicegw/sluice/plugins/policy"
 	"github.com/sluicegw/sluice/sdk"
+	"github.com/sluicegw/sluice/sdk/abi"
 )
 
 func route(in *sdk.RouteInput) sdk.RouteOutput {
@@ -26,6 +27,7 @@ func route(in *sdk.RouteInput) sdk.RouteOutput {
 		score uint64
 	}
 	var rs []ranked
+	h := abi.Hash(in.StreamID) // once: policy.ScoreOf scores each agent with it
 	for i := range in.Candidates {
 		c := &in.Candidates[i]
 		if !in.Eligible(c) { // serving, and offers the purpose asked for
@@ -34,7 +36,7 @@ func route(in *sdk.RouteInput) sdk.RouteOutput {
 		if c.Capacity > 0 && c.Load >= c.Capacity {
 			continue
 		}
-		rs = append(rs, ranked{c.ID, region != "" && c.Tags.Value("region") == region, policy.Score(in.StreamID, c.ID)})
+		rs = append(rs, ranked{c.ID, region != "" && c.Tags.Value("region") == region, policy.ScoreOf(h, c)})
 	}
 	if len(rs) == 0 {
 		return sdk.RouteOutput{Reject: &sdk.Rejection{Status: 503, Reason: "no agent with room"}}
