@@ -97,4 +97,3 @@ func FuzzDecodeRouteInput(f *testing.F) {
 		_ = rd.Decode(b, &v)
 	})
 }
-
