@@ -62,6 +62,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*
 		return nil, fmt.Errorf("wasm: compilation cache %s: %w", dir, err)
 	}
 	h := &Host{cfg: cfg, log: log, set: set, cache: cache, slots: map[string]*slot{}, stop: make(chan struct{})}
+	h.rewrites.dir = filepath.Join(dir, "sluice-preempt")
 	h.dog = newWatchdog(watchdogTick(cfg), h.stop)
 	h.wg.Add(1)
 	go func() { defer h.wg.Done(); h.dog.run() }()

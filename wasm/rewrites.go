@@ -1,18 +1,27 @@
 package wasm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/sluicegw/sluice/wasm/internal/preempt"
 )
 
 // rewrites keeps the interruptible form (preempt.Rewrite) of the last few
-// modules, by the sha256 of the module as it arrived: a module swapped in again
-// (one alternating with another, or uploaded again to go back to it) skips the
-// rewrite, the largest part of a swap after wazero's cached compile (12 ms for
-// a 2.7 MB Go guest, 38 ms at p99 under load). Its memory is a few modules'
-// worth.
+// modules in memory, and of every module in dir beside wazero's compilation
+// cache, by the sha256 of the module as it arrived: a module swapped in again
+// (one alternating with another, uploaded again to go back to it, or loaded
+// again after a restart) skips the rewrite, the largest part of a swap after
+// wazero's cached compile (45 ms for a 2.7 MB Go guest). Its memory is a few
+// modules' worth; a file is named by the module's sha256 and the rewrite's
+// version (preempt.Version), so a new version never reads an old one's.
 type rewrites struct {
+	dir     string // "" keeps nothing on disk
 	mu      sync.Mutex
 	entries []rewritten // most recent last
 	misses  int         // rewrites made, for tests
@@ -35,11 +44,16 @@ func (r *rewrites) of(b []byte, sum [32]byte) ([]byte, error) {
 			return e.code, nil
 		}
 	}
-	r.misses++
 	r.mu.Unlock()
-	code, err := preempt.Rewrite(b)
+	code, err := r.read(sum)
 	if err != nil {
-		return nil, err
+		r.mu.Lock()
+		r.misses++
+		r.mu.Unlock()
+		if code, err = preempt.Rewrite(b); err != nil {
+			return nil, err
+		}
+		r.write(sum, code)
 	}
 	r.mu.Lock()
 	for _, e := range r.entries {
@@ -54,6 +68,53 @@ func (r *rewrites) of(b []byte, sum [32]byte) ([]byte, error) {
 	r.entries = append(r.entries, rewritten{sum, code})
 	r.mu.Unlock()
 	return code, nil
+}
+
+// file is where the rewrite of the module whose sha256 is sum is kept.
+func (r *rewrites) file(sum [32]byte) string {
+	return filepath.Join(r.dir, hex.EncodeToString(sum[:])+"-v"+strconv.Itoa(preempt.Version)+".wasm")
+}
+
+// read returns the kept rewrite of the module whose sha256 is sum. A file
+// ends with the sha256 of the rest, so one cut short or damaged is not used.
+func (r *rewrites) read(sum [32]byte) ([]byte, error) {
+	if r.dir == "" {
+		return nil, os.ErrNotExist
+	}
+	b, err := os.ReadFile(r.file(sum))
+	if err != nil {
+		return nil, err
+	}
+	if n := len(b) - sha256.Size; n < 0 || sha256.Sum256(b[:n]) != [32]byte(b[n:]) {
+		return nil, errDamaged
+	}
+	return b[:len(b)-sha256.Size], nil
+}
+
+var errDamaged = errors.New("wasm: a kept rewrite is damaged")
+
+// write keeps code, the rewrite of the module whose sha256 is sum, and its
+// sha256, written to a temporary file and renamed, so that a reader sees all
+// of it or nothing. A failure only costs the next load a rewrite.
+func (r *rewrites) write(sum [32]byte, code []byte) {
+	if r.dir == "" || os.MkdirAll(r.dir, 0o700) != nil {
+		return
+	}
+	f, err := os.CreateTemp(r.dir, "partial-*")
+	if err != nil {
+		return
+	}
+	check := sha256.Sum256(code)
+	_, err = f.Write(append(code[:len(code):len(code)], check[:]...))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), r.file(sum))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
 }
 
 // made is how many rewrites r has made.

@@ -2,6 +2,8 @@ package wasm
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -116,7 +118,8 @@ func TestAModuleSwappedInAgainIsNotRewrittenAgain(t *testing.T) {
 	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
 	a, _ := plugins.Builtin("route-hrw")
 	b, _ := plugins.Builtin("route-least-loaded")
-	before := h.rewrites.made() // the default module, loaded by New
+	h.rewrites.dir = t.TempDir() // none kept on disk yet
+	before := h.rewrites.made()  // the default module, loaded by New
 	for i := range 6 {
 		if _, err := h.Load(ctx, SlotRoute, [][]byte{a, b}[i%2], "alternate"); err != nil {
 			t.Fatal(err)
@@ -129,5 +132,46 @@ func TestAModuleSwappedInAgainIsNotRewrittenAgain(t *testing.T) {
 	// route-hrw is the default module, so only route-least-loaded was new.
 	if n := h.rewrites.made() - before; n != 1 {
 		t.Fatalf("%d rewrites for two modules swapped in six times after the first was loaded, want 1", n)
+	}
+}
+
+// TestARestartedHostReadsTheRewritesItKeptAndRewritesADamagedOne: the host
+// keeps its rewrites beside wazero's compilation cache, so after a restart a
+// module loads without being rewritten again; a kept rewrite that was damaged
+// on disk is made again, and the module still loads and decides.
+func TestARestartedHostReadsTheRewritesItKeptAndRewritesADamagedOne(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, _ := plugins.Builtin("route-least-loaded")
+	in := &abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(4)}
+	load := func() int {
+		h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
+		h.rewrites.dir = dir
+		before := h.rewrites.made()
+		if _, err := h.Load(ctx, SlotRoute, b, "route-least-loaded.wasm"); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := h.Route(ctx, in); err != nil || len(out.Agents) != 4 {
+			t.Fatalf("%v %v", out, err)
+		}
+		return h.rewrites.made() - before
+	}
+	if n := load(); n != 1 {
+		t.Fatalf("the first host made %d rewrites, want 1", n)
+	}
+	if n := load(); n != 0 {
+		t.Fatalf("the restarted host made %d rewrites, want 0: it did not read the kept one", n)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.wasm"))
+	if len(files) != 1 {
+		t.Fatalf("%d rewrites kept, want 1", len(files))
+	}
+	kept, _ := os.ReadFile(files[0])
+	kept[len(kept)/2] ^= 0xff
+	if err := os.WriteFile(files[0], kept, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := load(); n != 1 {
+		t.Fatalf("with the kept rewrite damaged the host made %d rewrites, want 1", n)
 	}
 }

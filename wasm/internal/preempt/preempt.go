@@ -30,6 +30,12 @@
 // to preempt the goroutine. Without it, calls that loop on every processor would
 // hold every P, and the host's watchdog could never run to stop them.
 //
+// Since it decodes every instruction anyway, it also takes most of their cost
+// out of the dispatch loops Go's Wasm backend compiles every function into:
+// loops.go gives each loop of the source a Wasm loop of its own, and jumps.go
+// makes the remaining forward jumps direct. Both keep every $pc reaching the
+// code it reached before, and every cycle polling.
+//
 // Rewrite decodes every instruction (MVP, sign extension, saturating conversions,
 // bulk memory, reference types, multi-value, SIMD, threads and tail calls) to
 // find the loops. It refuses, with an error naming the place, a module it cannot
@@ -42,6 +48,11 @@ import (
 	"errors"
 	"fmt"
 )
+
+// Version numbers what Rewrite makes of a module: a host that keeps rewrites
+// (on disk, say) keys them by it. Change it with anything that changes the
+// output; TestVersionNamesWhatTheRewriteMakes fails until then.
+const Version = 2
 
 // ExportName is the export under which the stop global is reachable.
 const ExportName = "sluice_preempt"
@@ -78,10 +89,19 @@ func Rewrite(b []byte) ([]byte, error) {
 	return out, err
 }
 
+// structureLoops is false only in benchmarks that measure what loops.go is worth.
+var structureLoops = true
+
+// stats counts what the rewrite did beyond the polls, for tests.
+type stats struct {
+	direct int // jumps made direct (jumps.go)
+	loops  int // loops made (loops.go)
+}
+
 // rewrite is Rewrite, also counting the jumps it made direct.
-func rewrite(b []byte) (_ []byte, direct int, _ error) {
+func rewrite(b []byte) (_ []byte, st stats, _ error) {
 	if len(b) < 8 || string(b[:4]) != "\x00asm" || b[4] != 1 || b[5] != 0 || b[6] != 0 || b[7] != 0 {
-		return nil, 0, fmt.Errorf("%w: not a WebAssembly 1.0 binary", ErrMalformed)
+		return nil, st, fmt.Errorf("%w: not a WebAssembly 1.0 binary", ErrMalformed)
 	}
 	r := reader{b: b, p: 8}
 	var secs []section
@@ -90,7 +110,7 @@ func rewrite(b []byte) (_ []byte, direct int, _ error) {
 		n := r.u32()
 		body := r.bytes(int(n))
 		if r.err != nil {
-			return nil, 0, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+			return nil, st, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
 		}
 		secs = append(secs, section{id, body})
 	}
@@ -114,11 +134,11 @@ func rewrite(b []byte) (_ []byte, direct int, _ error) {
 			err = checkExports(s.body)
 		}
 		if err != nil {
-			return nil, 0, err
+			return nil, st, err
 		}
 	}
 	if !hasMemory {
-		return nil, 0, fmt.Errorf("%w: the module has no memory", ErrMalformed)
+		return nil, st, fmt.Errorf("%w: the module has no memory", ErrMalformed)
 	}
 	budget := uint32(importedGlobals + definedGlobals)
 	stop := budget + 1
@@ -159,9 +179,9 @@ func rewrite(b []byte) (_ []byte, direct int, _ error) {
 		case secCode:
 			body, n, err := rewriteCode(s.body, budget, stop)
 			if err != nil {
-				return nil, 0, err
+				return nil, st, err
 			}
-			s.body, direct = body, n
+			s.body, st = body, n
 		}
 		out = append(out, s)
 	}
@@ -177,7 +197,7 @@ func rewrite(b []byte) (_ []byte, direct int, _ error) {
 		res = appendU32(res, uint32(len(s.body)))
 		res = append(res, s.body...)
 	}
-	return res, direct, nil
+	return res, st, nil
 }
 
 func isDebugSection(body []byte) bool {
@@ -257,7 +277,7 @@ func checkExports(body []byte) error {
 }
 
 // rewriteCode instruments every function body of a code section.
-func rewriteCode(body []byte, budget, stop uint32) (_ []byte, direct int, _ error) {
+func rewriteCode(body []byte, budget, stop uint32) (_ []byte, st stats, _ error) {
 	check := appendU32([]byte{0x23}, budget)            // global.get $budget
 	check = append(check, 0x41, 0x01, 0x6b)             // i32.const 1, i32.sub
 	check = appendU32(append(check, 0x24), budget)      // global.set $budget
@@ -273,32 +293,34 @@ func rewriteCode(body []byte, budget, stop uint32) (_ []byte, direct int, _ erro
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
 	var fn []byte
+	var lf loopifier
 	for i := uint32(0); i < n; i++ {
 		size := r.u32()
 		code := r.bytes(int(size))
 		if r.err != nil {
-			return nil, 0, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.err)
+			return nil, st, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, r.err)
 		}
 		var err error
-		var k int
-		fn, k, err = rewriteFunc(fn[:0], code, check, budget)
+		var k stats
+		fn, k, err = rewriteFunc(fn[:0], code, check, budget, &lf)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, err)
+			return nil, st, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, err)
 		}
-		direct += k
+		st.direct += k.direct
+		st.loops += k.loops
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
 	if !r.done() {
-		return nil, 0, fmt.Errorf("%w: code section has trailing bytes", ErrMalformed)
+		return nil, st, fmt.Errorf("%w: code section has trailing bytes", ErrMalformed)
 	}
-	return out, direct, nil
+	return out, st, nil
 }
 
 // rewriteFunc copies one function body, adding check after its locals and after
 // every loop's block type, and making the forward jumps of dispatch loops
 // direct (jumps.go).
-func rewriteFunc(out, code, check []byte, firstNew uint32) (_ []byte, direct int, _ error) {
+func rewriteFunc(out, code, check []byte, firstNew uint32, lf *loopifier) (_ []byte, st stats, _ error) {
 	r := reader{b: code}
 	groups := r.u32()
 	for i := uint32(0); i < groups && r.err == nil; i++ {
@@ -306,7 +328,12 @@ func rewriteFunc(out, code, check []byte, firstNew uint32) (_ []byte, direct int
 		r.byte()
 	}
 	if r.err != nil {
-		return nil, 0, fmt.Errorf("locals: %v", r.err)
+		return nil, st, fmt.Errorf("locals: %v", r.err)
+	}
+	if body, ls := lf.loopify(code[r.p:]); ls.loops > 0 && structureLoops {
+		code = append(code[:r.p:r.p], body...)
+		r.b = code
+		st = ls
 	}
 	out = append(out, code[:r.p]...)
 	out = append(out, check...)
@@ -361,23 +388,23 @@ func rewriteFunc(out, code, check []byte, firstNew uint32) (_ []byte, direct int
 					out = append(out, code[from:immAt]...)
 					out = appendU32(out, nd)
 					from, r.p = immEnd, immEnd
-					direct++
+					st.direct++
 					continue
 				}
 			}
 			r.leb(5)
 		case op == 0x23 || op == 0x24: // global.get, global.set
 			if idx := r.u32(); r.err == nil && idx >= firstNew {
-				return nil, 0, fmt.Errorf("instruction at %d names global %d, which the module does not define", r.p, idx)
+				return nil, st, fmt.Errorf("instruction at %d names global %d, which the module does not define", r.p, idx)
 			}
 		default:
 			skipImmediates(&r, op)
 		}
 	}
 	if r.err != nil {
-		return nil, 0, r.err
+		return nil, st, r.err
 	}
-	return append(out, code[from:]...), direct, nil
+	return append(out, code[from:]...), st, nil
 }
 
 // skipImmediates moves r past the immediates of opcode op.

@@ -3,6 +3,8 @@ package preempt
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -231,12 +233,22 @@ func TestModulesTheRewriteCannotKeepStoppableAreRefused(t *testing.T) {
 }
 
 func FuzzRewrite(f *testing.F) {
-	for _, name := range []string{"good", "loop", "busy", "memory-bomb"} {
+	for _, name := range []string{"good", "loop", "busy", "memory-bomb", "dispatch", "loops"} {
 		if b, err := os.ReadFile("../../testdata/" + name + ".wasm"); err == nil {
 			f.Add(b)
 		}
 	}
 	f.Add(module([]byte{0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b}, nil, nil))
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	valid := func(b []byte) error {
+		m, err := rt.CompileModule(ctx, b)
+		if err == nil {
+			m.Close(ctx)
+		}
+		return err
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		out, err := Rewrite(b)
 		if err != nil {
@@ -245,6 +257,12 @@ func FuzzRewrite(f *testing.F) {
 		// What the rewrite produced parses again, up to the reserved export.
 		if _, err := Rewrite(out); err == nil || !strings.Contains(err.Error(), "reserves") {
 			t.Fatalf("rewriting the output again: %v, want the reserved-export refusal", err)
+		}
+		// A valid module stays valid: the structured loops nest.
+		if valid(b) == nil {
+			if err := valid(out); err != nil {
+				t.Fatalf("a valid module became invalid: %v", err)
+			}
 		}
 	})
 }
@@ -264,69 +282,105 @@ func BenchmarkRewrite(b *testing.B) {
 	}
 }
 
-// TestForwardJumpsOfDispatchLoopsBecomeDirectAndComputeTheSame: in a function
-// shaped as Go compiles one (testdata/dispatch.wat), the jumps forward — to a
-// block still open, including through br_table's default — branch to it
-// directly after the rewrite, the jump backward still goes through the loop
-// (and its poll), and the function computes what it did.
-func TestForwardJumpsOfDispatchLoopsBecomeDirectAndComputeTheSame(t *testing.T) {
+// TestTheLoopsOfDispatchLoopsBecomeWasmLoopsAndComputeTheSame: in functions
+// shaped as Go compiles them (testdata/dispatch.wat and loops.wat), every
+// loop gets a Wasm loop of its own — nested loops nested regions, and of two
+// loops that overlap without nesting, the first — and each function computes
+// what it did, entered at every basic block as Go's runtime resumes one.
+func TestTheLoopsOfDispatchLoopsBecomeWasmLoopsAndComputeTheSame(t *testing.T) {
 	ctx := context.Background()
-	orig, err := os.ReadFile("../../testdata/dispatch.wasm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, direct, err := rewrite(orig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if direct != 3 {
-		t.Fatalf("%d jumps made direct, want 3 (0→1, 1→2, 1→default)", direct)
-	}
-	for _, jump := range []struct {
-		before, after []byte
+	for _, c := range []struct {
+		module string
+		funcs  []string
+		loops  int
 	}{
-		{[]byte{0x41, 0x01, 0x21, 0x01, 0x0c, 0x03}, []byte{0x41, 0x01, 0x21, 0x01, 0x0c, 0x00}}, // 0→1
-		{[]byte{0x41, 0x09, 0x21, 0x01, 0x0c, 0x03}, []byte{0x41, 0x09, 0x21, 0x01, 0x0c, 0x02}}, // 1→default (3)
-		{[]byte{0x41, 0x02, 0x21, 0x01, 0x0c, 0x02}, []byte{0x41, 0x02, 0x21, 0x01, 0x0c, 0x00}}, // 1→2
-		{[]byte{0x41, 0x01, 0x21, 0x01, 0x0c, 0x01}, []byte{0x41, 0x01, 0x21, 0x01, 0x0c, 0x01}}, // 2→1 stays
+		{"dispatch", []string{"sumsq"}, 1},
+		{"loops", []string{"nested", "crossing"}, 3},
 	} {
-		if !bytes.Contains(orig, jump.before) || !bytes.Contains(out, jump.after) {
-			t.Errorf("jump % x did not become % x", jump.before, jump.after)
+		orig, out := rewritten(t, c.module)
+		if _, st, _ := rewrite(orig); st.loops != c.loops {
+			t.Errorf("%s: %d loops made, want %d", c.module, st.loops, c.loops)
 		}
-	}
-	var got [2][]uint64
-	for k, m := range [][]byte{orig, out} {
-		mod, err := runtime(ctx, t).Instantiate(ctx, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for n := range uint64(13) {
-			st := []uint64{n}
-			if err := mod.ExportedFunction("sumsq").CallWithStack(ctx, st); err != nil {
+		var mods [2]api.Module
+		for k, m := range [][]byte{orig, out} {
+			mod, err := runtime(ctx, t).Instantiate(ctx, m)
+			if err != nil {
 				t.Fatal(err)
 			}
-			got[k] = append(got[k], st[0])
+			mods[k] = mod
+		}
+		for _, f := range c.funcs {
+			for n := range uint64(10) {
+				for start := range uint64(8) {
+					var got [2]uint64
+					for k, mod := range mods {
+						st := []uint64{n, start}
+						if err := mod.ExportedFunction(f).CallWithStack(ctx, st); err != nil {
+							t.Fatal(err)
+						}
+						got[k] = st[0]
+					}
+					if got[0] != got[1] {
+						t.Fatalf("%s(%d) from block %d: %d before the rewrite, %d after", f, n, start, got[0], got[1])
+					}
+				}
+			}
 		}
 	}
-	for n, v := range got[1] {
-		if want := uint64((n - 1) * n * (2*n - 1) / 6); v != got[0][n] || v != want {
-			t.Fatalf("sumsq(%d) = %d rewritten, %d before, want %d", n, v, got[0][n], want)
-		}
+	orig, _ := rewritten(t, "dispatch")
+	if got := sumsq(ctx, t, orig, 12); got != 506 {
+		t.Fatalf("sumsq(12) = %d, want 506", got)
 	}
 }
 
-// TestMostJumpsOfAGoGuestBecomeDirect: the built-in route policy, a Go guest.
-func TestMostJumpsOfAGoGuestBecomeDirect(t *testing.T) {
+// sumsq calls dispatch.wat's function.
+func sumsq(ctx context.Context, t *testing.T, m []byte, n uint64) uint64 {
+	mod, err := runtime(ctx, t).Instantiate(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := []uint64{n}
+	if err := mod.ExportedFunction("sumsq").CallWithStack(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	return st[0]
+}
+
+// TestMostJumpsOfAGoGuestBecomeDirectAndItsLoopsWasmLoops: the built-in
+// route policy, a Go guest.
+func TestMostJumpsOfAGoGuestBecomeDirectAndItsLoopsWasmLoops(t *testing.T) {
 	b, err := plugins.Builtin("route-hrw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, direct, err := rewrite(b)
+	_, st, err := rewrite(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if direct < 10000 {
-		t.Fatalf("only %d jumps made direct", direct)
+	if st.direct < 10000 || st.loops < 1000 {
+		t.Fatalf("only %d jumps made direct and %d loops made", st.direct, st.loops)
 	}
-	t.Logf("%d jumps made direct", direct)
+	t.Logf("%d jumps made direct, %d loops made", st.direct, st.loops)
+}
+
+// rewriteDigest is the sha256 of what Rewrite makes of the hand-written test
+// modules (versionModules) at this Version.
+const rewriteDigest = "3e31a9435ee72eefc78337d93ede1969882598e0bab4214b3b187ad267d4e86c"
+
+var versionModules = []string{"good", "loop", "busy", "trap", "memory-bomb", "dispatch", "loops"}
+
+// TestVersionNamesWhatTheRewriteMakes: a host keeps rewrites on disk under
+// Version, so a change to what Rewrite makes, without a new Version, would
+// have hosts load a stale rewrite. Changing the rewrite changes what it makes
+// of the test modules, and this test fails until Version and rewriteDigest
+// are updated together.
+func TestVersionNamesWhatTheRewriteMakes(t *testing.T) {
+	h := sha256.New()
+	for _, name := range versionModules {
+		_, out := rewritten(t, name)
+		h.Write(out)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != rewriteDigest {
+		t.Fatalf("Rewrite makes something else of the test modules than at version %d: increment preempt.Version and set rewriteDigest to %q", Version, got)
+	}
 }

@@ -1,0 +1,492 @@
+package preempt
+
+import (
+	"errors"
+	"slices"
+)
+
+// Structured loops for Go's dispatch loops.
+//
+// jumps.go makes a dispatch loop's forward jumps direct; its backward jumps —
+// every iteration of every loop in the source — still go back to the loop
+// header and its br_table. That costs a Go guest about 10 ns an iteration: the
+// indirect jump, and the register allocator, which has to meet every basic
+// block of the function at the dispatcher and keeps little in registers
+// across it. loopify gives each loop of the source a Wasm loop of its own.
+//
+// The code of each basic block (a segment) stays where it is; what changes is
+// the nesting of blocks between segments. For a backward jump from segment j
+// to segment k, segments k to j become a region: a `loop` that opens where
+// segment k begins and ends where segment j ends, with the blocks of its
+// segments opened inside it instead of at the top of the function, and a
+// dispatcher of its own:
+//
+//	loop                      ;; the region, polled like every loop
+//	  block … block           ;; one per unit: a segment, or a region inside
+//	    local.get $pc
+//	    i32.const N           ;; the $pc of the back-edges to k
+//	    i32.eq
+//	    br_if 0               ;; the common case: the next iteration
+//	    local.get $pc
+//	    i32.const PCMIN
+//	    i32.sub
+//	    br_table …            ;; entered otherwise: to the unit holding $pc
+//	  end
+//	  segment k …
+//	end
+//
+// A back-edge branches to its region's loop with $pc set as before, and the
+// first test sends it to segment k; a forward jump branches to the block of
+// the unit that holds its target, in the innermost region holding both ends
+// of the jump (a region's own dispatcher takes a jump into its middle); the
+// function's dispatcher sends each $pc to the unit that holds its segment,
+// whence the regions' dispatchers send it on. So every $pc still reaches the
+// code it reached before, as the dispatcher is also how Go resumes a function
+// after a goroutine switch. Regions that would cross rather than nest are
+// left to the dispatcher.
+//
+// Like jumps.go, nothing here is specific to Go beyond the shape of a loop of
+// empty blocks, local.get and br_table. A function whose code branches to the
+// dispatcher's blocks other than through br_table, or that the pass cannot
+// read, is left as it was.
+
+// errShape is loopify declining a function it cannot restructure safely.
+var errShape = errors.New("not a dispatch loop it can restructure")
+
+// insn is one instruction of a function body.
+type insn struct {
+	at, end int32 // its bytes, code[at:end]
+	frame   int32 // block, loop, if: the frame it opens; end: the frame it closes
+	t0, tn  int32 // br, br_if, br_table: the frames it branches to are targets[t0:t0+tn] (br_table's default last)
+	op      byte
+}
+
+// loopifier is loopify's memory, reused from function to function: a module
+// has thousands.
+type loopifier struct {
+	ins     []insn
+	targets []int
+	stack   []int
+	seg     []int // per instruction: its segment, or -1
+	segOf   []int // per frame: the segment its end begins, or -1
+	jump    []int // per instruction: the segment a jump there goes to, or -1
+	back    []int // per segment: the last segment jumping back to it, or -1
+	backPC  []int32
+	pos     []int
+}
+
+func (lf *loopifier) targetsOf(in *insn) []int { return lf.targets[in.t0 : in.t0+in.tn] }
+
+// fill returns s with n elements, each v, reusing its memory.
+func fill(s []int, n, v int) []int {
+	s = slices.Grow(s[:0], n)[:n]
+	for i := range s {
+		s[i] = v
+	}
+	return s
+}
+
+// region is a loop loopify makes, or (the first) the function's dispatch loop.
+type region struct {
+	start, end int   // its segments
+	pc         int32 // $pc of the back-edges to start
+	parent     int   // the enclosing region
+	units      []int // the first segment of each unit: a segment, or a region inside
+	loopFrame  int   // the loop's frame
+	unitFrame  int   // the frame of unit 0; unit i's is unitFrame+i
+}
+
+func (r *region) unit(seg int) int {
+	i, found := slices.BinarySearch(r.units, seg)
+	if !found {
+		i--
+	}
+	return i
+}
+
+// loopify returns code, a function body after its locals, with the loops of
+// its dispatch loop structured, and how many loops it made and jumps it made
+// direct; or code itself and nothing when the body has no dispatch loop with
+// a backward jump, or the pass declines it.
+func (lf *loopifier) loopify(code []byte) ([]byte, stats) {
+	frames, err := lf.parse(code)
+	if err != nil {
+		return code, stats{}
+	}
+	out, st, err := lf.restructure(code, frames)
+	if err != nil {
+		return code, stats{}
+	}
+	return out, st
+}
+
+// parse decodes a function body into lf.ins, with the frame each instruction
+// opens, closes or branches to, and returns the number of frames. Frame 0 is
+// the body itself.
+func (lf *loopifier) parse(code []byte) (int, error) {
+	if len(code) >= 1<<31 {
+		return 0, errShape
+	}
+	r := reader{b: code}
+	frames := 1
+	stack := append(lf.stack[:0], 0)
+	ins, targets := lf.ins[:0], lf.targets[:0]
+	defer func() { lf.ins, lf.targets, lf.stack = ins, targets, stack }()
+	for !r.done() {
+		in := insn{at: int32(r.p), frame: -1}
+		in.op = r.byte()
+		switch in.op {
+		case 0x02, 0x03, 0x04: // block, loop, if
+			r.blockType()
+			in.frame = int32(frames)
+			frames++
+			stack = append(stack, int(in.frame))
+		case 0x0b: // end
+			if len(stack) == 0 {
+				return 0, errShape
+			}
+			in.frame = int32(stack[len(stack)-1])
+			stack = stack[:len(stack)-1]
+		case 0x0c, 0x0d, 0x0e: // br, br_if, br_table
+			n := uint32(0)
+			if in.op == 0x0e {
+				if n = r.u32(); uint64(n) >= uint64(len(code)) {
+					return 0, errShape
+				}
+			}
+			in.t0 = int32(len(targets))
+			for i := uint32(0); i <= n && r.err == nil; i++ {
+				d := r.u32()
+				if uint64(d) >= uint64(len(stack)) {
+					return 0, errShape
+				}
+				targets = append(targets, stack[len(stack)-1-int(d)])
+			}
+			in.tn = int32(len(targets)) - in.t0
+		case 0x23, 0x24: // global.get, global.set
+			r.u32()
+		default:
+			skipImmediates(&r, in.op)
+		}
+		in.end = int32(r.p)
+		ins = append(ins, in)
+	}
+	if r.err != nil || len(stack) != 0 {
+		return 0, errShape
+	}
+	return frames, nil
+}
+
+func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error) {
+	ins := lf.ins
+	// The dispatch loop: loop, m empty blocks, local.get $pc, br_table.
+	di := -1
+	var d *dispatch
+	for i, in := range ins {
+		if in.op == 0x03 && code[in.end-1] == 0x40 {
+			if d = findDispatch(code, int(in.end), 0); d != nil {
+				di = i
+				break
+			}
+		}
+	}
+	if d == nil || di+d.blocks+2 >= len(ins) {
+		return nil, stats{}, errShape
+	}
+	m := d.blocks
+	loopD := int(ins[di].frame)
+	table := di + m + 2 // the br_table
+	// Segment s begins at the end of the block br_table's label s names.
+	lf.segOf = fill(lf.segOf, frames, -1)
+	segOf := lf.segOf
+	for l := 0; l < m; l++ {
+		segOf[ins[di+m-l].frame] = l // the innermost block is label 0
+	}
+	segStart := make([]int, 0, m) // instruction index of each segment's opening end
+	lf.seg = fill(lf.seg, len(ins), -1)
+	seg := lf.seg // the segment of each instruction inside the loop, or -1
+	dEnd, cur := -1, -1
+	for i := table + 1; i < len(ins); i++ {
+		in := &ins[i]
+		if dEnd < 0 {
+			if in.op == 0x0b {
+				if s := segOf[in.frame]; s >= 0 {
+					if s != len(segStart) {
+						return nil, stats{}, errShape
+					}
+					segStart = append(segStart, i)
+					cur = s
+				} else if int(in.frame) == loopD {
+					dEnd = i
+					continue
+				}
+			}
+			seg[i] = cur
+		}
+		for _, t := range lf.targetsOf(in) { // only the dispatcher branches to its blocks
+			if segOf[t] >= 0 {
+				return nil, stats{}, errShape
+			}
+		}
+	}
+	if len(segStart) != m || dEnd < 0 {
+		return nil, stats{}, errShape
+	}
+	pcSeg := func(n int32) int { // the segment br_table sends $pc n to (label l < m begins segment l), or m: the loop
+		l := d.labels[len(d.labels)-1]
+		if n >= 0 && int64(n) < int64(len(d.labels)-1) {
+			l = d.labels[n]
+		}
+		return int(l)
+	}
+	// Jumps: i32.const N, local.set $pc, br to the loop.
+	lf.jump = fill(lf.jump, len(ins), -1)
+	lf.back = fill(lf.back, m, -1)
+	lf.backPC = slices.Grow(lf.backPC[:0], m)[:m]
+	jump, back, backPC := lf.jump, lf.back, lf.backPC
+	backs := 0
+	for i := di + 1; i+2 < dEnd; i++ {
+		if ins[i].op != 0x41 || ins[i+1].op != 0x21 || ins[i+2].op != 0x0c || lf.targets[ins[i+2].t0] != loopD || seg[i+2] < 0 {
+			continue
+		}
+		cr := reader{b: code, p: int(ins[i].at) + 1}
+		n := cr.s32()
+		lr := reader{b: code, p: int(ins[i+1].at) + 1}
+		if lr.u32() != d.pc || cr.err != nil || lr.err != nil {
+			continue
+		}
+		t, s := pcSeg(n), seg[i+2]
+		if t >= m {
+			continue
+		}
+		jump[i+2] = t
+		if t <= s {
+			if back[t] < 0 {
+				backPC[t] = n
+				backs++
+			}
+			back[t] = max(back[t], s)
+		}
+	}
+	if backs == 0 {
+		return nil, stats{}, errShape
+	}
+	pcLo, pcHi := make([]int32, m), make([]int32, m) // per segment, the $pcs sent there
+	for s := range pcLo {
+		pcLo[s], pcHi[s] = -1, -1
+	}
+	for n := range len(d.labels) - 1 {
+		if s := pcSeg(int32(n)); s < m {
+			if pcLo[s] < 0 {
+				pcLo[s] = int32(n)
+			}
+			pcHi[s] = int32(n)
+		}
+	}
+	// Regions, nested; one that would cross its enclosing one is dropped.
+	regions := []region{{start: 0, end: m - 1, parent: -1, loopFrame: loopD}}
+	open := []int{0}
+	regionAt := make([]int, m) // first segment → region, or 0 (the loop is no region's first)
+	for k := range m {
+		j := back[k]
+		if j < 0 {
+			continue
+		}
+		for regions[open[len(open)-1]].end < k {
+			open = open[:len(open)-1]
+		}
+		if regions[open[len(open)-1]].end < j {
+			continue // it crosses the region it starts in
+		}
+		regions = append(regions, region{start: k, end: j, pc: backPC[k], parent: open[len(open)-1], loopFrame: frames})
+		frames++
+		regionAt[k] = len(regions) - 1
+		open = append(open, len(regions)-1)
+	}
+	inner := make([]int, m) // the innermost region of each segment
+	for ri := range regions {
+		r := &regions[ri]
+		for s := r.start; s <= r.end; s++ {
+			inner[s] = ri
+		}
+	}
+	for ri := range regions {
+		r := &regions[ri]
+		for s := r.start; s <= r.end; {
+			r.units = append(r.units, s)
+			if c := regionAt[s]; c > 0 && c != ri {
+				s = regions[c].end + 1
+			} else {
+				s++
+			}
+		}
+		r.unitFrame = frames
+		frames += len(r.units)
+	}
+
+	// Emit.
+	out := make([]byte, 0, len(code)+len(code)/16)
+	lf.pos = fill(lf.pos, frames, 0)
+	pos := lf.pos // stack index of each open frame
+	stack := lf.stack[:0]
+	push := func(f int) { pos[f] = len(stack); stack = append(stack, f) }
+	pop := func(f int) error {
+		if len(stack) == 0 || stack[len(stack)-1] != f {
+			return errShape
+		}
+		stack = stack[:len(stack)-1]
+		return nil
+	}
+	depth := func(f int) uint32 { return uint32(len(stack) - 1 - pos[f]) }
+	onStack := func(f int) bool { return pos[f] < len(stack) && stack[pos[f]] == f }
+	// openUnits opens r's unit blocks, last first, and its dispatcher.
+	openUnits := func(ri int) {
+		r := &regions[ri]
+		if ri != 0 && len(r.units) == 1 {
+			return // one segment: nothing to dispatch
+		}
+		for u := len(r.units) - 1; u >= 0; u-- {
+			out = append(out, 0x02, 0x40)
+			push(r.unitFrame + u)
+		}
+		if ri == 0 {
+			out = appendU32(append(out, 0x20), d.pc)
+			out = appendU32(append(out, 0x0e), uint32(len(d.labels)-1))
+			for _, l := range d.labels {
+				if s := int(l); s >= m {
+					out = appendU32(out, depth(loopD))
+				} else {
+					out = appendU32(out, depth(r.unitFrame+r.unit(s)))
+				}
+			}
+			return
+		}
+		out = appendU32(append(out, 0x20), d.pc)
+		out = appendS32(append(out, 0x41), r.pc)
+		out = append(out, 0x46, 0x0d, 0x00) // i32.eq, br_if 0
+		lo, hi := int32(-1), int32(-1)      // the $pcs of the region's segments
+		for s := r.start; s <= r.end; s++ {
+			if pcLo[s] >= 0 && (lo < 0 || pcLo[s] < lo) {
+				lo = pcLo[s]
+			}
+			hi = max(hi, pcHi[s])
+		}
+		out = appendU32(append(out, 0x20), d.pc)
+		out = appendS32(append(out, 0x41), lo)
+		out = append(out, 0x6b) // i32.sub
+		out = appendU32(append(out, 0x0e), uint32(hi-lo+1))
+		for n := lo; n <= hi; n++ {
+			u := 0
+			if s := pcSeg(n); s >= r.start && s <= r.end {
+				u = r.unit(s)
+			}
+			out = appendU32(out, depth(r.unitFrame+u))
+		}
+		out = appendU32(out, depth(r.unitFrame))
+	}
+	var openRegions []int
+	closeRegions := func(before int) error { // the regions ending before segment before
+		for len(openRegions) > 0 && regions[openRegions[len(openRegions)-1]].end < before {
+			r := &regions[openRegions[len(openRegions)-1]]
+			out = append(out, 0x0b)
+			if err := pop(r.loopFrame); err != nil {
+				return err
+			}
+			openRegions = openRegions[:len(openRegions)-1]
+		}
+		return nil
+	}
+	made, direct := 0, 0
+	push(0)
+	for i := 0; i < len(ins); i++ {
+		in := &ins[i]
+		switch {
+		case i == di:
+			out = append(out, code[in.at:in.end]...)
+			push(loopD)
+			openUnits(0)
+			i = table
+		case i > table && i < dEnd && in.op == 0x0b && seg[i] >= 0 && segStart[seg[i]] == i:
+			s := seg[i]
+			if err := closeRegions(s); err != nil {
+				return nil, stats{}, err
+			}
+			level := 0
+			if len(openRegions) > 0 {
+				level = openRegions[len(openRegions)-1]
+			}
+			if rr := &regions[level]; level == 0 || len(rr.units) > 1 {
+				out = append(out, 0x0b)
+				if err := pop(rr.unitFrame + rr.unit(s)); err != nil {
+					return nil, stats{}, err
+				}
+			}
+			if c := regionAt[s]; c > 0 {
+				out = append(out, 0x03, 0x40)
+				push(regions[c].loopFrame)
+				openRegions = append(openRegions, c)
+				openUnits(c)
+				if len(regions[c].units) > 1 {
+					out = append(out, 0x0b)
+					if err := pop(regions[c].unitFrame); err != nil {
+						return nil, stats{}, err
+					}
+				}
+				made++
+			}
+		case i == dEnd:
+			if err := closeRegions(m); err != nil {
+				return nil, stats{}, err
+			}
+			out = append(out, 0x0b)
+			if err := pop(loopD); err != nil {
+				return nil, stats{}, err
+			}
+		case in.op == 0x0c || in.op == 0x0d || in.op == 0x0e:
+			out = append(out, in.op)
+			if in.op == 0x0e {
+				out = appendU32(out, uint32(in.tn-1))
+			}
+			for _, f := range lf.targetsOf(in) {
+				if t := jump[i]; t >= 0 {
+					if f = jumpFrame(regions, inner, seg[i], t); f != loopD {
+						direct++
+					}
+				}
+				if !onStack(f) {
+					return nil, stats{}, errShape
+				}
+				out = appendU32(out, depth(f))
+			}
+		default:
+			out = append(out, code[in.at:in.end]...)
+			switch in.op {
+			case 0x02, 0x03, 0x04:
+				push(int(in.frame))
+			case 0x0b:
+				if err := pop(int(in.frame)); err != nil {
+					return nil, stats{}, err
+				}
+			}
+		}
+	}
+	if len(stack) != 0 || made == 0 {
+		return nil, stats{}, errShape
+	}
+	return out, stats{direct: direct, loops: made}, nil
+}
+
+// jumpFrame is the frame a jump from segment s to segment t branches to, with
+// $pc already set for t: in the innermost region holding both, the block of
+// t's unit when the jump goes forward, the region's loop when it goes back.
+func jumpFrame(regions []region, inner []int, s, t int) int {
+	ri := inner[s]
+	for ri != 0 && (t < regions[ri].start || t > regions[ri].end) {
+		ri = regions[ri].parent
+	}
+	r := &regions[ri]
+	if t > s {
+		return r.unitFrame + r.unit(t)
+	}
+	return r.loopFrame
+}
