@@ -8,6 +8,14 @@
 ;;
 ;; crossing: back-edges 3→1 and 4→2, loops that overlap without nesting; the
 ;; rewrite makes a region of the first and leaves the second to the dispatcher.
+;;
+;; rotated: a loop entered at its test, the block br_table's default sends to,
+;; with a $pc past the table (99), as a rotated loop is; the test is inside the
+;; region.
+;;
+;; scratch: block 0 sets $pc and falls into the loop without a jump, as Go
+;; uses $pc's local for an indirect call's target; the region's dispatcher must
+;; still begin the loop at its first block.
 (module
   (memory 1)
   (func (export "nested") (param $n i32) (param $start i32) (result i32)
@@ -78,4 +86,52 @@
             br $d)))
       ;; 5: the answer
       (return (i32.add (local.get $acc) (i32.mul (local.get $i) (i32.const 1000000)))))
+    unreachable)
+
+  (func (export "rotated") (param $n i32) (param $start i32) (result i32)
+    (local $pc i32) (local $acc i32) (local $i i32)
+    (local.set $pc (local.get $start))
+    (loop $d
+      (block $b2 (block $b1 (block $b0
+        (br_table $b0 $b1 $b2 (local.get $pc)))
+        ;; 0
+        (local.set $acc (i32.const 0))
+        (local.set $i (i32.const 0))
+        i32.const 99
+        local.set $pc
+        br $d)
+        ;; 1: the body
+        (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 3)) (i32.add (local.get $i) (i32.const 1))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1))))
+      ;; 2: the test, br_table's default
+      (if (i32.lt_s (local.get $i) (local.get $n))
+        (then
+          i32.const 1
+          local.set $pc
+          br $d))
+      (return (i32.add (local.get $acc) (i32.mul (local.get $i) (i32.const 1000)))))
+    unreachable)
+
+  (func (export "scratch") (param $n i32) (param $start i32) (result i32)
+    (local $pc i32) (local $acc i32) (local $i i32)
+    (local.set $pc (local.get $start))
+    (loop $d
+      (block $b2 (block $b1 (block $b0
+        (br_table $b0 $b1 $b2 $b2 (local.get $pc)))
+        ;; 0: $pc as scratch, then into the loop
+        (local.set $acc (i32.const 0))
+        (local.set $i (i32.const 0))
+        i32.const 2
+        local.set $pc)
+        ;; 1
+        (local.set $acc (i32.add (local.get $acc) (i32.const 10))))
+      ;; 2
+      (local.set $acc (i32.add (local.get $acc) (i32.const 1)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (if (i32.lt_s (local.get $i) (local.get $n))
+        (then
+          i32.const 1
+          local.set $pc
+          br $d))
+      (return (i32.add (local.get $acc) (i32.mul (local.get $i) (i32.const 1000)))))
     unreachable))

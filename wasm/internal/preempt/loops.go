@@ -40,15 +40,22 @@ import (
 // the unit that holds its target, in the innermost region holding both ends
 // of the jump (a region's own dispatcher takes a jump into its middle); the
 // function's dispatcher sends each $pc to the unit that holds its segment,
-// whence the regions' dispatchers send it on. So every $pc still reaches the
-// code it reached before, as the dispatcher is also how Go resumes a function
-// after a goroutine switch. Regions that would cross rather than nest are
-// left to the dispatcher.
+// whence the regions' dispatchers send it on, a $pc past the function's table
+// included (to the segment its default names). Falling into a region from the
+// segment before it, the code sets $pc to the back-edges' first, since $pc
+// may hold anything there (Go uses its local for an indirect call's target).
+// So every $pc reaches the code it reached before, as the dispatcher is also
+// how Go resumes a function after a goroutine switch. Of two loops that
+// overlap without nesting (goto can make them), the second is no region: its
+// back-edge goes through the dispatcher of the innermost region holding its
+// target, the function's at worst.
 //
 // Like jumps.go, nothing here is specific to Go beyond the shape of a loop of
 // empty blocks, local.get and br_table. A function whose code branches to the
-// dispatcher's blocks other than through br_table, or that the pass cannot
-// read, is left as it was.
+// dispatcher's blocks other than through br_table, that the pass cannot read,
+// or whose regions' tables would outgrow it severalfold (nested regions each
+// spanning a block with the function's lowest and highest $pc), is left as it
+// was.
 
 // errShape is loopify declining a function it cannot restructure safely.
 var errShape = errors.New("not a dispatch loop it can restructure")
@@ -92,6 +99,7 @@ type region struct {
 	pc         int32 // $pc of the back-edges to start
 	parent     int   // the enclosing region
 	units      []int // the first segment of each unit: a segment, or a region inside
+	lo, hi     int32 // the lowest and highest $pc sent to its blocks
 	loopFrame  int   // the loop's frame
 	unitFrame  int   // the frame of unit 0; unit i's is unitFrame+i
 }
@@ -304,11 +312,16 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 		open = append(open, len(regions)-1)
 	}
 	inner := make([]int, m) // the innermost region of each segment
-	for ri := range regions {
-		r := &regions[ri]
-		for s := r.start; s <= r.end; s++ {
-			inner[s] = ri
+	open = open[:1]
+	for seg, next := 0, 1; seg < m; seg++ {
+		for regions[open[len(open)-1]].end < seg {
+			open = open[:len(open)-1]
 		}
+		if next < len(regions) && regions[next].start == seg {
+			open = append(open, next)
+			next++
+		}
+		inner[seg] = open[len(open)-1]
 	}
 	for ri := range regions {
 		r := &regions[ri]
@@ -322,6 +335,29 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 		}
 		r.unitFrame = frames
 		frames += len(r.units)
+	}
+	// The $pcs each region's dispatcher tells apart, the lowest and highest
+	// sent to its blocks, inner regions first (they come later in regions).
+	// Nested regions could make their tables, one per region, grow as the
+	// square of the function; a function whose tables would outgrow it
+	// severalfold is left as it was.
+	entries := 0
+	for ri := len(regions) - 1; ri > 0; ri-- {
+		r := &regions[ri]
+		r.lo, r.hi = -1, -1
+		for _, s := range r.units {
+			lo, hi := pcLo[s], pcHi[s]
+			if c := regionAt[s]; c > 0 && c != ri {
+				lo, hi = regions[c].lo, regions[c].hi
+			}
+			if lo >= 0 && (r.lo < 0 || lo < r.lo) {
+				r.lo = lo
+			}
+			r.hi = max(r.hi, hi)
+		}
+		if entries += int(r.hi - r.lo + 1); entries > 4*len(code)+1024 {
+			return nil, stats{}, errShape
+		}
 	}
 
 	// Emit.
@@ -364,13 +400,7 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 		out = appendU32(append(out, 0x20), d.pc)
 		out = appendS32(append(out, 0x41), r.pc)
 		out = append(out, 0x46, 0x0d, 0x00) // i32.eq, br_if 0
-		lo, hi := int32(-1), int32(-1)      // the $pcs of the region's segments
-		for s := r.start; s <= r.end; s++ {
-			if pcLo[s] >= 0 && (lo < 0 || pcLo[s] < lo) {
-				lo = pcLo[s]
-			}
-			hi = max(hi, pcHi[s])
-		}
+		lo, hi := r.lo, r.hi
 		out = appendU32(append(out, 0x20), d.pc)
 		out = appendS32(append(out, 0x41), lo)
 		out = append(out, 0x6b) // i32.sub
@@ -382,7 +412,11 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 			}
 			out = appendU32(out, depth(r.unitFrame+u))
 		}
-		out = appendU32(out, depth(r.unitFrame))
+		def := 0 // $pcs past the function's table go where its default sends them
+		if s := pcSeg(-1); s >= r.start && s <= r.end {
+			def = r.unit(s)
+		}
+		out = appendU32(out, depth(r.unitFrame+def))
 	}
 	var openRegions []int
 	closeRegions := func(before int) error { // the regions ending before segment before
@@ -408,6 +442,13 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 			i = table
 		case i > table && i < dEnd && in.op == 0x0b && seg[i] >= 0 && segStart[seg[i]] == i:
 			s := seg[i]
+			if c := regionAt[s]; c > 0 && s > 0 && len(regions[c].units) > 1 {
+				// Falling into the region from the block before it: its
+				// dispatcher must send this to its first block, whatever
+				// $pc holds (Go uses it as scratch around indirect calls).
+				out = appendS32(append(out, 0x41), regions[c].pc)
+				out = appendU32(append(out, 0x21), d.pc)
+			}
 			if err := closeRegions(s); err != nil {
 				return nil, stats{}, err
 			}

@@ -52,7 +52,7 @@ import (
 // Version numbers what Rewrite makes of a module: a host that keeps rewrites
 // (on disk, say) keys them by it. Change it with anything that changes the
 // output; TestVersionNamesWhatTheRewriteMakes fails until then.
-const Version = 2
+const Version = 3
 
 // ExportName is the export under which the stop global is reachable.
 const ExportName = "sluice_preempt"
@@ -317,9 +317,10 @@ func rewriteCode(body []byte, budget, stop uint32) (_ []byte, st stats, _ error)
 	return out, st, nil
 }
 
-// rewriteFunc copies one function body, adding check after its locals and after
-// every loop's block type, and making the forward jumps of dispatch loops
-// direct (jumps.go).
+// rewriteFunc copies one function body, structuring the loops of its dispatch
+// loop (loops.go), then adding check after its locals and after every loop's
+// block type and making the forward jumps left direct (jumps.go). The offsets
+// in its errors are those of the body after loops.go.
 func rewriteFunc(out, code, check []byte, firstNew uint32, lf *loopifier) (_ []byte, st stats, _ error) {
 	r := reader{b: code}
 	groups := r.u32()

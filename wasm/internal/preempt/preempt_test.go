@@ -286,7 +286,9 @@ func BenchmarkRewrite(b *testing.B) {
 // shaped as Go compiles them (testdata/dispatch.wat and loops.wat), every
 // loop gets a Wasm loop of its own — nested loops nested regions, and of two
 // loops that overlap without nesting, the first — and each function computes
-// what it did, entered at every basic block as Go's runtime resumes one.
+// what it did, entered at every basic block as Go's runtime resumes one and
+// with a $pc past the dispatcher's table; loops.wat also has a loop entered
+// through br_table's default and one entered with $pc holding something else.
 func TestTheLoopsOfDispatchLoopsBecomeWasmLoopsAndComputeTheSame(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
@@ -295,7 +297,7 @@ func TestTheLoopsOfDispatchLoopsBecomeWasmLoopsAndComputeTheSame(t *testing.T) {
 		loops  int
 	}{
 		{"dispatch", []string{"sumsq"}, 1},
-		{"loops", []string{"nested", "crossing"}, 3},
+		{"loops", []string{"nested", "crossing", "rotated", "scratch"}, 5},
 	} {
 		orig, out := rewritten(t, c.module)
 		if _, st, _ := rewrite(orig); st.loops != c.loops {
@@ -311,7 +313,7 @@ func TestTheLoopsOfDispatchLoopsBecomeWasmLoopsAndComputeTheSame(t *testing.T) {
 		}
 		for _, f := range c.funcs {
 			for n := range uint64(10) {
-				for start := range uint64(8) {
+				for _, start := range []uint64{0, 1, 2, 3, 4, 5, 6, 7, 99, 1 << 31} {
 					var got [2]uint64
 					for k, mod := range mods {
 						st := []uint64{n, start}
@@ -365,7 +367,7 @@ func TestMostJumpsOfAGoGuestBecomeDirectAndItsLoopsWasmLoops(t *testing.T) {
 
 // rewriteDigest is the sha256 of what Rewrite makes of the hand-written test
 // modules (versionModules) at this Version.
-const rewriteDigest = "3e31a9435ee72eefc78337d93ede1969882598e0bab4214b3b187ad267d4e86c"
+const rewriteDigest = "63814fb9e39c1ae72332bb68150c7161388e87312137fec432af9b1ec3a24aa5"
 
 var versionModules = []string{"good", "loop", "busy", "trap", "memory-bomb", "dispatch", "loops"}
 
@@ -382,5 +384,55 @@ func TestVersionNamesWhatTheRewriteMakes(t *testing.T) {
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != rewriteDigest {
 		t.Fatalf("Rewrite makes something else of the test modules than at version %d: increment preempt.Version and set rewriteDigest to %q", Version, got)
+	}
+}
+
+// TestNestedLoopsCannotMakeTheRewriteGrowAsTheSquareOfTheFunction: each
+// region has a dispatcher whose table spans the $pcs of its blocks, so many
+// regions nested around a block that has both the lowest and the highest $pc
+// would give tables as wide as the function's, each: a module of a few kB
+// would become gigabytes. The rewrite leaves such a function as it was.
+func TestNestedLoopsCannotMakeTheRewriteGrowAsTheSquareOfTheFunction(t *testing.T) {
+	const m, pcs = 400, 4000   // blocks, and entries of the dispatcher's table
+	body := []byte{1, 1, 0x7f} // one i32 local: $pc
+	body = append(body, 0x03, 0x40)
+	for range m {
+		body = append(body, 0x02, 0x40)
+	}
+	body = appendU32(append(body, 0x20, 0, 0x0e), pcs)
+	for n := range pcs {
+		l := min(n, m-1) // the last block has every $pc past m, the first and the last
+		if n == 0 || n == pcs-1 {
+			l = m - 1
+		}
+		body = appendU32(body, uint32(l))
+	}
+	body = append(body, 0)
+	for s := range m {
+		body = append(body, 0x0b)
+		if s == m-1 { // return, then a jump back to every block: a region each, nested
+			body = append(body, 0x0f)
+			for k := 1; k < m-1; k++ {
+				body = appendS32(append(body, 0x41), int32(k))
+				body = append(body, 0x21, 0, 0x0c, 0)
+			}
+		}
+	}
+	body = append(body, 0x0b, 0x0b)
+	in := module(nil, nil, nil) // then the function's body replaced by this one, with its local
+	in = in[:bytes.LastIndexByte(in, 10)]
+	fn := append(appendU32(nil, uint32(len(body))), body...)
+	code := append([]byte{1}, fn...)
+	in = append(append(append(in, 10), appendU32(nil, uint32(len(code)))...), code...)
+	out, err := Rewrite(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) > 4*len(in) {
+		t.Fatalf("a module of %d bytes became %d bytes", len(in), len(out))
+	}
+	ctx := context.Background()
+	if _, err := runtime(ctx, t).CompileModule(ctx, out); err != nil {
+		t.Fatal(err)
 	}
 }
