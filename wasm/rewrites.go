@@ -6,8 +6,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/sluicegw/sluice/wasm/internal/preempt"
 )
@@ -17,11 +20,13 @@ import (
 // cache, by the sha256 of the module as it arrived: a module swapped in again
 // (one alternating with another, uploaded again to go back to it, or loaded
 // again after a restart) skips the rewrite, the largest part of a swap after
-// wazero's cached compile (45 ms for a 2.7 MB Go guest). Its memory is a few
-// modules' worth; a file is named by the module's sha256 and the rewrite's
-// version (preempt.Version), so a new version never reads an old one's.
+// wazero's cached compile (41–58 ms for a 2.7 MB Go guest). Its memory is a few
+// modules' worth, its directory the 16 used last; a file is named by the
+// module's sha256 and the rewrite's version (preempt.Version), so a new
+// version never reads an old one's.
 type rewrites struct {
 	dir     string // "" keeps nothing on disk
+	keep    int    // files kept in dir, the most recently used; 0: rewritesOnDisk
 	mu      sync.Mutex
 	entries []rewritten // most recent last
 	misses  int         // rewrites made, for tests
@@ -32,7 +37,10 @@ type rewritten struct {
 	code []byte
 }
 
-const rewritesKept = 4
+const (
+	rewritesKept   = 4  // in memory
+	rewritesOnDisk = 16 // 2.7 MB each for a Go guest
+)
 
 // of returns the rewrite of b, whose sha256 is sum.
 func (r *rewrites) of(b []byte, sum [32]byte) ([]byte, error) {
@@ -81,13 +89,16 @@ func (r *rewrites) read(sum [32]byte) ([]byte, error) {
 	if r.dir == "" {
 		return nil, os.ErrNotExist
 	}
-	b, err := os.ReadFile(r.file(sum))
+	name := r.file(sum)
+	b, err := os.ReadFile(name)
 	if err != nil {
 		return nil, err
 	}
 	if n := len(b) - sha256.Size; n < 0 || sha256.Sum256(b[:n]) != [32]byte(b[n:]) {
 		return nil, errDamaged
 	}
+	now := time.Now()
+	_ = os.Chtimes(name, now, now) // used: the last to be pruned
 	return b[:len(b)-sha256.Size], nil
 }
 
@@ -114,6 +125,45 @@ func (r *rewrites) write(sum [32]byte, code []byte) {
 	}
 	if err != nil {
 		os.Remove(f.Name())
+		return
+	}
+	r.prune()
+}
+
+// prune removes the least recently used rewrites beyond what r keeps on disk,
+// and what a write cut short left.
+func (r *rewrites) prune() {
+	entries, err := os.ReadDir(r.dir)
+	if err != nil {
+		return
+	}
+	type kept struct {
+		name string
+		used time.Time
+	}
+	var files []kept
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(e.Name(), "partial-") && time.Since(info.ModTime()) > time.Hour:
+			os.Remove(filepath.Join(r.dir, e.Name()))
+		case strings.HasSuffix(e.Name(), ".wasm"):
+			files = append(files, kept{e.Name(), info.ModTime()})
+		}
+	}
+	keep := r.keep
+	if keep <= 0 {
+		keep = rewritesOnDisk
+	}
+	if len(files) <= keep {
+		return
+	}
+	slices.SortFunc(files, func(a, b kept) int { return b.used.Compare(a.used) })
+	for _, f := range files[keep:] {
+		os.Remove(filepath.Join(r.dir, f.name))
 	}
 }
 

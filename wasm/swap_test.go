@@ -175,3 +175,31 @@ func TestARestartedHostReadsTheRewritesItKeptAndRewritesADamagedOne(t *testing.T
 		t.Fatalf("with the kept rewrite damaged the host made %d rewrites, want 1", n)
 	}
 }
+
+// TestTheRewritesKeptOnDiskAreTheMostRecentlyUsed: the directory keeps a
+// bounded number of rewrites, dropping the one used longest ago, so uploading a
+// new module on every deploy does not fill the disk.
+func TestTheRewritesKeptOnDiskAreTheMostRecentlyUsed(t *testing.T) {
+	r := &rewrites{dir: t.TempDir(), keep: 2}
+	sums := make([][32]byte, 4)
+	for i := range sums {
+		sums[i][0] = byte(i + 1)
+	}
+	at := time.Now().Add(-time.Hour)
+	write := func(i int) {
+		r.write(sums[i], []byte{byte(i)})
+		at = at.Add(time.Minute) // mtimes apart, however coarse the file system's
+		os.Chtimes(r.file(sums[i]), at, at)
+	}
+	write(0)
+	write(1)
+	if _, err := r.read(sums[0]); err != nil { // 0 is now the most recently used
+		t.Fatal(err)
+	}
+	write(2)
+	for i, want := range []bool{true, false, true} {
+		if _, err := r.read(sums[i]); (err == nil) != want {
+			t.Errorf("rewrite %d kept: %v, want %v", i, err == nil, want)
+		}
+	}
+}
