@@ -185,89 +185,135 @@ func (lf *loopifier) parse(code []byte) (int, error) {
 	return frames, nil
 }
 
+// shape is what restructure learns of a function's dispatch loop.
+type shape struct {
+	code       []byte
+	ins        []insn
+	d          *dispatch
+	di         int     // the loop's instruction
+	table      int     // the dispatcher's br_table's
+	dEnd       int     // the loop's end's
+	m          int     // segments
+	loopD      int     // the loop's frame
+	frames     int     // frames in all, the ones restructure adds included
+	segStart   []int   // per segment: the instruction index of the end it begins at
+	seg        []int   // per instruction: its segment, or -1
+	jump       []int   // per instruction: the segment a jump there goes to, or -1
+	pcLo, pcHi []int32 // per segment: the lowest and highest $pc sent there, or -1
+	regions    []region
+	regionAt   []int // per segment: the region it is the first of, or 0
+	inner      []int // per segment: the innermost region holding it
+}
+
 func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error) {
-	ins := lf.ins
-	// The dispatch loop: loop, m empty blocks, local.get $pc, br_table.
-	di := -1
-	var d *dispatch
+	f := &shape{code: code, ins: lf.ins, frames: frames}
+	if err := lf.segments(f); err != nil {
+		return nil, stats{}, err
+	}
+	back, backPC, err := lf.jumps(f)
+	if err != nil {
+		return nil, stats{}, err
+	}
+	if err := f.nest(back, backPC); err != nil {
+		return nil, stats{}, err
+	}
+	return lf.emit(f)
+}
+
+// segments finds the dispatch loop — loop, m empty blocks, local.get $pc,
+// br_table — and the segment of every instruction in it.
+func (lf *loopifier) segments(f *shape) error {
+	ins := f.ins
+	f.di = -1
 	for i, in := range ins {
-		if in.op == 0x03 && code[in.end-1] == 0x40 {
-			if d = findDispatch(code, int(in.end), 0); d != nil {
-				di = i
+		if in.op == 0x03 && f.code[in.end-1] == 0x40 {
+			if f.d = findDispatch(f.code, int(in.end), 0); f.d != nil {
+				f.di = i
 				break
 			}
 		}
 	}
-	if d == nil || di+d.blocks+2 >= len(ins) {
-		return nil, stats{}, errShape
+	if f.d == nil || f.di+f.d.blocks+2 >= len(ins) {
+		return errShape
 	}
-	m := d.blocks
-	loopD := int(ins[di].frame)
-	table := di + m + 2 // the br_table
+	f.m = f.d.blocks
+	f.loopD = int(ins[f.di].frame)
+	f.table = f.di + f.m + 2
 	// Segment s begins at the end of the block br_table's label s names.
-	lf.segOf = fill(lf.segOf, frames, -1)
+	lf.segOf = fill(lf.segOf, f.frames, -1)
 	segOf := lf.segOf
-	for l := 0; l < m; l++ {
-		segOf[ins[di+m-l].frame] = l // the innermost block is label 0
+	for l := 0; l < f.m; l++ {
+		segOf[ins[f.di+f.m-l].frame] = l // the innermost block is label 0
 	}
-	segStart := make([]int, 0, m) // instruction index of each segment's opening end
+	f.segStart = make([]int, 0, f.m)
 	lf.seg = fill(lf.seg, len(ins), -1)
-	seg := lf.seg // the segment of each instruction inside the loop, or -1
-	dEnd, cur := -1, -1
-	for i := table + 1; i < len(ins); i++ {
+	f.seg = lf.seg
+	f.dEnd = -1
+	cur := -1
+	for i := f.table + 1; i < len(ins); i++ {
 		in := &ins[i]
-		if dEnd < 0 {
+		if f.dEnd < 0 {
 			if in.op == 0x0b {
 				if s := segOf[in.frame]; s >= 0 {
-					if s != len(segStart) {
-						return nil, stats{}, errShape
+					if s != len(f.segStart) {
+						return errShape
 					}
-					segStart = append(segStart, i)
+					f.segStart = append(f.segStart, i)
 					cur = s
-				} else if int(in.frame) == loopD {
-					dEnd = i
+				} else if int(in.frame) == f.loopD {
+					f.dEnd = i
 					continue
 				}
 			}
-			seg[i] = cur
+			f.seg[i] = cur
 		}
 		for _, t := range lf.targetsOf(in) { // only the dispatcher branches to its blocks
 			if segOf[t] >= 0 {
-				return nil, stats{}, errShape
+				return errShape
 			}
 		}
 	}
-	if len(segStart) != m || dEnd < 0 {
-		return nil, stats{}, errShape
+	if len(f.segStart) != f.m || f.dEnd < 0 {
+		return errShape
 	}
-	pcSeg := func(n int32) int { // the segment br_table sends $pc n to (label l < m begins segment l), or m: the loop
-		l := d.labels[len(d.labels)-1]
-		if n >= 0 && int64(n) < int64(len(d.labels)-1) {
-			l = d.labels[n]
-		}
-		return int(l)
+	return nil
+}
+
+// pcSeg is the segment the dispatcher sends $pc n to (label l < m begins
+// segment l), or m: the loop itself.
+func (f *shape) pcSeg(n int32) int {
+	l := f.d.labels[len(f.d.labels)-1]
+	if n >= 0 && int64(n) < int64(len(f.d.labels)-1) {
+		l = f.d.labels[n]
 	}
-	// Jumps: i32.const N, local.set $pc, br to the loop.
+	return int(l)
+}
+
+// jumps finds the jumps — i32.const N, local.set $pc, br to the loop — and
+// returns, per segment, the last segment jumping back to it (or -1) and the
+// $pc of the first such jump; and the $pcs sent to each segment.
+func (lf *loopifier) jumps(f *shape) (back []int, backPC []int32, _ error) {
+	ins := f.ins
 	lf.jump = fill(lf.jump, len(ins), -1)
-	lf.back = fill(lf.back, m, -1)
-	lf.backPC = slices.Grow(lf.backPC[:0], m)[:m]
-	jump, back, backPC := lf.jump, lf.back, lf.backPC
+	lf.back = fill(lf.back, f.m, -1)
+	lf.backPC = slices.Grow(lf.backPC[:0], f.m)[:f.m]
+	f.jump, back, backPC = lf.jump, lf.back, lf.backPC
 	backs := 0
-	for i := di + 1; i+2 < dEnd; i++ {
-		if ins[i].op != 0x41 || ins[i+1].op != 0x21 || ins[i+2].op != 0x0c || lf.targets[ins[i+2].t0] != loopD || seg[i+2] < 0 {
+	for i := f.di + 1; i+2 < f.dEnd; i++ {
+		if ins[i].op != 0x41 || ins[i+1].op != 0x21 || ins[i+2].op != 0x0c || lf.targets[ins[i+2].t0] != f.loopD || f.seg[i+2] < 0 {
 			continue
 		}
-		cr := reader{b: code, p: int(ins[i].at) + 1}
+		cr := reader{b: f.code, p: int(ins[i].at) + 1}
 		n := cr.s32()
-		lr := reader{b: code, p: int(ins[i+1].at) + 1}
-		if lr.u32() != d.pc || cr.err != nil || lr.err != nil {
+		lr := reader{b: f.code, p: int(ins[i+1].at) + 1}
+		if lr.u32() != f.d.pc || cr.err != nil || lr.err != nil {
 			continue
 		}
-		t, s := pcSeg(n), seg[i+2]
-		if t >= m {
+		t, s := f.pcSeg(n), f.seg[i+2]
+		if t >= f.m {
 			continue
 		}
-		jump[i+2] = t
+		f.jump[i+2] = t
 		if t <= s {
 			if back[t] < 0 {
 				backPC[t] = n
@@ -277,43 +323,50 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 		}
 	}
 	if backs == 0 {
-		return nil, stats{}, errShape
+		return nil, nil, errShape
 	}
-	pcLo, pcHi := make([]int32, m), make([]int32, m) // per segment, the $pcs sent there
-	for s := range pcLo {
-		pcLo[s], pcHi[s] = -1, -1
+	f.pcLo, f.pcHi = make([]int32, f.m), make([]int32, f.m)
+	for s := range f.pcLo {
+		f.pcLo[s], f.pcHi[s] = -1, -1
 	}
-	for n := range len(d.labels) - 1 {
-		if s := pcSeg(int32(n)); s < m {
-			if pcLo[s] < 0 {
-				pcLo[s] = int32(n)
+	for n := range len(f.d.labels) - 1 {
+		if s := f.pcSeg(int32(n)); s < f.m {
+			if f.pcLo[s] < 0 {
+				f.pcLo[s] = int32(n)
 			}
-			pcHi[s] = int32(n)
+			f.pcHi[s] = int32(n)
 		}
 	}
-	// Regions, nested; one that would cross its enclosing one is dropped.
-	regions := []region{{start: 0, end: m - 1, parent: -1, loopFrame: loopD}}
+	return back, backPC, nil
+}
+
+// nest makes the regions, nested (one that would cross the region it starts
+// in is dropped), their units and frames, and the innermost region of every
+// segment.
+func (f *shape) nest(back []int, backPC []int32) error {
+	f.regions = []region{{start: 0, end: f.m - 1, parent: -1, loopFrame: f.loopD}}
 	open := []int{0}
-	regionAt := make([]int, m) // first segment → region, or 0 (the loop is no region's first)
-	for k := range m {
+	f.regionAt = make([]int, f.m)
+	for k := range f.m {
 		j := back[k]
 		if j < 0 {
 			continue
 		}
-		for regions[open[len(open)-1]].end < k {
+		for f.regions[open[len(open)-1]].end < k {
 			open = open[:len(open)-1]
 		}
-		if regions[open[len(open)-1]].end < j {
+		if f.regions[open[len(open)-1]].end < j {
 			continue // it crosses the region it starts in
 		}
-		regions = append(regions, region{start: k, end: j, pc: backPC[k], parent: open[len(open)-1], loopFrame: frames})
-		frames++
-		regionAt[k] = len(regions) - 1
-		open = append(open, len(regions)-1)
+		f.regions = append(f.regions, region{start: k, end: j, pc: backPC[k], parent: open[len(open)-1], loopFrame: f.frames})
+		f.frames++
+		f.regionAt[k] = len(f.regions) - 1
+		open = append(open, len(f.regions)-1)
 	}
-	inner := make([]int, m) // the innermost region of each segment
+	regions := f.regions
+	f.inner = make([]int, f.m)
 	open = open[:1]
-	for seg, next := 0, 1; seg < m; seg++ {
+	for seg, next := 0, 1; seg < f.m; seg++ {
 		for regions[open[len(open)-1]].end < seg {
 			open = open[:len(open)-1]
 		}
@@ -321,20 +374,20 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 			open = append(open, next)
 			next++
 		}
-		inner[seg] = open[len(open)-1]
+		f.inner[seg] = open[len(open)-1]
 	}
 	for ri := range regions {
 		r := &regions[ri]
 		for s := r.start; s <= r.end; {
 			r.units = append(r.units, s)
-			if c := regionAt[s]; c > 0 && c != ri {
+			if c := f.regionAt[s]; c > 0 && c != ri {
 				s = regions[c].end + 1
 			} else {
 				s++
 			}
 		}
-		r.unitFrame = frames
-		frames += len(r.units)
+		r.unitFrame = f.frames
+		f.frames += len(r.units)
 	}
 	// The $pcs each region's dispatcher tells apart, the lowest and highest
 	// sent to its blocks, inner regions first (they come later in regions).
@@ -346,8 +399,8 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 		r := &regions[ri]
 		r.lo, r.hi = -1, -1
 		for _, s := range r.units {
-			lo, hi := pcLo[s], pcHi[s]
-			if c := regionAt[s]; c > 0 && c != ri {
+			lo, hi := f.pcLo[s], f.pcHi[s]
+			if c := f.regionAt[s]; c > 0 && c != ri {
 				lo, hi = regions[c].lo, regions[c].hi
 			}
 			if lo >= 0 && (r.lo < 0 || lo < r.lo) {
@@ -355,26 +408,30 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 			}
 			r.hi = max(r.hi, hi)
 		}
-		if entries += int(r.hi - r.lo + 1); entries > 4*len(code)+1024 {
-			return nil, stats{}, errShape
+		if entries += int(r.hi - r.lo + 1); entries > 4*len(f.code)+1024 {
+			return errShape
 		}
 	}
+	return nil
+}
 
-	// Emit.
+// emit writes the function with its regions.
+func (lf *loopifier) emit(f *shape) ([]byte, stats, error) {
+	code, ins, d, regions := f.code, f.ins, f.d, f.regions
 	out := make([]byte, 0, len(code)+len(code)/16)
-	lf.pos = fill(lf.pos, frames, 0)
+	lf.pos = fill(lf.pos, f.frames, 0)
 	pos := lf.pos // stack index of each open frame
 	stack := lf.stack[:0]
-	push := func(f int) { pos[f] = len(stack); stack = append(stack, f) }
-	pop := func(f int) error {
-		if len(stack) == 0 || stack[len(stack)-1] != f {
+	push := func(fr int) { pos[fr] = len(stack); stack = append(stack, fr) }
+	pop := func(fr int) error {
+		if len(stack) == 0 || stack[len(stack)-1] != fr {
 			return errShape
 		}
 		stack = stack[:len(stack)-1]
 		return nil
 	}
-	depth := func(f int) uint32 { return uint32(len(stack) - 1 - pos[f]) }
-	onStack := func(f int) bool { return pos[f] < len(stack) && stack[pos[f]] == f }
+	depth := func(fr int) uint32 { return uint32(len(stack) - 1 - pos[fr]) }
+	onStack := func(fr int) bool { return pos[fr] < len(stack) && stack[pos[fr]] == fr }
 	// openUnits opens r's unit blocks, last first, and its dispatcher.
 	openUnits := func(ri int) {
 		r := &regions[ri]
@@ -389,8 +446,8 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 			out = appendU32(append(out, 0x20), d.pc)
 			out = appendU32(append(out, 0x0e), uint32(len(d.labels)-1))
 			for _, l := range d.labels {
-				if s := int(l); s >= m {
-					out = appendU32(out, depth(loopD))
+				if s := int(l); s >= f.m {
+					out = appendU32(out, depth(f.loopD))
 				} else {
 					out = appendU32(out, depth(r.unitFrame+r.unit(s)))
 				}
@@ -400,20 +457,19 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 		out = appendU32(append(out, 0x20), d.pc)
 		out = appendS32(append(out, 0x41), r.pc)
 		out = append(out, 0x46, 0x0d, 0x00) // i32.eq, br_if 0
-		lo, hi := r.lo, r.hi
 		out = appendU32(append(out, 0x20), d.pc)
-		out = appendS32(append(out, 0x41), lo)
+		out = appendS32(append(out, 0x41), r.lo)
 		out = append(out, 0x6b) // i32.sub
-		out = appendU32(append(out, 0x0e), uint32(hi-lo+1))
-		for n := lo; n <= hi; n++ {
+		out = appendU32(append(out, 0x0e), uint32(r.hi-r.lo+1))
+		for n := r.lo; n <= r.hi; n++ {
 			u := 0
-			if s := pcSeg(n); s >= r.start && s <= r.end {
+			if s := f.pcSeg(n); s >= r.start && s <= r.end {
 				u = r.unit(s)
 			}
 			out = appendU32(out, depth(r.unitFrame+u))
 		}
 		def := 0 // $pcs past the function's table go where its default sends them
-		if s := pcSeg(-1); s >= r.start && s <= r.end {
+		if s := f.pcSeg(-1); s >= r.start && s <= r.end {
 			def = r.unit(s)
 		}
 		out = appendU32(out, depth(r.unitFrame+def))
@@ -435,14 +491,14 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 	for i := 0; i < len(ins); i++ {
 		in := &ins[i]
 		switch {
-		case i == di:
+		case i == f.di:
 			out = append(out, code[in.at:in.end]...)
-			push(loopD)
+			push(f.loopD)
 			openUnits(0)
-			i = table
-		case i > table && i < dEnd && in.op == 0x0b && seg[i] >= 0 && segStart[seg[i]] == i:
-			s := seg[i]
-			if c := regionAt[s]; c > 0 && s > 0 && len(regions[c].units) > 1 {
+			i = f.table
+		case i > f.table && i < f.dEnd && in.op == 0x0b && f.seg[i] >= 0 && f.segStart[f.seg[i]] == i:
+			s := f.seg[i]
+			if c := f.regionAt[s]; c > 0 && s > 0 && len(regions[c].units) > 1 {
 				// Falling into the region from the block before it: its
 				// dispatcher must send this to its first block, whatever
 				// $pc holds (Go uses it as scratch around indirect calls).
@@ -462,7 +518,7 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 					return nil, stats{}, err
 				}
 			}
-			if c := regionAt[s]; c > 0 {
+			if c := f.regionAt[s]; c > 0 {
 				out = append(out, 0x03, 0x40)
 				push(regions[c].loopFrame)
 				openRegions = append(openRegions, c)
@@ -475,12 +531,12 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 				}
 				made++
 			}
-		case i == dEnd:
-			if err := closeRegions(m); err != nil {
+		case i == f.dEnd:
+			if err := closeRegions(f.m); err != nil {
 				return nil, stats{}, err
 			}
 			out = append(out, 0x0b)
-			if err := pop(loopD); err != nil {
+			if err := pop(f.loopD); err != nil {
 				return nil, stats{}, err
 			}
 		case in.op == 0x0c || in.op == 0x0d || in.op == 0x0e:
@@ -488,16 +544,16 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 			if in.op == 0x0e {
 				out = appendU32(out, uint32(in.tn-1))
 			}
-			for _, f := range lf.targetsOf(in) {
-				if t := jump[i]; t >= 0 {
-					if f = jumpFrame(regions, inner, seg[i], t); f != loopD {
+			for _, fr := range lf.targetsOf(in) {
+				if t := f.jump[i]; t >= 0 {
+					if fr = f.jumpFrame(f.seg[i], t); fr != f.loopD {
 						direct++
 					}
 				}
-				if !onStack(f) {
+				if !onStack(fr) {
 					return nil, stats{}, errShape
 				}
-				out = appendU32(out, depth(f))
+				out = appendU32(out, depth(fr))
 			}
 		default:
 			out = append(out, code[in.at:in.end]...)
@@ -520,12 +576,12 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 // jumpFrame is the frame a jump from segment s to segment t branches to, with
 // $pc already set for t: in the innermost region holding both, the block of
 // t's unit when the jump goes forward, the region's loop when it goes back.
-func jumpFrame(regions []region, inner []int, s, t int) int {
-	ri := inner[s]
-	for ri != 0 && (t < regions[ri].start || t > regions[ri].end) {
-		ri = regions[ri].parent
+func (f *shape) jumpFrame(s, t int) int {
+	ri := f.inner[s]
+	for ri != 0 && (t < f.regions[ri].start || t > f.regions[ri].end) {
+		ri = f.regions[ri].parent
 	}
-	r := &regions[ri]
+	r := &f.regions[ri]
 	if t > s {
 		return r.unitFrame + r.unit(t)
 	}
