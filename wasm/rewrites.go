@@ -16,14 +16,16 @@ import (
 )
 
 // rewrites keeps the interruptible form (preempt.Rewrite) of the last few
-// modules in memory, and of every module in dir beside wazero's compilation
-// cache, by the sha256 of the module as it arrived: a module swapped in again
+// modules in memory, and of the last sixteen in dir beside wazero's
+// compilation cache, by the sha256 of the module as it arrived: a module swapped in again
 // (one alternating with another, uploaded again to go back to it, or loaded
 // again after a restart) skips the rewrite, the largest part of a swap after
 // wazero's cached compile (41–58 ms for a 2.7 MB Go guest). Its memory is a few
-// modules' worth, its directory the 16 used last; a file is named by the
-// module's sha256 and the rewrite's version (preempt.Version), so a new
-// version never reads an old one's.
+// modules' worth; a file is named by the module's sha256 and the rewrite's
+// version (preempt.Version), so a new version never reads an old one's. The
+// directory is trusted as wazero's cache beside it is, which holds machine
+// code: its files end with a checksum against damage, not against an attacker
+// who can write there.
 type rewrites struct {
 	dir     string // "" keeps nothing on disk
 	keep    int    // files kept in dir, the most recently used; 0: rewritesOnDisk
