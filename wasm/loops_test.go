@@ -2,14 +2,10 @@ package wasm_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
 
-	"github.com/sluicegw/sluice/internal/wasmbuild"
 	"github.com/sluicegw/sluice/sdk/abi"
 	"github.com/sluicegw/sluice/wasm"
 )
@@ -22,21 +18,11 @@ import (
 // (trusted: not rewritten) must answer every input exactly as the default slot
 // does.
 func TestAGoGuestComputesTheSameWithItsLoopsRestructured(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "loops.wasm")
-	if err := wasmbuild.Build("testdata/loops", out); err != nil {
-		t.Fatal(err)
-	}
+	out := goGuest(t, "testdata/loops")
 	ctx := context.Background()
 	var hosts [2]*wasm.Host
 	for i, trusted := range []bool{true, false} {
-		h, err := wasm.New(ctx, wasm.Config{CacheDir: t.TempDir(), Slots: map[string]wasm.SlotConfig{
-			wasm.SlotRoute: {Module: out, Failure: wasm.FailClosed, Trusted: trusted, Pool: 1},
-		}}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close(ctx)
-		hosts[i] = h
+		hosts[i] = routeHost(t, wasm.SlotConfig{Module: out, Failure: wasm.FailClosed, Trusted: trusted, Pool: 1})
 	}
 	cands := []abi.Candidate{{ID: "a", Purposes: []string{"relay"}, State: "serving"}}
 	for i := range 300 {

@@ -19,18 +19,8 @@ import (
 // its deadline by the preempt rewrite (whose direct jumps leave every loop
 // polling), and the slot goes on deciding.
 func TestARunawayGoGuestIsStoppedAtItsDeadlineAndTheNextCallDecides(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "spin.wasm")
-	if err := wasmbuild.Build("testdata/spin", out); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	h, err := wasm.New(ctx, wasm.Config{CacheDir: t.TempDir(), Slots: map[string]wasm.SlotConfig{
-		wasm.SlotRoute: {Module: out, Failure: wasm.FailClosed, Deadline: 50 * time.Millisecond, BreakerFailures: -1, Pool: 1},
-	}}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close(ctx)
+	h := routeHost(t, wasm.SlotConfig{Module: goGuest(t, "testdata/spin"), Failure: wasm.FailClosed, Deadline: 50 * time.Millisecond, BreakerFailures: -1, Pool: 1})
 	cands := []abi.Candidate{{ID: "a", Purposes: []string{"relay"}, State: "serving"}, {ID: "b", Purposes: []string{"relay"}, State: "serving"}}
 	res, err := h.Route(ctx, &abi.RouteInput{StreamID: "spin", Op: abi.OpPublish, Purpose: "relay", Candidates: cands})
 	if err != nil || res.Reject == nil || !strings.Contains(res.Reject.Reason, "exceeded the 50ms deadline") {
@@ -40,4 +30,28 @@ func TestARunawayGoGuestIsStoppedAtItsDeadlineAndTheNextCallDecides(t *testing.T
 	if err != nil || len(res.Agents) != 2 {
 		t.Fatalf("the next call gave %+v, %v", res, err)
 	}
+}
+
+// goGuest builds the Go policy in dir as authors build theirs and returns the
+// module's path.
+func goGuest(t *testing.T, dir string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(dir)+".wasm")
+	if err := wasmbuild.Build(dir, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// routeHost is a policy host with sc as its route slot, closed when the test ends.
+func routeHost(t *testing.T, sc wasm.SlotConfig) *wasm.Host {
+	t.Helper()
+	ctx := context.Background()
+	h, err := wasm.New(ctx, wasm.Config{CacheDir: t.TempDir(), Slots: map[string]wasm.SlotConfig{wasm.SlotRoute: sc}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(ctx) })
+	return h
 }
