@@ -80,12 +80,15 @@ type loopifier struct {
 	back    []int // per segment: the last segment jumping back to it, or -1
 	backPC  []int32
 	pos     []int
+	// shape's per-segment slices
+	segStart, regionAt, inner []int
+	pcLo, pcHi                []int32
 }
 
 func (lf *loopifier) targetsOf(in *insn) []int { return lf.targets[in.t0 : in.t0+in.tn] }
 
 // fill returns s with n elements, each v, reusing its memory.
-func fill(s []int, n, v int) []int {
+func fill[T int | int32](s []T, n int, v T) []T {
 	s = slices.Grow(s[:0], n)[:n]
 	for i := range s {
 		s[i] = v
@@ -210,10 +213,13 @@ func (lf *loopifier) restructure(code []byte, frames int) ([]byte, stats, error)
 	if err := lf.segments(f); err != nil {
 		return nil, stats{}, err
 	}
+	lf.segStart = f.segStart
 	back, backPC, err := lf.jumps(f)
 	if err != nil {
 		return nil, stats{}, err
 	}
+	lf.regionAt, lf.inner = fill(lf.regionAt, f.m, 0), fill(lf.inner, f.m, 0)
+	f.regionAt, f.inner = lf.regionAt, lf.inner
 	if err := f.nest(back, backPC); err != nil {
 		return nil, stats{}, err
 	}
@@ -245,7 +251,7 @@ func (lf *loopifier) segments(f *shape) error {
 	for l := 0; l < f.m; l++ {
 		segOf[ins[f.di+f.m-l].frame] = l // the innermost block is label 0
 	}
-	f.segStart = make([]int, 0, f.m)
+	f.segStart = lf.segStart[:0]
 	lf.seg = fill(lf.seg, len(ins), -1)
 	f.seg = lf.seg
 	f.dEnd = -1
@@ -296,7 +302,7 @@ func (lf *loopifier) jumps(f *shape) (back []int, backPC []int32, _ error) {
 	ins := f.ins
 	lf.jump = fill(lf.jump, len(ins), -1)
 	lf.back = fill(lf.back, f.m, -1)
-	lf.backPC = slices.Grow(lf.backPC[:0], f.m)[:f.m]
+	lf.backPC = fill(lf.backPC, f.m, -1)
 	f.jump, back, backPC = lf.jump, lf.back, lf.backPC
 	backs := 0
 	for i := f.di + 1; i+2 < f.dEnd; i++ {
@@ -325,10 +331,8 @@ func (lf *loopifier) jumps(f *shape) (back []int, backPC []int32, _ error) {
 	if backs == 0 {
 		return nil, nil, errShape
 	}
-	f.pcLo, f.pcHi = make([]int32, f.m), make([]int32, f.m)
-	for s := range f.pcLo {
-		f.pcLo[s], f.pcHi[s] = -1, -1
-	}
+	lf.pcLo, lf.pcHi = fill(lf.pcLo, f.m, -1), fill(lf.pcHi, f.m, -1)
+	f.pcLo, f.pcHi = lf.pcLo, lf.pcHi
 	for n := range len(f.d.labels) - 1 {
 		if s := f.pcSeg(int32(n)); s < f.m {
 			if f.pcLo[s] < 0 {
@@ -346,7 +350,6 @@ func (lf *loopifier) jumps(f *shape) (back []int, backPC []int32, _ error) {
 func (f *shape) nest(back []int, backPC []int32) error {
 	f.regions = []region{{start: 0, end: f.m - 1, parent: -1, loopFrame: f.loopD}}
 	open := []int{0}
-	f.regionAt = make([]int, f.m)
 	for k := range f.m {
 		j := back[k]
 		if j < 0 {
@@ -364,7 +367,6 @@ func (f *shape) nest(back []int, backPC []int32) error {
 		open = append(open, len(f.regions)-1)
 	}
 	regions := f.regions
-	f.inner = make([]int, f.m)
 	open = open[:1]
 	for seg, next := 0, 1; seg < f.m; seg++ {
 		for regions[open[len(open)-1]].end < seg {
