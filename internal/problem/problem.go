@@ -1,6 +1,7 @@
-// Package problem writes RFC 9457 problem details (application/problem+json), the one
-// error shape of every sluice HTTP API. Types are stable URIs under Base so that
-// clients branch on them rather than on titles or details.
+// Package problem writes the answers of every sluice HTTP API: RFC 9457 problem
+// details (application/problem+json), the one error shape, and plain JSON
+// documents. Problem types are stable URIs under Base so that clients branch on
+// them rather than on titles or details.
 package problem
 
 import (
@@ -59,4 +60,18 @@ func WriteDetails(w http.ResponseWriter, d Details) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(d.Status)
 	_, _ = w.Write(body)
+}
+
+// WriteJSON sends v as an indented JSON document with the given status. It is the
+// one success writer of the gateway, agent and policy APIs, so that every API
+// answers in the same shape.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		Write(w, http.StatusInternalServerError, "internal", "Internal error", "encoding the answer: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
 }
