@@ -43,8 +43,13 @@ func newAgentClient(id *pki.Identity) *agentClient {
 	return &agentClient{hc: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
 }
 
-// HTTPClient is the mutual-TLS client the gateway uses for agent calls.
-func (c *agentClient) HTTPClient() *http.Client { return c.hc }
+// streaming is the client for answers that last as long as they are read (event
+// streams, followed logs): the same connections, no overall timeout.
+func (c *agentClient) streaming() *http.Client {
+	hc := *c.hc
+	hc.Timeout = 0
+	return &hc
+}
 
 func (c *agentClient) close() { c.hc.CloseIdleConnections() }
 

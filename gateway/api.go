@@ -2,16 +2,15 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/streamid"
 	"github.com/sluicegw/sluice/internal/wire"
@@ -21,62 +20,6 @@ type metricsWriter interface{ WritePrometheus(w io.Writer) }
 
 func writeProcessMetrics(w io.Writer) { metrics.WriteProcessMetrics(w) }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func itoa(n int) string { return strconv.Itoa(n) }
-
-// admit runs the throttle policy for a WHIP or WHEP request and answers for it
-// when it does not admit. It reports whether the request goes on.
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, kind, stream, proto, client string) bool {
-	in := &ThrottleInput{Kind: kind, StreamID: stream, Path: r.URL.Path, Protocol: proto, Client: client, NowNanos: time.Now().UnixNano(), Pools: g.poolFigures()}
-	out, err := g.policy.Throttle(r.Context(), in)
-	if err != nil {
-		problem.Write(w, http.StatusServiceUnavailable, "throttle-failed", "Admission failed", err.Error())
-		return false
-	}
-	switch out.Action {
-	case Admit, Queue, Origin:
-		// Queue: the agent's own wait queue holds the request; Origin: this
-		// gateway is the origin for WebRTC, so origin is admission.
-		return true
-	case Redirect:
-		g.m.throttled.Inc()
-		w.Header().Set("Location", out.URL)
-		w.WriteHeader(http.StatusTemporaryRedirect)
-		return false
-	default:
-		g.m.throttled.Inc()
-		ct := out.ContentType
-		if ct == "" {
-			ct = "application/json"
-		}
-		status := out.Status
-		if status == 0 {
-			status = http.StatusServiceUnavailable
-		}
-		w.Header().Set("Content-Type", ct)
-		w.WriteHeader(status)
-		_, _ = w.Write(out.Body)
-		return false
-	}
-}
-
-// poolFigures sums the relay pool figures that agents publish in their tags.
-func (g *Gateway) poolFigures() []PoolFigures {
-	f := PoolFigures{Purpose: g.cfg.Purpose}
-	for _, a := range g.agentsView() {
-		f.Concurrent += a.Cand.Capacity
-		f.Active += a.Cand.Load
-		f.Queued += a.Cand.Queue
-	}
-	return []PoolFigures{f}
-}
 
 func (g *Gateway) handleCluster(w http.ResponseWriter, _ *http.Request) {
 	ms := g.cluster.Members()
@@ -84,7 +27,7 @@ func (g *Gateway) handleCluster(w http.ResponseWriter, _ *http.Request) {
 	for _, m := range ms {
 		out = append(out, memberView(m))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"self": g.cluster.Name(), "members": out})
+	problem.WriteJSON(w, http.StatusOK, map[string]any{"self": g.cluster.Name(), "members": out})
 }
 
 // streamView is the API shape of a stream.
@@ -110,7 +53,7 @@ type pubView struct {
 // localStreams lists what this gateway publishes or plays.
 func (g *Gateway) localStreams() map[string]*streamView {
 	g.mu.Lock()
-	pubs := make([]*publisher, 0, len(g.pubs))
+	pubs := make([]*publication, 0, len(g.pubs))
 	for _, p := range g.pubs {
 		pubs = append(pubs, p)
 	}
@@ -127,19 +70,21 @@ func (g *Gateway) localStreams() map[string]*streamView {
 		return out[id]
 	}
 	for _, p := range pubs {
-		p.mu.Lock()
-		pl := p.place
-		p.mu.Unlock()
+		pl := p.link.placement()
+		if pl.Agent == "" {
+			continue // not placed yet
+		}
 		v := get(p.stream)
 		v.Agent, v.Node, v.Since = pl.Agent, pl.Node, p.started
 		b := p.bytes.Load()
 		v.Bitrate = p.rate.sample(b)
-		v.Publisher = &pubView{Gateway: g.cfg.ID, Client: p.client, Protocol: p.protocol, Packets: p.packets.Load(), Bytes: b, Reattaches: p.reattaches.Load()}
+		v.Publisher = &pubView{Gateway: g.cfg.ID, Client: p.client, Protocol: p.protocol, Packets: p.packets.Load(), Bytes: b, Reattaches: p.link.reattaches.Load()}
 	}
 	for _, s := range subs {
 		s.mu.Lock()
-		n, pl := len(s.viewers), s.place
+		n := s.viewers
 		s.mu.Unlock()
+		pl := s.link.placement()
 		v := get(s.stream)
 		v.Viewers += n
 		if v.Agent == "" {
@@ -175,7 +120,7 @@ func (g *Gateway) handleStreams(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	slices.SortFunc(list, func(a, b *streamView) int { return strings.Compare(a.Stream, b.Stream) })
-	writeJSON(w, http.StatusOK, map[string]any{"streams": list})
+	problem.WriteJSON(w, http.StatusOK, map[string]any{"streams": list})
 }
 
 func (g *Gateway) handleStream(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +130,7 @@ func (g *Gateway) handleStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v := g.localStreams()[id]; v != nil {
-		writeJSON(w, http.StatusOK, v)
+		problem.WriteJSON(w, http.StatusOK, v)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
@@ -193,9 +138,21 @@ func (g *Gateway) handleStream(w http.ResponseWriter, r *http.Request) {
 	for _, a := range g.agentsView() {
 		si, err := g.agents.Stream(ctx, a.API, id)
 		if err == nil {
-			writeJSON(w, http.StatusOK, &streamView{Stream: id, Agent: si.Agent, Node: si.Node, Viewers: si.Viewers, Since: si.Since})
+			problem.WriteJSON(w, http.StatusOK, &streamView{Stream: id, Agent: si.Agent, Node: si.Node, Viewers: si.Viewers, Since: si.Since})
 			return
 		}
 	}
 	problem.Write(w, http.StatusNotFound, "stream-not-live", "The stream is not live", "no agent carries stream "+id)
+}
+
+// memberView is the /v1/cluster shape of a member.
+func memberView(m cluster.Member) map[string]any {
+	return map[string]any{
+		"name":   m.Name,
+		"role":   m.Tags[wire.TagRole],
+		"id":     m.Tags[wire.TagID],
+		"addr":   m.Addr,
+		"status": m.Status,
+		"tags":   m.Tags,
+	}
 }

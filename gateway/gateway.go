@@ -3,13 +3,17 @@
 // route policy, carries media to and from node processes over the internal QUIC
 // media link, and serves the HTTP API, metrics and the dashboard.
 //
+// Its core is protocol-neutral (session.go): a stream has one Source and any
+// number of Sinks, and admission (admission.go), placement (placement.go) and the
+// link to the node (nodelink.go) serve every protocol alike. WHIP is a Source
+// (whip.go), WHEP a Sink (whep.go); http.go only routes.
+//
 // A gateway keeps no state another gateway needs: a stream's placement lives with
 // the agent that carries it, and membership comes from serf.
 package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -103,11 +107,12 @@ type Gateway struct {
 	mux    http.Handler
 	extras []route
 
-	mu       sync.Mutex
-	pubs     map[string]*publisher    // stream id → publisher on this gateway
-	subs     map[string]*subscription // stream id → shared subscription on this gateway
-	sessions map[string]session       // resource id → WHIP or WHEP session
-	watching map[string]bool          // agent API addresses whose events are followed
+	mu        sync.Mutex
+	pubs      map[string]*publication  // stream id → publication through this gateway
+	subs      map[string]*subscription // stream id → shared subscription on this gateway
+	resources map[string]resource      // resource id → WHIP or WHEP session
+	watching  map[string]bool          // agent API addresses whose events are followed
+	links     linkSet                  // every node link, for the agents' events
 
 	viewMu sync.Mutex
 	view   *agentList // built at the cluster change count view.at
@@ -128,7 +133,7 @@ type route struct {
 type Option func(*Gateway)
 
 // WithPolicy sets the route and throttle policy. Without it the gateway admits
-// everything and places by rendezvous hashing natively.
+// everything and offers the eligible agents in membership order.
 func WithPolicy(p Policy) Option { return func(g *Gateway) { g.policy = p } }
 
 // WithHandler mounts h at pattern (net/http ServeMux syntax) on the gateway's mux.
@@ -152,15 +157,16 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		cluster:  c,
 		id:       id,
 		agents:   newAgentClient(id),
-		pubs:     map[string]*publisher{},
-		subs:     map[string]*subscription{},
-		sessions: map[string]session{},
+		pubs:      map[string]*publication{},
+		subs:      map[string]*subscription{},
+		resources: map[string]resource{},
+		watching:  map[string]bool{},
 	}
 	for _, o := range opts {
 		o(g)
 	}
 	if g.policy == nil {
-		g.policy = nativePolicy{}
+		g.policy = eligiblePolicy{}
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.m = newGWMetrics(set, g)
@@ -199,8 +205,8 @@ func (g *Gateway) Close() error {
 	g.closed.Do(func() {
 		g.cancel()
 		g.mu.Lock()
-		ss := make([]session, 0, len(g.sessions))
-		for _, s := range g.sessions {
+		ss := make([]resource, 0, len(g.resources))
+		for _, s := range g.resources {
 			ss = append(ss, s)
 		}
 		g.mu.Unlock()
@@ -223,6 +229,3 @@ func (g *Gateway) goOwned(f func()) {
 		f()
 	}()
 }
-
-// errNotLive is returned when a stream is not published anywhere in the cluster.
-var errNotLive = errors.New("stream is not live")

@@ -6,12 +6,13 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
-	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -20,49 +21,18 @@ import (
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
-// session is a WHIP or WHEP resource.
-type session interface {
-	resource() string
-	etag() string
-	pc() *webrtc.PeerConnection
-	streamID() string
-	kind() string
-	close(reason string)
-}
-
-// httpError is a failure with the problem it answers.
-type httpError struct {
-	status              int
-	kind, title, detail string
-}
-
-func (e *httpError) Error() string { return e.title + ": " + e.detail }
-
-func writeErr(w http.ResponseWriter, err error) {
-	var he *httpError
-	switch {
-	case errors.As(err, &he):
-		problem.Write(w, he.status, he.kind, he.title, he.detail)
-	case errors.Is(err, errNotLive):
-		problem.Write(w, http.StatusNotFound, "stream-not-live", "The stream is not live", err.Error())
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		problem.Write(w, http.StatusServiceUnavailable, "timeout", "The request timed out", err.Error())
-	default:
-		problem.Write(w, http.StatusInternalServerError, "internal", "Internal error", err.Error())
-	}
-}
-
 func (g *Gateway) routes(set metricsWriter) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /whip/{stream}", g.handleWHIP)
+	mux.HandleFunc("POST /whep/{stream}", g.handleWHEP)
 	for _, proto := range []string{"whip", "whep"} {
-		mux.HandleFunc("POST /"+proto+"/{stream}", g.handleOffer)
 		mux.HandleFunc("PATCH /"+proto+"/{stream}/{res}", g.handlePatch)
 		mux.HandleFunc("DELETE /"+proto+"/{stream}/{res}", g.handleDelete)
 		mux.HandleFunc("OPTIONS /"+proto+"/{stream}", g.handleOptions)
 		mux.HandleFunc("OPTIONS /"+proto+"/{stream}/{res}", g.handleOptions)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		problem.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", g.handleReady)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
@@ -79,6 +49,35 @@ func (g *Gateway) routes(set metricsWriter) http.Handler {
 		mux.Handle(r.pattern, r.h)
 	}
 	return g.cors(g.authAPI(mux))
+}
+
+// httpError is a failure with the problem it answers.
+type httpError struct {
+	status              int
+	kind, title, detail string
+}
+
+func (e *httpError) Error() string { return e.title + ": " + e.detail }
+
+// errNotLive is returned when a stream is not published anywhere in the cluster.
+var errNotLive = errors.New("stream is not live")
+
+func errNotLiveWithin(wait fmt.Stringer) error {
+	return fmt.Errorf("%w: no tracks announced within %s", errNotLive, wait)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		problem.Write(w, he.status, he.kind, he.title, he.detail)
+	case errors.Is(err, errNotLive):
+		problem.Write(w, http.StatusNotFound, "stream-not-live", "The stream is not live", err.Error())
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		problem.Write(w, http.StatusServiceUnavailable, "timeout", "The request timed out", err.Error())
+	default:
+		problem.Write(w, http.StatusInternalServerError, "internal", "Internal error", err.Error())
+	}
 }
 
 // cors lets pages from the configured origins use WHIP, WHEP and the API, and
@@ -148,7 +147,7 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, want string) 
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			problem.Write(w, http.StatusRequestEntityTooLarge, "body-too-large", "The body is too large",
-				"bodies are limited to "+itoa(int(g.cfg.MaxOfferBytes))+" bytes")
+				"bodies are limited to "+strconv.FormatInt(g.cfg.MaxOfferBytes, 10)+" bytes")
 		} else {
 			problem.Write(w, http.StatusBadRequest, "bad-body", "The body could not be read", err.Error())
 		}
@@ -157,57 +156,75 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, want string) 
 	return body, true
 }
 
-// handleOffer serves POST /whip/{stream} and POST /whep/{stream}.
-func (g *Gateway) handleOffer(w http.ResponseWriter, r *http.Request) {
-	publish := strings.HasPrefix(r.URL.Path, "/whip/")
-	proto := "whep"
-	if publish {
-		proto = "whip"
-	}
+// offer is a WHIP or WHEP request that passed its checks and admission.
+type offer struct {
+	stream, client, sdp string
+	info                offerInfo
+}
+
+// readOffer checks a WHIP (publish) or WHEP request — stream id, body, SDP,
+// admission — and answers for it when it fails.
+func (g *Gateway) readOffer(w http.ResponseWriter, r *http.Request, publish bool) (offer, bool) {
 	stream := r.PathValue("stream")
 	if err := streamid.Validate(stream); err != nil {
 		problem.Write(w, http.StatusBadRequest, "bad-stream-id", "Invalid stream id", err.Error())
-		return
+		return offer{}, false
 	}
 	body, ok := g.readBody(w, r, "application/sdp")
 	if !ok {
-		return
+		return offer{}, false
 	}
 	info, err := checkOffer(body, publish)
 	if err != nil {
 		problem.Write(w, http.StatusBadRequest, "bad-sdp", "The SDP offer is not usable", err.Error())
-		return
+		return offer{}, false
 	}
-	client := clientAddr(r)
-	kind := wire.KindPlay
+	a := admission{kind: wire.KindPlay, stream: stream, path: r.URL.Path, protocol: "whep", client: clientAddr(r)}
 	if publish {
-		kind = wire.KindPublish
+		a.kind, a.protocol = wire.KindPublish, "whip"
 	}
-	if !g.admit(w, r, kind, stream, proto, client) {
+	out, admitted, err := g.admit(r.Context(), a)
+	switch {
+	case err != nil:
+		problem.Write(w, http.StatusServiceUnavailable, "throttle-failed", "Admission failed", err.Error())
+	case !admitted:
+		writeThrottled(w, out)
+	}
+	return offer{stream: stream, client: a.client, sdp: string(body), info: info}, err == nil && admitted
+}
+
+// writeThrottled answers a request the throttle policy did not admit.
+func writeThrottled(w http.ResponseWriter, out ThrottleOutput) {
+	if out.Action == Redirect {
+		w.Header().Set("Location", out.URL)
+		w.WriteHeader(http.StatusTemporaryRedirect)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
-	defer cancel()
-	res := newResourceID()
-	var answer string
-	if publish {
-		answer, err = g.publish(ctx, stream, res, client, g.routeHeaders(r), info, string(body))
-	} else {
-		answer, err = g.play(ctx, stream, res, client, string(body))
+	ct := out.ContentType
+	if ct == "" {
+		ct = "application/json"
 	}
-	if err != nil {
-		g.m.refused.Inc()
-		writeErr(w, err)
-		return
+	status := out.Status
+	if status == 0 {
+		status = http.StatusServiceUnavailable
 	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(status)
+	_, _ = w.Write(out.Body)
+}
+
+// writeCreated answers a WHIP or WHEP offer with its resource (RFC 9725 §4.2).
+func writeCreated(w http.ResponseWriter, proto, stream, res, answer string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/sdp")
 	h.Set("Location", "/"+proto+"/"+stream+"/"+res)
-	h.Set("ETag", `"`+res+`"`)
+	h.Set("ETag", etagOf(res))
 	h.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer)
 }
+
+func etagOf(res string) string { return `"` + res + `"` }
 
 // routeHeaders picks the request headers the route policy may see.
 func (g *Gateway) routeHeaders(r *http.Request) map[string]string {
@@ -223,85 +240,34 @@ func (g *Gateway) routeHeaders(r *http.Request) map[string]string {
 	return h
 }
 
-func (g *Gateway) publish(ctx context.Context, stream, res, client string, headers map[string]string, info offerInfo, offer string) (string, error) {
-	p := &publisher{g: g, stream: stream, res: res, etagV: `"` + res + `"`, expect: info.media, client: client, protocol: "whip", headers: headers, started: time.Now()}
-	p.ctx, p.cancel = context.WithCancel(g.ctx)
-	g.mu.Lock()
-	if _, busy := g.pubs[stream]; busy {
-		g.mu.Unlock()
-		p.cancel()
-		return "", &httpError{status: http.StatusConflict, kind: "stream-busy", title: "The stream already has a publisher", detail: "stream " + stream + " is being published through this gateway"}
-	}
-	g.pubs[stream] = p
-	g.mu.Unlock()
-	release := func() {
-		p.cancel()
-		g.mu.Lock()
-		if g.pubs[stream] == p {
-			delete(g.pubs, stream)
-		}
-		g.mu.Unlock()
-	}
-	// One publisher per stream across the cluster: a stream live through another
-	// gateway is refused here too.
-	if pl, err := g.locate(ctx, stream); err == nil {
-		g.closeAgentSession(pl)
-		release()
-		return "", &httpError{status: http.StatusConflict, kind: "stream-busy", title: "The stream already has a publisher", detail: "stream " + stream + " is live on agent " + pl.Agent}
-	}
-	answer, err := g.startPublish(ctx, p, offer)
-	if err != nil {
-		release()
-		return "", err
-	}
-	g.mu.Lock()
-	g.sessions[res] = p
-	g.mu.Unlock()
-	g.m.publishers.Inc()
-	return answer, nil
+// resource is a WHIP or WHEP session: the HTTP resource its Location names.
+type resource interface {
+	resource() string
+	pc() *webrtc.PeerConnection
+	streamID() string
+	kind() string
+	close(reason string)
 }
 
-func (g *Gateway) play(ctx context.Context, stream, res, client, offer string) (string, error) {
-	sub, err := g.subscribe(ctx, stream)
-	if err != nil {
-		return "", err
-	}
-	v := &viewer{g: g, sub: sub, stream: stream, res: res, etagV: `"` + res + `"`, client: client, started: time.Now()}
-	answer, err := sub.addViewer(ctx, v, offer)
-	if err != nil {
-		sub.mu.Lock()
-		idle := len(sub.viewers) == 0
-		sub.mu.Unlock()
-		if idle {
-			sub.cancel()
-		}
-		return "", err
-	}
+func (g *Gateway) addResource(s resource) {
 	g.mu.Lock()
-	g.sessions[res] = v
+	g.resources[s.resource()] = s
 	g.mu.Unlock()
-	return answer, nil
 }
 
-// endSession removes a session from the table and closes it.
-func (g *Gateway) endSession(s session, reason string) {
+// endResource removes a session from the table and closes it.
+func (g *Gateway) endResource(s resource, reason string) {
 	g.mu.Lock()
-	if g.sessions[s.resource()] == s {
-		delete(g.sessions, s.resource())
-		if p, ok := s.(*publisher); ok {
-			if g.pubs[p.stream] == p {
-				delete(g.pubs, p.stream)
-			}
-			g.m.publishers.Dec()
-		}
+	if g.resources[s.resource()] == s {
+		delete(g.resources, s.resource())
 	}
 	g.mu.Unlock()
 	go s.close(reason)
 }
 
-func (g *Gateway) lookupSession(w http.ResponseWriter, r *http.Request) session {
+func (g *Gateway) lookupResource(w http.ResponseWriter, r *http.Request) resource {
 	g.mu.Lock()
-	s := g.sessions[r.PathValue("res")]
+	s := g.resources[r.PathValue("res")]
 	g.mu.Unlock()
 	wantKind := wire.KindPlay
 	if strings.HasPrefix(r.URL.Path, "/whip/") {
@@ -317,12 +283,12 @@ func (g *Gateway) lookupSession(w http.ResponseWriter, r *http.Request) session 
 // handlePatch applies trickled ICE candidates (RFC 9725 §4.3). ICE restarts are
 // not supported and answer 422, as the RFC asks.
 func (g *Gateway) handlePatch(w http.ResponseWriter, r *http.Request) {
-	s := g.lookupSession(w, r)
+	s := g.lookupResource(w, r)
 	if s == nil {
 		return
 	}
-	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != s.etag() {
-		problem.Write(w, http.StatusPreconditionFailed, "etag-mismatch", "The session has changed", "If-Match "+im+" does not match "+s.etag())
+	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != etagOf(s.resource()) {
+		problem.Write(w, http.StatusPreconditionFailed, "etag-mismatch", "The session has changed", "If-Match "+im+" does not match "+etagOf(s.resource()))
 		return
 	}
 	body, ok := g.readBody(w, r, "application/trickle-ice-sdpfrag")
@@ -361,23 +327,12 @@ func remoteUfrag(pc *webrtc.PeerConnection) string {
 }
 
 func (g *Gateway) handleDelete(w http.ResponseWriter, r *http.Request) {
-	s := g.lookupSession(w, r)
+	s := g.lookupResource(w, r)
 	if s == nil {
 		return
 	}
-	g.endSession(s, "deleted by client")
+	g.endResource(s, "deleted by client")
 	w.WriteHeader(http.StatusOK)
-}
-
-// ServingAgents is the number of agents the gateway could place a stream on now.
-func (g *Gateway) ServingAgents() int {
-	n := 0
-	for _, a := range g.agentsView() {
-		if a.Cand.State == wire.StateServing && len(a.Cand.Purposes) > 0 {
-			n++
-		}
-	}
-	return n
 }
 
 func (g *Gateway) handleReady(w http.ResponseWriter, _ *http.Request) {
@@ -386,7 +341,7 @@ func (g *Gateway) handleReady(w http.ResponseWriter, _ *http.Request) {
 		problem.Write(w, http.StatusServiceUnavailable, "not-ready", "No agent is serving", "the gateway sees no serving agent in the cluster")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "agents": n})
+	problem.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "agents": n})
 }
 
 func clientAddr(r *http.Request) string {

@@ -64,9 +64,7 @@ func (g *Gateway) proxyAgent(method string, path func(*http.Request) string) htt
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		hc := *g.agents.hc
-		hc.Timeout = 0 // logs may follow for as long as the client stays
-		resp, err := hc.Do(req)
+		resp, err := g.agents.streaming().Do(req) // logs may follow for as long as the client stays
 		if err != nil {
 			problem.Write(w, http.StatusBadGateway, "agent-unreachable", "The agent did not answer", err.Error())
 			return
@@ -127,5 +125,5 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	wg.Wait()
 	slices.SortFunc(out.Agents, func(x, y wire.Status) int { return strings.Compare(x.Agent, y.Agent) })
-	writeJSON(w, http.StatusOK, out)
+	problem.WriteJSON(w, http.StatusOK, out)
 }

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/http"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -49,4 +51,34 @@ func isLoopbackList(hosts []string) bool {
 		}
 	}
 	return true
+}
+
+// answerOffer applies a remote offer and returns the complete local answer, with
+// its ICE candidates (gathering on one UDP port takes no network round trip).
+func answerOffer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (string, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", badSDP("The SDP offer cannot be used", err)
+	}
+	return completeAnswer(ctx, pc)
+}
+
+func completeAnswer(ctx context.Context, pc *webrtc.PeerConnection) (string, error) {
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", badSDP("The SDP offer cannot be answered", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("set local description: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+func badSDP(title string, err error) error {
+	return &httpError{status: http.StatusBadRequest, kind: "bad-sdp", title: title, detail: err.Error()}
 }

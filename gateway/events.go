@@ -10,14 +10,12 @@ import (
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
-// watchAgent follows an agent's event stream (once per agent) so that a media link
-// to a node the agent saw die is dropped at once: the publisher or subscription
-// re-attaches to the replacement without waiting for the link's idle timeout.
+// watchAgent follows an agent's event stream (once per agent, while a node link
+// of this gateway is placed on it) so that a media link to a node the agent saw
+// die is dropped at once: the link re-attaches to the replacement without
+// waiting for its idle timeout.
 func (g *Gateway) watchAgent(api string) {
 	g.mu.Lock()
-	if g.watching == nil {
-		g.watching = map[string]bool{}
-	}
 	if g.watching[api] {
 		g.mu.Unlock()
 		return
@@ -47,27 +45,9 @@ func (g *Gateway) watchAgent(api string) {
 	})
 }
 
-// usesAgent reports whether a local publisher or subscription is placed on api.
+// usesAgent reports whether a node link of this gateway is placed on api.
 func (g *Gateway) usesAgent(api string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, p := range g.pubs {
-		p.mu.Lock()
-		on := p.place.API == api
-		p.mu.Unlock()
-		if on {
-			return true
-		}
-	}
-	for _, s := range g.subs {
-		s.mu.Lock()
-		on := s.place.API == api
-		s.mu.Unlock()
-		if on {
-			return true
-		}
-	}
-	return false
+	return g.links.any(func(pl placement) bool { return pl.API == api })
 }
 
 func (g *Gateway) followEvents(api string) {
@@ -77,9 +57,7 @@ func (g *Gateway) followEvents(api string) {
 	if err != nil {
 		return
 	}
-	hc := *g.agents.hc
-	hc.Timeout = 0
-	resp, err := hc.Do(req)
+	resp, err := g.agents.streaming().Do(req)
 	if err != nil {
 		return
 	}
@@ -98,42 +76,11 @@ func (g *Gateway) followEvents(api string) {
 			continue
 		}
 		if ev.T == wire.EventNodeDown {
-			g.nodeDown(ev.Node)
+			g.links.each(func(pl placement) bool { return pl.Node == ev.Node },
+				func(l *nodeLink) { l.drop(closeNodeDown, "node down") })
 		}
 		if !g.usesAgent(api) {
 			return
-		}
-	}
-}
-
-// nodeDown drops every media link to node.
-func (g *Gateway) nodeDown(node string) {
-	g.mu.Lock()
-	pubs := make([]*publisher, 0, len(g.pubs))
-	for _, p := range g.pubs {
-		pubs = append(pubs, p)
-	}
-	subs := make([]*subscription, 0, len(g.subs))
-	for _, s := range g.subs {
-		subs = append(subs, s)
-	}
-	g.mu.Unlock()
-	for _, p := range pubs {
-		p.mu.Lock()
-		link := p.link
-		on := p.place.Node == node
-		p.mu.Unlock()
-		if on && link != nil {
-			_ = link.CloseWithError(3, "node down")
-		}
-	}
-	for _, s := range subs {
-		s.mu.Lock()
-		link := s.link
-		on := s.place.Node == node
-		s.mu.Unlock()
-		if on && link != nil {
-			_ = link.CloseWithError(3, "node down")
 		}
 	}
 }

@@ -1,0 +1,260 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluicegw/sluice/internal/wire"
+	"github.com/sluicegw/sluice/sdk/abi"
+)
+
+// placement is where a stream's media goes: an agent, one of its nodes, and the
+// agent session that holds the stream there.
+type placement struct {
+	Agent   string
+	API     string
+	Session string
+	Node    string
+	Media   string
+	Epoch   uint64
+}
+
+func placementOf(a agentView, resp wire.OpenResponse) placement {
+	return placement{Agent: a.ID, API: a.API, Session: resp.Session, Node: resp.Node, Media: resp.Media, Epoch: resp.Epoch}
+}
+
+// placeRequest is what the route policy decides a new stream's agent from.
+type placeRequest struct {
+	stream, protocol, client string
+	headers                  map[string]string // the request headers the policy may see
+	avoid                    string            // an agent not to try (it failed)
+}
+
+// place ranks agents for a new stream with the route policy — asked once — and
+// opens a publish session on the first that accepts.
+func (g *Gateway) place(ctx context.Context, req placeRequest) (placement, error) {
+	l, cands, version := g.candidates(req.avoid)
+	in := &RouteInput{StreamID: req.stream, Op: wire.KindPublish, Protocol: req.protocol, ClientAddr: req.client,
+		Headers: abi.PairsOf(req.headers), Purpose: g.cfg.Purpose, Candidates: cands, CandidatesVersion: version}
+	out, err := g.policy.Route(ctx, in)
+	if err != nil {
+		return placement{}, fmt.Errorf("route policy: %w", err)
+	}
+	if out.Reject != nil {
+		return placement{}, &httpError{status: out.Reject.Status, kind: "route-rejected", title: "The route policy refused the stream", detail: out.Reject.Reason}
+	}
+	var errs []error
+	for _, id := range out.Agents {
+		a, ok := l.byID[id]
+		if !ok || id == req.avoid {
+			continue
+		}
+		resp, err := g.agents.Open(ctx, a.API, g.openRequest(req.stream, wire.KindPublish))
+		if err != nil {
+			if isAgentStatus(err, http.StatusConflict) {
+				return placement{}, errBusy(req.stream, err.Error())
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", id, err))
+			continue
+		}
+		return placementOf(a, resp), nil
+	}
+	if len(errs) == 0 {
+		return placement{}, &httpError{status: http.StatusServiceUnavailable, kind: "no-agent", title: "No agent can carry the stream",
+			detail: fmt.Sprintf("%d agents known, none serving purpose %q", len(l.agents), g.cfg.Purpose)}
+	}
+	return placement{}, &httpError{status: http.StatusServiceUnavailable, kind: "no-agent", title: "No agent accepted the stream", detail: errors.Join(errs...).Error()}
+}
+
+func (g *Gateway) openRequest(stream, kind string) wire.OpenRequest {
+	return wire.OpenRequest{Stream: stream, Purpose: g.cfg.Purpose, Kind: kind, Gateway: g.cfg.ID}
+}
+
+func errBusy(stream, where string) error {
+	return &httpError{status: http.StatusConflict, kind: "stream-busy", title: "The stream already has a publisher", detail: "stream " + stream + " " + where}
+}
+
+// lookup finds the agent carrying a stream without changing anything anywhere: it
+// asks every agent's read-only stream query at once and takes the first that has
+// it. Agents are the one record of where a stream is (a gateway keeps no state
+// another gateway needs), so the answer is never stale; RATIONALE.md says why this
+// beats a directory kept from gossip or events at sluice's cluster sizes.
+func (g *Gateway) lookup(ctx context.Context, stream string) (agentView, wire.StreamInfo, error) {
+	agents := g.agentsView()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	type found struct {
+		a  agentView
+		si wire.StreamInfo
+	}
+	hit := make(chan found, 1)
+	var wg sync.WaitGroup
+	for _, a := range agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			si, err := g.agents.Stream(ctx, a.API, stream)
+			if err != nil {
+				if !isAgentStatus(err, http.StatusNotFound) && ctx.Err() == nil {
+					g.log.Debug("gateway: stream lookup", "agent", a.ID, "stream", stream, "err", err)
+				}
+				return
+			}
+			select {
+			case hit <- found{a, si}:
+				cancel() // the others need not finish
+			default:
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(hit) }()
+	if f, ok := <-hit; ok {
+		return f.a, f.si, nil
+	}
+	return agentView{}, wire.StreamInfo{}, errNotLive
+}
+
+// openPlay finds the agent carrying a stream and opens a play session there.
+func (g *Gateway) openPlay(ctx context.Context, stream string) (placement, error) {
+	a, _, err := g.lookup(ctx, stream)
+	if err != nil {
+		return placement{}, err
+	}
+	resp, err := g.agents.Open(ctx, a.API, g.openRequest(stream, wire.KindPlay))
+	if err != nil {
+		if isAgentStatus(err, http.StatusNotFound) {
+			return placement{}, errNotLive // it ended between the two calls
+		}
+		return placement{}, err
+	}
+	return placementOf(a, resp), nil
+}
+
+func (g *Gateway) closeAgentSession(pl placement) {
+	if pl.Session == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := g.agents.CloseSession(ctx, pl.API, pl.Session); err != nil && !isAgentStatus(err, http.StatusNotFound) {
+		g.log.Warn("gateway: closing agent session failed", "agent", pl.Agent, "session", pl.Session, "err", err)
+	}
+}
+
+// agentView is an alive agent as the gateway sees it in the membership.
+type agentView struct {
+	ID   string
+	API  string
+	Cand Candidate
+}
+
+// agentList is the alive agents, from serf tags, built once per membership
+// change (cluster.Changes) and shared: its users must not modify it. Building
+// it copies and encodes every member's tags, which costs more than the
+// decision that uses it.
+type agentList struct {
+	agents []agentView
+	cands  []Candidate // the agents' candidates, in the same order
+	byID   map[string]agentView
+	at     uint64 // the cluster change count it was built at
+}
+
+// agentList returns the current list. The change count is read under the same
+// lock as the list, so one count, and so one version, names one list.
+func (g *Gateway) agentList() *agentList {
+	g.viewMu.Lock()
+	defer g.viewMu.Unlock()
+	if n := g.cluster.Changes(); g.view == nil || g.view.at != n {
+		l := &agentList{agents: g.buildAgentsView(), at: n}
+		l.byID = make(map[string]agentView, len(l.agents))
+		for _, a := range l.agents {
+			l.cands = append(l.cands, a.Cand)
+			l.byID[a.ID] = a
+		}
+		g.view = l
+	}
+	return g.view
+}
+
+// agentsView lists the alive agents (shared: do not modify; an append copies).
+func (g *Gateway) agentsView() []agentView { return slices.Clip(g.agentList().agents) }
+
+// candidates are the agents as the route policy's candidates, but avoid, and the
+// list's version for the policy host (abi.RouteInput.CandidatesVersion): one
+// more than the change count the list was built at, so the same version
+// promises the same list. Leaving an agent out makes a list of its own, copied
+// and without a version. The list is shared: policies only read their input.
+func (g *Gateway) candidates(avoid string) (*agentList, []Candidate, uint64) {
+	l := g.agentList()
+	if avoid == "" || l.byID[avoid].ID == "" {
+		return l, slices.Clip(l.cands), l.at + 1
+	}
+	cands := make([]Candidate, 0, len(l.cands))
+	for _, c := range l.cands {
+		if c.ID != avoid {
+			cands = append(cands, c)
+		}
+	}
+	return l, cands, 0
+}
+
+func (g *Gateway) buildAgentsView() []agentView {
+	out := []agentView{}
+	for _, m := range g.cluster.Members() {
+		if m.Status != "alive" || !m.HasRole(wire.RoleAgent) || m.Tags[wire.TagAPI] == "" {
+			continue
+		}
+		id := m.Tags[wire.TagID]
+		if id == "" {
+			id = m.Name
+		}
+		state := m.Tags[wire.TagState]
+		if state == "" {
+			state = wire.StateServing
+		}
+		purposes := splitList(m.Tags[wire.TagPurposes])
+		for _, f := range splitList(m.Tags[wire.TagFailed]) {
+			purposes = slices.DeleteFunc(purposes, func(p string) bool { return p == f })
+		}
+		out = append(out, agentView{ID: id, API: m.Tags[wire.TagAPI], Cand: Candidate{
+			ID:       id,
+			Tags:     abi.PairsOf(m.Tags),
+			Purposes: purposes,
+			Capacity: atoi(m.Tags[wire.TagCapacity]),
+			Load:     atoi(m.Tags[wire.TagLoad]),
+			Queue:    atoi(m.Tags[wire.TagQueue]),
+			State:    state,
+		}})
+	}
+	return out
+}
+
+// ServingAgents is the number of agents the gateway could place a stream on now.
+func (g *Gateway) ServingAgents() int {
+	n := 0
+	for _, a := range g.agentsView() {
+		if a.Cand.State == wire.StateServing && len(a.Cand.Purposes) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
