@@ -13,20 +13,19 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/sluicegw/sluice/gateway/internal/session"
+	"github.com/sluicegw/sluice/gateway/internal/whip"
 	"github.com/sluicegw/sluice/internal/cluster"
-	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/streamid"
 )
@@ -96,31 +95,12 @@ type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
 	cluster *cluster.Cluster
-	id      *pki.Identity
-	agents  *agentClient
 	policy  Policy
-	m       *gwMetrics
-
-	api    *webrtc.API
-	udp    net.PacketConn
-	media  *medialink.Endpoint // the one socket of every media link to nodes
-	mux    http.Handler
-	extras []route
-
-	mu        sync.Mutex
-	pubs      map[string]*publication  // stream id → publication through this gateway
-	subs      map[string]*subscription // stream id → shared subscription on this gateway
-	resources map[string]resource      // resource id → WHIP or WHEP session
-	watching  map[string]bool          // agent API addresses whose events are followed
-	links     linkSet                  // every node link, for the agents' events
-
-	viewMu sync.Mutex
-	view   *agentList // built at the cluster change count view.at
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed sync.Once
+	core    *session.Core
+	webrtc  *whip.Server
+	mux     http.Handler
+	extras  []route
+	closed  sync.Once
 }
 
 // route is an extra HTTP handler mounted by the caller (plugins, nodes API).
@@ -151,81 +131,54 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 	if set == nil {
 		set = metrics.NewSet()
 	}
-	g := &Gateway{
-		cfg:      cfg,
-		log:      log,
-		cluster:  c,
-		id:       id,
-		agents:   newAgentClient(id),
-		pubs:      map[string]*publication{},
-		subs:      map[string]*subscription{},
-		resources: map[string]resource{},
-		watching:  map[string]bool{},
-	}
+	g := &Gateway{cfg: cfg, log: log, cluster: c}
 	for _, o := range opts {
 		o(g)
 	}
-	if g.policy == nil {
-		g.policy = eligiblePolicy{}
-	}
-	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.m = newGWMetrics(set, g)
-	udp, err := net.ListenPacket("udp", net.JoinHostPort(cfg.ICEBind, strconv.Itoa(max(cfg.ICEUDPPort, 0))))
+	core, err := session.New(session.Config{ID: cfg.ID, Purpose: cfg.Purpose, TrackWait: cfg.TrackWait}, c, id, g.policy, log, set)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: ICE port: %w", err)
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g.udp = udp
-	api, err := NewWebRTCAPI(cfg, udp)
+	g.core = core
+	g.webrtc, err = whip.New(cfg.webrtcConfig(), core, log)
 	if err != nil {
-		udp.Close()
-		return nil, err
+		core.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g.api = api
-	// Media links leave from one socket of every interface, as quic-go's own
-	// dialling would; their media paths come back to it.
-	media, err := medialink.NewEndpoint(":0")
-	if err != nil {
-		udp.Close()
-		return nil, err
-	}
-	g.media = media
-	g.goOwned(func() { _ = media.Serve(g.ctx) })
 	g.mux = g.routes(set)
 	return g, nil
+}
+
+func (c Config) webrtcConfig() whip.Config {
+	return whip.Config{ICEUDPPort: c.ICEUDPPort, ICEBind: c.ICEBind, ICEHosts: c.ICEHosts, StreamHeader: c.StreamHeader,
+		MaxOfferBytes: c.MaxOfferBytes, RouteHeaders: c.RouteHeaders}
+}
+
+// NewWebRTCAPI builds the pion API every WebRTC session of a gateway with cfg
+// shares, on the ICE socket udp. It is exported so that a benchmark's baseline
+// relay runs with exactly the gateway's pion settings.
+func NewWebRTCAPI(cfg Config, udp net.PacketConn) (*webrtc.API, error) {
+	return whip.NewAPI(cfg.withDefaults().webrtcConfig(), udp)
 }
 
 // Handler is the gateway's whole HTTP surface.
 func (g *Gateway) Handler() http.Handler { return g.mux }
 
 // ICEAddr is the bound ICE UDP address.
-func (g *Gateway) ICEAddr() net.Addr { return g.udp.LocalAddr() }
+func (g *Gateway) ICEAddr() net.Addr { return g.webrtc.ICEAddr() }
 
-// Close ends every session and releases the ICE port. It is safe to call twice.
+// ServingAgents is the number of agents the gateway could place a stream on now.
+func (g *Gateway) ServingAgents() int { return g.core.ServingAgents() }
+
+// Close ends every session and releases the gateway's ports. It is safe to call
+// twice.
 func (g *Gateway) Close() error {
 	g.closed.Do(func() {
-		g.cancel()
-		g.mu.Lock()
-		ss := make([]resource, 0, len(g.resources))
-		for _, s := range g.resources {
-			ss = append(ss, s)
-		}
-		g.mu.Unlock()
-		for _, s := range ss {
-			s.close("gateway shutting down")
-		}
-		g.wg.Wait()
-		_ = g.media.Close()
-		_ = g.udp.Close()
-		g.agents.close()
+		g.webrtc.Close()
+		g.core.Close()
 	})
 	return nil
 }
 
-// go runs f on a goroutine owned by the gateway; Close waits for it.
-func (g *Gateway) goOwned(f func()) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		f()
-	}()
-}
+// Policy makes the gateway's routing and admission decisions (see session.Policy).
+type Policy = session.Policy

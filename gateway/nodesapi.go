@@ -36,7 +36,7 @@ func nodePath(tmpl string) func(*http.Request) string {
 }
 
 func (g *Gateway) agentAPI(id string) (string, bool) {
-	for _, a := range g.agentsView() {
+	for _, a := range g.core.AgentList() {
 		if a.ID == id {
 			return a.API, true
 		}
@@ -64,7 +64,7 @@ func (g *Gateway) proxyAgent(method string, path func(*http.Request) string) htt
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		resp, err := g.agents.streaming().Do(req) // logs may follow for as long as the client stays
+		resp, err := g.core.Agents().Streaming().Do(req) // logs may follow for as long as the client stays
 		if err != nil {
 			problem.Write(w, http.StatusBadGateway, "agent-unreachable", "The agent did not answer", err.Error())
 			return
@@ -102,7 +102,7 @@ type clusterStatus struct {
 }
 
 func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
-	agents := g.agentsView()
+	agents := g.core.AgentList()
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	out := clusterStatus{Errors: map[string]string{}}
@@ -113,7 +113,7 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 		go func() {
 			defer wg.Done()
 			var st wire.Status
-			err := g.agents.do(ctx, http.MethodGet, a.API, wire.PathStatus, nil, &st)
+			err := g.core.Agents().Do(ctx, http.MethodGet, a.API, wire.PathStatus, nil, &st)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -1,4 +1,4 @@
-package gateway
+package whip
 
 import (
 	"context"
@@ -10,13 +10,14 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
+	"github.com/sluicegw/sluice/gateway/internal/session"
 )
 
-// NewWebRTCAPI builds the pion API every session of a gateway shares: the
+// NewAPI builds the pion API every session of a gateway shares: the
 // standard codecs, pion's default interceptors (NACK generation and response,
 // RTCP reports, TWCC), and ICE on the one UDP socket. It is exported so that a
 // benchmark's baseline relay can run with exactly the gateway's pion settings.
-func NewWebRTCAPI(cfg Config, udp net.PacketConn) (*webrtc.API, error) {
+func NewAPI(cfg Config, udp net.PacketConn) (*webrtc.API, error) {
 	cfg = cfg.withDefaults()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
@@ -80,5 +81,5 @@ func completeAnswer(ctx context.Context, pc *webrtc.PeerConnection) (string, err
 }
 
 func badSDP(title string, err error) error {
-	return &httpError{status: http.StatusBadRequest, kind: "bad-sdp", title: title, detail: err.Error()}
+	return &session.Error{Status: http.StatusBadRequest, Kind: "bad-sdp", Title: title, Detail: err.Error()}
 }

@@ -1,4 +1,4 @@
-package gateway
+package whip
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/sluicegw/sluice/gateway/internal/session"
 	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/internal/wire"
 )
@@ -19,7 +20,7 @@ import (
 // reaches all of them (pion's own fan-out, with its NACK responder and RTCP
 // reports per viewer).
 type whepSink struct {
-	g      *Gateway
+	srv    *Server
 	stream string
 
 	mu      sync.Mutex
@@ -27,8 +28,8 @@ type whepSink struct {
 	viewers map[*whepViewer]struct{}
 }
 
-func newWHEPSink(g *Gateway, stream string) *whepSink {
-	return &whepSink{g: g, stream: stream, viewers: map[*whepViewer]struct{}{}}
+func newWHEPSink(srv *Server, stream string) *whepSink {
+	return &whepSink{srv: srv, stream: stream, viewers: map[*whepViewer]struct{}{}}
 }
 
 func (k *whepSink) AddTrack(t medialink.Track) {
@@ -36,7 +37,7 @@ func (k *whepSink) AddTrack(t medialink.Track) {
 		MimeType: t.MimeType, ClockRate: t.ClockRate, Channels: t.Channels, SDPFmtpLine: t.SDPFmtpLine,
 	}, t.Kind, k.stream)
 	if err != nil {
-		k.g.log.Warn("whep: track", "stream", k.stream, "err", err)
+		k.srv.log.Warn("whep: track", "stream", k.stream, "err", err)
 		return
 	}
 	k.mu.Lock()
@@ -62,14 +63,14 @@ func (k *whepSink) End(reason string) {
 	}
 	k.mu.Unlock()
 	for _, v := range vs {
-		k.g.endResource(v, reason)
+		k.srv.endResource(v, reason)
 	}
 }
 
 // whepViewer is one WHEP session.
 type whepViewer struct {
-	g    *Gateway
-	sub  *subscription
+	srv  *Server
+	sub  *session.Subscription
 	sink *whepSink
 	res  string
 	pcv  *webrtc.PeerConnection
@@ -81,35 +82,35 @@ type whepViewer struct {
 
 // handleWHEP serves POST /whep/{stream}: admission, the stream's subscription,
 // then the answer with its tracks.
-func (g *Gateway) handleWHEP(w http.ResponseWriter, r *http.Request) {
-	o, ok := g.readOffer(w, r, false)
+func (srv *Server) handleWHEP(w http.ResponseWriter, r *http.Request) {
+	o, ok := srv.readOffer(w, r, false)
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	sub, err := g.subscribe(ctx, o.stream)
+	sub, err := srv.core.Subscribe(ctx, o.stream)
 	if err != nil {
-		g.m.refused.Inc()
+		srv.core.Refused()
 		writeErr(w, err)
 		return
 	}
-	sink := sub.sink("whep", func() Sink { return newWHEPSink(g, o.stream) }).(*whepSink)
-	v := &whepViewer{g: g, sub: sub, sink: sink, res: newResourceID()}
+	sink := sub.Sink("whep", func() session.Sink { return newWHEPSink(srv, o.stream) }).(*whepSink)
+	v := &whepViewer{srv: srv, sub: sub, sink: sink, res: newResourceID()}
 	answer, err := v.answer(ctx, o.sdp)
 	if err != nil {
 		v.close("")
-		g.m.refused.Inc()
+		srv.core.Refused()
 		writeErr(w, err)
 		return
 	}
-	g.addResource(v)
+	srv.addResource(v)
 	writeCreated(w, "whep", o.stream, v.res, answer)
 }
 
 // answer makes the viewer's PeerConnection with the stream's tracks.
 func (v *whepViewer) answer(ctx context.Context, offer string) (string, error) {
-	pc, err := v.g.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := v.srv.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return "", err
 	}
@@ -122,7 +123,7 @@ func (v *whepViewer) answer(ctx context.Context, offer string) (string, error) {
 		s     *webrtc.RTPSender
 	}
 	var senders []sender
-	for _, t := range v.sub.tracks() {
+	for _, t := range v.sub.Tracks() {
 		v.sink.mu.Lock()
 		lt := v.sink.local[t.Index]
 		v.sink.mu.Unlock()
@@ -138,9 +139,9 @@ func (v *whepViewer) answer(ctx context.Context, offer string) (string, error) {
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
-			v.sub.keyframeAll()
+			v.sub.KeyframeAll()
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-			v.g.endResource(v, "peer connection "+st.String())
+			v.srv.endResource(v, "peer connection "+st.String())
 		}
 	})
 	answer, err := completeAnswer(ctx, pc)
@@ -150,8 +151,8 @@ func (v *whepViewer) answer(ctx context.Context, offer string) (string, error) {
 	for _, s := range senders {
 		go v.readFeedback(s.track, s.s)
 	}
-	if !v.sub.viewing() {
-		return "", errNotLive
+	if !v.sub.Viewing() {
+		return "", session.ErrNotLive
 	}
 	v.mu.Lock()
 	v.viewing = true
@@ -173,7 +174,7 @@ func (v *whepViewer) readFeedback(track uint8, sender *webrtc.RTPSender) {
 		for _, p := range pkts {
 			switch p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				v.sub.keyframe(track)
+				v.sub.Keyframe(track)
 			}
 		}
 	}
@@ -181,14 +182,14 @@ func (v *whepViewer) readFeedback(track uint8, sender *webrtc.RTPSender) {
 
 func (v *whepViewer) resource() string           { return v.res }
 func (v *whepViewer) pc() *webrtc.PeerConnection { return v.pcv }
-func (v *whepViewer) streamID() string           { return v.sub.stream }
+func (v *whepViewer) streamID() string           { return v.sub.Stream() }
 func (v *whepViewer) kind() string               { return wire.KindPlay }
 
 // close ends the viewer's session and leaves the subscription.
 func (v *whepViewer) close(reason string) {
 	v.once.Do(func() {
 		if reason != "" {
-			v.g.log.Info("whep: session closed", "stream", v.sub.stream, "reason", reason)
+			v.srv.log.Info("whep: session closed", "stream", v.sub.Stream(), "reason", reason)
 		}
 		if v.pcv != nil {
 			_ = v.pcv.Close()
@@ -199,11 +200,11 @@ func (v *whepViewer) close(reason string) {
 		v.mu.Lock()
 		viewing := v.viewing
 		v.mu.Unlock()
-		v.sub.leave(viewing)
+		v.sub.Leave(viewing)
 	})
 }
 
 var (
-	_ Sink     = (*whepSink)(nil)
-	_ resource = (*whepViewer)(nil)
+	_ session.Sink = (*whepSink)(nil)
+	_ resource     = (*whepViewer)(nil)
 )

@@ -1,4 +1,4 @@
-package gateway
+package session
 
 import (
 	"context"
@@ -26,7 +26,7 @@ type placement struct {
 	Epoch   uint64
 }
 
-func placementOf(a agentView, resp wire.OpenResponse) placement {
+func placementOf(a Agent, resp wire.OpenResponse) placement {
 	return placement{Agent: a.ID, API: a.API, Session: resp.Session, Node: resp.Node, Media: resp.Media, Epoch: resp.Epoch}
 }
 
@@ -39,16 +39,16 @@ type placeRequest struct {
 
 // place ranks agents for a new stream with the route policy — asked once — and
 // opens a publish session on the first that accepts.
-func (g *Gateway) place(ctx context.Context, req placeRequest) (placement, error) {
-	l, cands, version := g.candidates(req.avoid)
+func (c *Core) place(ctx context.Context, req placeRequest) (placement, error) {
+	l, cands, version := c.candidates(req.avoid)
 	in := &RouteInput{StreamID: req.stream, Op: wire.KindPublish, Protocol: req.protocol, ClientAddr: req.client,
-		Headers: abi.PairsOf(req.headers), Purpose: g.cfg.Purpose, Candidates: cands, CandidatesVersion: version}
-	out, err := g.policy.Route(ctx, in)
+		Headers: abi.PairsOf(req.headers), Purpose: c.cfg.Purpose, Candidates: cands, CandidatesVersion: version}
+	out, err := c.policy.Route(ctx, in)
 	if err != nil {
 		return placement{}, fmt.Errorf("route policy: %w", err)
 	}
 	if out.Reject != nil {
-		return placement{}, &httpError{status: out.Reject.Status, kind: "route-rejected", title: "The route policy refused the stream", detail: out.Reject.Reason}
+		return placement{}, &Error{Status: out.Reject.Status, Kind: "route-rejected", Title: "The route policy refused the stream", Detail: out.Reject.Reason}
 	}
 	var errs []error
 	for _, id := range out.Agents {
@@ -56,7 +56,7 @@ func (g *Gateway) place(ctx context.Context, req placeRequest) (placement, error
 		if !ok || id == req.avoid {
 			continue
 		}
-		resp, err := g.agents.Open(ctx, a.API, g.openRequest(req.stream, wire.KindPublish))
+		resp, err := c.agents.Open(ctx, a.API, c.openRequest(req.stream, wire.KindPublish))
 		if err != nil {
 			if isAgentStatus(err, http.StatusConflict) {
 				return placement{}, errBusy(req.stream, err.Error())
@@ -67,18 +67,18 @@ func (g *Gateway) place(ctx context.Context, req placeRequest) (placement, error
 		return placementOf(a, resp), nil
 	}
 	if len(errs) == 0 {
-		return placement{}, &httpError{status: http.StatusServiceUnavailable, kind: "no-agent", title: "No agent can carry the stream",
-			detail: fmt.Sprintf("%d agents known, none serving purpose %q", len(l.agents), g.cfg.Purpose)}
+		return placement{}, &Error{Status: http.StatusServiceUnavailable, Kind: "no-agent", Title: "No agent can carry the stream",
+			Detail: fmt.Sprintf("%d agents known, none serving purpose %q", len(l.agents), c.cfg.Purpose)}
 	}
-	return placement{}, &httpError{status: http.StatusServiceUnavailable, kind: "no-agent", title: "No agent accepted the stream", detail: errors.Join(errs...).Error()}
+	return placement{}, &Error{Status: http.StatusServiceUnavailable, Kind: "no-agent", Title: "No agent accepted the stream", Detail: errors.Join(errs...).Error()}
 }
 
-func (g *Gateway) openRequest(stream, kind string) wire.OpenRequest {
-	return wire.OpenRequest{Stream: stream, Purpose: g.cfg.Purpose, Kind: kind, Gateway: g.cfg.ID}
+func (c *Core) openRequest(stream, kind string) wire.OpenRequest {
+	return wire.OpenRequest{Stream: stream, Purpose: c.cfg.Purpose, Kind: kind, Gateway: c.cfg.ID}
 }
 
 func errBusy(stream, where string) error {
-	return &httpError{status: http.StatusConflict, kind: "stream-busy", title: "The stream already has a publisher", detail: "stream " + stream + " " + where}
+	return &Error{Status: http.StatusConflict, Kind: "stream-busy", Title: "The stream already has a publisher", Detail: "stream " + stream + " " + where}
 }
 
 // lookup finds the agent carrying a stream without changing anything anywhere: it
@@ -86,12 +86,12 @@ func errBusy(stream, where string) error {
 // it. Agents are the one record of where a stream is (a gateway keeps no state
 // another gateway needs), so the answer is never stale; RATIONALE.md says why this
 // beats a directory kept from gossip or events at sluice's cluster sizes.
-func (g *Gateway) lookup(ctx context.Context, stream string) (agentView, wire.StreamInfo, error) {
-	agents := g.agentsView()
+func (c *Core) lookup(ctx context.Context, stream string) (Agent, wire.StreamInfo, error) {
+	agents := c.agentsView()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	type found struct {
-		a  agentView
+		a  Agent
 		si wire.StreamInfo
 	}
 	hit := make(chan found, 1)
@@ -100,10 +100,10 @@ func (g *Gateway) lookup(ctx context.Context, stream string) (agentView, wire.St
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			si, err := g.agents.Stream(ctx, a.API, stream)
+			si, err := c.agents.Stream(ctx, a.API, stream)
 			if err != nil {
 				if !isAgentStatus(err, http.StatusNotFound) && ctx.Err() == nil {
-					g.log.Debug("gateway: stream lookup", "agent", a.ID, "stream", stream, "err", err)
+					c.log.Debug("gateway: stream lookup", "agent", a.ID, "stream", stream, "err", err)
 				}
 				return
 			}
@@ -118,38 +118,38 @@ func (g *Gateway) lookup(ctx context.Context, stream string) (agentView, wire.St
 	if f, ok := <-hit; ok {
 		return f.a, f.si, nil
 	}
-	return agentView{}, wire.StreamInfo{}, errNotLive
+	return Agent{}, wire.StreamInfo{}, ErrNotLive
 }
 
 // openPlay finds the agent carrying a stream and opens a play session there.
-func (g *Gateway) openPlay(ctx context.Context, stream string) (placement, error) {
-	a, _, err := g.lookup(ctx, stream)
+func (c *Core) openPlay(ctx context.Context, stream string) (placement, error) {
+	a, _, err := c.lookup(ctx, stream)
 	if err != nil {
 		return placement{}, err
 	}
-	resp, err := g.agents.Open(ctx, a.API, g.openRequest(stream, wire.KindPlay))
+	resp, err := c.agents.Open(ctx, a.API, c.openRequest(stream, wire.KindPlay))
 	if err != nil {
 		if isAgentStatus(err, http.StatusNotFound) {
-			return placement{}, errNotLive // it ended between the two calls
+			return placement{}, ErrNotLive // it ended between the two calls
 		}
 		return placement{}, err
 	}
 	return placementOf(a, resp), nil
 }
 
-func (g *Gateway) closeAgentSession(pl placement) {
+func (c *Core) closeAgentSession(pl placement) {
 	if pl.Session == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if err := g.agents.CloseSession(ctx, pl.API, pl.Session); err != nil && !isAgentStatus(err, http.StatusNotFound) {
-		g.log.Warn("gateway: closing agent session failed", "agent", pl.Agent, "session", pl.Session, "err", err)
+	if err := c.agents.CloseSession(ctx, pl.API, pl.Session); err != nil && !isAgentStatus(err, http.StatusNotFound) {
+		c.log.Warn("gateway: closing agent session failed", "agent", pl.Agent, "session", pl.Session, "err", err)
 	}
 }
 
-// agentView is an alive agent as the gateway sees it in the membership.
-type agentView struct {
+// Agent is an alive agent as the gateway sees it in the membership.
+type Agent struct {
 	ID   string
 	API  string
 	Cand Candidate
@@ -160,54 +160,54 @@ type agentView struct {
 // it copies and encodes every member's tags, which costs more than the
 // decision that uses it.
 type agentList struct {
-	agents []agentView
+	agents []Agent
 	cands  []Candidate // the agents' candidates, in the same order
-	byID   map[string]agentView
+	byID   map[string]Agent
 	at     uint64 // the cluster change count it was built at
 }
 
 // agentList returns the current list. The change count is read under the same
 // lock as the list, so one count, and so one version, names one list.
-func (g *Gateway) agentList() *agentList {
-	g.viewMu.Lock()
-	defer g.viewMu.Unlock()
-	if n := g.cluster.Changes(); g.view == nil || g.view.at != n {
-		l := &agentList{agents: g.buildAgentsView(), at: n}
-		l.byID = make(map[string]agentView, len(l.agents))
+func (c *Core) agentList() *agentList {
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	if n := c.cluster.Changes(); c.view == nil || c.view.at != n {
+		l := &agentList{agents: c.buildAgentsView(), at: n}
+		l.byID = make(map[string]Agent, len(l.agents))
 		for _, a := range l.agents {
 			l.cands = append(l.cands, a.Cand)
 			l.byID[a.ID] = a
 		}
-		g.view = l
+		c.view = l
 	}
-	return g.view
+	return c.view
 }
 
 // agentsView lists the alive agents (shared: do not modify; an append copies).
-func (g *Gateway) agentsView() []agentView { return slices.Clip(g.agentList().agents) }
+func (c *Core) agentsView() []Agent { return slices.Clip(c.agentList().agents) }
 
 // candidates are the agents as the route policy's candidates, but avoid, and the
 // list's version for the policy host (abi.RouteInput.CandidatesVersion): one
 // more than the change count the list was built at, so the same version
 // promises the same list. Leaving an agent out makes a list of its own, copied
 // and without a version. The list is shared: policies only read their input.
-func (g *Gateway) candidates(avoid string) (*agentList, []Candidate, uint64) {
-	l := g.agentList()
+func (c *Core) candidates(avoid string) (*agentList, []Candidate, uint64) {
+	l := c.agentList()
 	if avoid == "" || l.byID[avoid].ID == "" {
 		return l, slices.Clip(l.cands), l.at + 1
 	}
 	cands := make([]Candidate, 0, len(l.cands))
-	for _, c := range l.cands {
-		if c.ID != avoid {
-			cands = append(cands, c)
+	for _, cand := range l.cands {
+		if cand.ID != avoid {
+			cands = append(cands, cand)
 		}
 	}
 	return l, cands, 0
 }
 
-func (g *Gateway) buildAgentsView() []agentView {
-	out := []agentView{}
-	for _, m := range g.cluster.Members() {
+func (c *Core) buildAgentsView() []Agent {
+	out := []Agent{}
+	for _, m := range c.cluster.Members() {
 		if m.Status != "alive" || !m.HasRole(wire.RoleAgent) || m.Tags[wire.TagAPI] == "" {
 			continue
 		}
@@ -223,7 +223,7 @@ func (g *Gateway) buildAgentsView() []agentView {
 		for _, f := range splitList(m.Tags[wire.TagFailed]) {
 			purposes = slices.DeleteFunc(purposes, func(p string) bool { return p == f })
 		}
-		out = append(out, agentView{ID: id, API: m.Tags[wire.TagAPI], Cand: Candidate{
+		out = append(out, Agent{ID: id, API: m.Tags[wire.TagAPI], Cand: Candidate{
 			ID:       id,
 			Tags:     abi.PairsOf(m.Tags),
 			Purposes: purposes,
@@ -237,9 +237,9 @@ func (g *Gateway) buildAgentsView() []agentView {
 }
 
 // ServingAgents is the number of agents the gateway could place a stream on now.
-func (g *Gateway) ServingAgents() int {
+func (c *Core) ServingAgents() int {
 	n := 0
-	for _, a := range g.agentsView() {
+	for _, a := range c.agentsView() {
 		if a.Cand.State == wire.StateServing && len(a.Cand.Purposes) > 0 {
 			n++
 		}

@@ -1,4 +1,4 @@
-package gateway
+package session
 
 import (
 	"bytes"
@@ -15,8 +15,8 @@ import (
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
-// agentClient calls agents' APIs over mutual TLS.
-type agentClient struct {
+// AgentClient calls agents' APIs over mutual TLS.
+type AgentClient struct {
 	hc *http.Client
 }
 
@@ -33,27 +33,30 @@ func isAgentStatus(err error, status int) bool {
 	return errors.As(err, &ae) && ae.Status == status
 }
 
-func newAgentClient(id *pki.Identity) *agentClient {
+func newAgentClient(id *pki.Identity) *AgentClient {
 	tr := &http.Transport{
 		TLSClientConfig:     id.ClientTLS(),
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     time.Minute,
 	}
-	return &agentClient{hc: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
+	return &AgentClient{hc: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
 }
 
-// streaming is the client for answers that last as long as they are read (event
+// Streaming is the client for answers that last as long as they are read (event
 // streams, followed logs): the same connections, no overall timeout.
-func (c *agentClient) streaming() *http.Client {
+func (c *AgentClient) Streaming() *http.Client {
 	hc := *c.hc
 	hc.Timeout = 0
 	return &hc
 }
 
-func (c *agentClient) close() { c.hc.CloseIdleConnections() }
+func (c *AgentClient) close() { c.hc.CloseIdleConnections() }
 
-func (c *agentClient) do(ctx context.Context, method, api, path string, in, out any) error {
+// Do calls an agent's API: in (if any) is sent as JSON, a 2xx answer is decoded
+// into out (if any), and any other status is an error carrying the agent's
+// problem detail.
+func (c *AgentClient) Do(ctx context.Context, method, api, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -94,18 +97,21 @@ func (c *agentClient) do(ctx context.Context, method, api, path string, in, out 
 	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
 }
 
-func (c *agentClient) Open(ctx context.Context, api string, req wire.OpenRequest) (wire.OpenResponse, error) {
+// Open asks an agent for a session of a stream on one of its nodes.
+func (c *AgentClient) Open(ctx context.Context, api string, req wire.OpenRequest) (wire.OpenResponse, error) {
 	var out wire.OpenResponse
-	err := c.do(ctx, http.MethodPost, api, wire.PathSessions, req, &out)
+	err := c.Do(ctx, http.MethodPost, api, wire.PathSessions, req, &out)
 	return out, err
 }
 
-func (c *agentClient) CloseSession(ctx context.Context, api, session string) error {
-	return c.do(ctx, http.MethodDelete, api, strings.Replace(wire.PathSession, "{id}", session, 1), nil, nil)
+// CloseSession closes an agent session.
+func (c *AgentClient) CloseSession(ctx context.Context, api, session string) error {
+	return c.Do(ctx, http.MethodDelete, api, strings.Replace(wire.PathSession, "{id}", session, 1), nil, nil)
 }
 
-func (c *agentClient) Stream(ctx context.Context, api, stream string) (wire.StreamInfo, error) {
+// Stream asks an agent whether it carries a stream; it changes nothing.
+func (c *AgentClient) Stream(ctx context.Context, api, stream string) (wire.StreamInfo, error) {
 	var out wire.StreamInfo
-	err := c.do(ctx, http.MethodGet, api, strings.Replace(wire.PathStream, "{id}", stream, 1), nil, &out)
+	err := c.Do(ctx, http.MethodGet, api, strings.Replace(wire.PathStream, "{id}", stream, 1), nil, &out)
 	return out, err
 }

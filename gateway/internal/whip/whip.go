@@ -1,4 +1,4 @@
-package gateway
+package whip
 
 import (
 	"context"
@@ -10,15 +10,16 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/sluicegw/sluice/gateway/internal/session"
 	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
 // whipSession is one WHIP publisher (RFC 9725): a browser's or encoder's
-// PeerConnection, the Source of its stream's publication.
+// PeerConnection, the session.Source of its stream's publication.
 type whipSession struct {
-	g    *Gateway
-	pub  *publication
+	srv  *Server
+	pub  *session.Publication
 	res  string
 	pcv  *webrtc.PeerConnection
 	once sync.Once
@@ -28,36 +29,36 @@ type whipSession struct {
 }
 
 // handleWHIP serves POST /whip/{stream}: admission, placement, then the answer.
-func (g *Gateway) handleWHIP(w http.ResponseWriter, r *http.Request) {
-	o, ok := g.readOffer(w, r, true)
+func (srv *Server) handleWHIP(w http.ResponseWriter, r *http.Request) {
+	o, ok := srv.readOffer(w, r, true)
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	pub, err := g.publish(ctx, publishRequest{expect: o.info.media, placeRequest: placeRequest{
-		stream: o.stream, protocol: "whip", client: o.client, headers: g.routeHeaders(r)}})
+	pub, err := srv.core.Publish(ctx, session.PublishRequest{Stream: o.stream, Protocol: "whip", Client: o.client,
+		Headers: srv.routeHeaders(r), Tracks: o.info.media})
 	if err != nil {
-		g.m.refused.Inc()
+		srv.core.Refused()
 		writeErr(w, err)
 		return
 	}
-	s := &whipSession{g: g, pub: pub, res: newResourceID()}
+	s := &whipSession{srv: srv, pub: pub, res: newResourceID()}
 	answer, err := s.answer(ctx, o.sdp)
 	if err != nil {
-		pub.abort()
-		g.m.refused.Inc()
+		pub.Abort()
+		srv.core.Refused()
 		writeErr(w, err)
 		return
 	}
-	pub.start(s)
-	g.addResource(s)
+	pub.Start(s)
+	srv.addResource(s)
 	writeCreated(w, "whip", o.stream, s.res, answer)
 }
 
 // answer makes the PeerConnection that receives the offer's tracks.
 func (s *whipSession) answer(ctx context.Context, offer string) (string, error) {
-	pc, err := s.g.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := s.srv.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return "", fmt.Errorf("new peer connection: %w", err)
 	}
@@ -65,7 +66,7 @@ func (s *whipSession) answer(ctx context.Context, offer string) (string, error) 
 	pc.OnTrack(s.forward)
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
-			s.g.endResource(s, "peer connection "+st.String())
+			s.srv.endResource(s, "peer connection "+st.String())
 		}
 	})
 	answer, err := answerOffer(ctx, pc, offer)
@@ -93,15 +94,15 @@ func (s *whipSession) forward(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	s.mu.Lock()
 	s.ssrc[idx] = tk.SSRC
 	s.mu.Unlock()
-	s.pub.addTrack(tk)
-	s.g.log.Info("whip: track", "stream", s.pub.stream, "index", idx, "codec", c.MimeType)
+	s.pub.AddTrack(tk)
+	s.srv.log.Info("whip: track", "stream", s.pub.Stream(), "index", idx, "codec", c.MimeType)
 	buf := make([]byte, 1600)
 	for {
 		n, _, err := t.Read(buf[1:])
 		if err != nil {
 			return
 		}
-		s.pub.writeRTP(uint8(idx), buf[:n+1])
+		s.pub.WriteRTP(uint8(idx), buf[:n+1])
 	}
 }
 
@@ -117,19 +118,19 @@ func (s *whipSession) RequestKeyframe(track uint8) {
 
 func (s *whipSession) resource() string           { return s.res }
 func (s *whipSession) pc() *webrtc.PeerConnection { return s.pcv }
-func (s *whipSession) streamID() string           { return s.pub.stream }
+func (s *whipSession) streamID() string           { return s.pub.Stream() }
 func (s *whipSession) kind() string               { return wire.KindPublish }
 
 // close ends the WHIP session: the client's connection and the publication.
 func (s *whipSession) close(reason string) {
 	s.once.Do(func() {
-		s.g.log.Info("whip: session closed", "stream", s.pub.stream, "reason", reason)
+		s.srv.log.Info("whip: session closed", "stream", s.pub.Stream(), "reason", reason)
 		_ = s.pcv.Close()
-		s.pub.end()
+		s.pub.End()
 	})
 }
 
 var (
-	_ Source   = (*whipSession)(nil)
-	_ resource = (*whipSession)(nil)
+	_ session.Source = (*whipSession)(nil)
+	_ resource       = (*whipSession)(nil)
 )

@@ -1,4 +1,4 @@
-package gateway
+package session
 
 import (
 	"context"
@@ -48,11 +48,11 @@ func (r *recordingSink) got() []uint16 {
 	return append([]uint16(nil), r.seqs...)
 }
 
-func testGateway() *Gateway {
-	g := &Gateway{log: slog.New(slog.DiscardHandler), subs: map[string]*subscription{}, pubs: map[string]*publication{}}
-	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.m = newGWMetrics(metrics.NewSet(), g)
-	return g
+func testCore() *Core {
+	c := &Core{log: slog.New(slog.DiscardHandler), subs: map[string]*Subscription{}, pubs: map[string]*Publication{}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.m = newCoreMetrics(metrics.NewSet(), c)
+	return c
 }
 
 func framedRTP(track uint8, seq uint16) []byte {
@@ -64,16 +64,16 @@ func framedRTP(track uint8, seq uint16) []byte {
 	return pkt
 }
 
-// A subscription delivers every packet, in order, whether it fans out on the
+// A Subscription delivers every packet, in order, whether it fans out on the
 // media goroutine (few viewers) or hands packets to the track's goroutine (many),
 // and when it switches between the two as viewers come and go.
 func TestASubscriptionDeliversEveryPacketInOrderWithFewOrManyViewers(t *testing.T) {
 	for _, viewers := range []int{1, inlineViewers, inlineViewers + 1, 100} {
-		g := testGateway()
-		s := g.newSubscription("s", placement{})
+		c := testCore()
+		s := c.newSubscription("s", placement{})
 		s.viewers = viewers
 		rec := &recordingSink{}
-		s.sink("test", func() Sink { return rec })
+		s.Sink("test", func() Sink { return rec })
 		s.setTracks([]medialink.Track{{Index: 0, Kind: "video", MimeType: "video/VP8", ClockRate: 90000}}, 1)
 		const n = 400
 		for i := range n {
@@ -105,28 +105,28 @@ func TestASubscriptionDeliversEveryPacketInOrderWithFewOrManyViewers(t *testing.
 				break
 			}
 		}
-		g.cancel()
+		c.cancel()
 		s.cancel()
-		g.wg.Wait()
+		c.wg.Wait()
 	}
 }
 
-// A sink that joins a subscription late is told of the tracks already known, and
-// every sink of the subscription gets every packet: a stream watched over two
+// A sink that joins a Subscription late is told of the tracks already known, and
+// every sink of the Subscription gets every packet: a stream watched over two
 // protocols at once is parsed once and delivered to both.
 func TestEverySinkOfAStreamGetsItsTracksAndPacketsWhenItJoins(t *testing.T) {
-	g := testGateway()
-	defer g.cancel()
-	s := g.newSubscription("s", placement{})
+	c := testCore()
+	defer c.cancel()
+	s := c.newSubscription("s", placement{})
 	s.viewers = 2
 	first := &recordingSink{}
-	s.sink("first", func() Sink { return first })
+	s.Sink("first", func() Sink { return first })
 	s.setTracks([]medialink.Track{{Index: 0, Kind: "video"}, {Index: 1, Kind: "audio"}}, 2)
 	late := &recordingSink{}
-	if k := s.sink("late", func() Sink { return late }); k != late {
+	if k := s.Sink("late", func() Sink { return late }); k != late {
 		t.Fatal("sink made twice")
 	}
-	if again := s.sink("late", func() Sink { t.Fatal("a second sink for one protocol"); return nil }); again != late {
+	if again := s.Sink("late", func() Sink { t.Fatal("a second sink for one protocol"); return nil }); again != late {
 		t.Fatal("sink not kept")
 	}
 	if len(late.tracks) != 2 || late.tracks[1].Kind != "audio" {

@@ -1,4 +1,4 @@
-package gateway
+package session
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 )
 
 // nodeLink is one direction of a stream's media between this gateway and the node
-// that carries it: a publication's uplink or a subscription's downlink. It owns
+// that carries it: a Publication's uplink or a Subscription's downlink. It owns
 // the stream's placement and keeps the QUIC media link to that node up, finding the
 // stream again (relocate) whenever the link drops — the node was replaced, or the
 // agent lost — until its context ends or the node says the stream is gone.
@@ -22,7 +22,7 @@ import (
 // The hooks are set before run and called from the link's goroutines; they must
 // not block.
 type nodeLink struct {
-	g      *Gateway
+	core   *Core
 	stream string
 	role   string // medialink.RolePublish or medialink.RoleSubscribe
 
@@ -74,8 +74,8 @@ func (l *nodeLink) placement() placement {
 // run keeps the link attached until ctx ends, the stream is gone, or giveUp
 // passes without a successful attach. It returns why it stopped.
 func (l *nodeLink) run(ctx context.Context) error {
-	l.g.links.add(l)
-	defer l.g.links.remove(l)
+	l.core.links.add(l)
+	defer l.core.links.remove(l)
 	connectedAt := time.Now()
 	backoff := reattachMin
 	for {
@@ -90,11 +90,11 @@ func (l *nodeLink) run(ctx context.Context) error {
 			connectedAt = time.Now()
 			backoff = reattachMin
 			l.reattaches.Add(1)
-			l.g.m.reattaches.Inc()
-			l.g.log.Warn("gateway: media link lost, re-attaching", "stream", l.stream, "role", l.role, "node", l.placement().Node, "err", err)
+			l.core.m.reattaches.Inc()
+			l.core.log.Warn("gateway: media link lost, re-attaching", "stream", l.stream, "role", l.role, "node", l.placement().Node, "err", err)
 		}
 		if l.giveUp > 0 && time.Since(connectedAt) > l.giveUp {
-			l.g.log.Warn("gateway: stream did not come back", "stream", l.stream, "role", l.role, "after", l.giveUp)
+			l.core.log.Warn("gateway: stream did not come back", "stream", l.stream, "role", l.role, "after", l.giveUp)
 			return fmt.Errorf("not re-attached within %s: %w", l.giveUp, err)
 		}
 		select {
@@ -107,7 +107,7 @@ func (l *nodeLink) run(ctx context.Context) error {
 		pl, err := l.relocate(rctx, old)
 		cancel()
 		if err != nil {
-			l.g.log.Debug("gateway: stream not found again yet", "stream", l.stream, "role", l.role, "err", err)
+			l.core.log.Debug("gateway: stream not found again yet", "stream", l.stream, "role", l.role, "err", err)
 			backoff = min(2*backoff, reattachMax)
 			continue
 		}
@@ -115,7 +115,7 @@ func (l *nodeLink) run(ctx context.Context) error {
 		l.place = pl
 		l.mu.Unlock()
 		if old.Session != pl.Session {
-			go l.g.closeAgentSession(old)
+			go l.core.closeAgentSession(old)
 		}
 	}
 }
@@ -128,12 +128,12 @@ func (l *nodeLink) attach(ctx context.Context) (bool, error) {
 	if l.role == medialink.RoleSubscribe {
 		recv = l.onPacket
 	}
-	a, err := l.g.dialNode(ctx, pl.Media, l.stream, l.role, recv)
+	a, err := l.core.dialNode(ctx, pl.Media, l.stream, l.role, recv)
 	if err != nil {
 		return false, err
 	}
 	defer a.path.Close()
-	l.g.watchAgent(pl.API)
+	l.core.watchAgent(pl.API)
 	go l.readControl(a.ctrl)
 	l.cur.Store(a)
 	l.onAttach()
@@ -212,14 +212,14 @@ const (
 // dialNode opens a media link to a node, exchanges hellos and connects the link's
 // media path; recv receives the RTP that arrives on the path (nil: none
 // expected). The caller closes the path when the link is done.
-func (g *Gateway) dialNode(ctx context.Context, media, stream, role string, recv func([]byte)) (*attached, error) {
+func (c *Core) dialNode(ctx context.Context, media, stream, role string, recv func([]byte)) (*attached, error) {
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := g.media.Dial(dctx, media, g.id.ClientTLS())
+	conn, err := c.media.Dial(dctx, media, c.id.ClientTLS())
 	if err != nil {
 		return nil, err
 	}
-	path := g.media.NewPath(recv)
+	path := c.media.NewPath(recv)
 	fail := func(err error) (*attached, error) {
 		path.Close()
 		_ = conn.CloseWithError(1, "")
@@ -229,7 +229,7 @@ func (g *Gateway) dialNode(ctx context.Context, media, stream, role string, recv
 	if err != nil {
 		return fail(err)
 	}
-	hello := &medialink.Msg{T: medialink.MsgHello, Stream: stream, Role: role, Gateway: g.cfg.ID, Path: path.ID(), Port: g.media.MediaPort()}
+	hello := &medialink.Msg{T: medialink.MsgHello, Stream: stream, Role: role, Gateway: c.cfg.ID, Path: path.ID(), Port: c.media.MediaPort()}
 	if err := medialink.WriteMsg(ctrl, hello); err != nil {
 		return fail(err)
 	}

@@ -1,4 +1,4 @@
-package gateway
+package session
 
 import (
 	"context"
@@ -48,8 +48,8 @@ func (eligiblePolicy) Throttle(context.Context, *ThrottleInput) (ThrottleOutput,
 func (eligiblePolicy) Route(_ context.Context, in *RouteInput) (RouteOutput, error) {
 	var out RouteOutput
 	for i := range in.Candidates {
-		if c := &in.Candidates[i]; in.Eligible(c) {
-			out.Agents = append(out.Agents, c.ID)
+		if cand := &in.Candidates[i]; in.Eligible(cand) {
+			out.Agents = append(out.Agents, cand.ID)
 		}
 	}
 	return out, nil

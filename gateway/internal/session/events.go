@@ -1,4 +1,4 @@
-package gateway
+package session
 
 import (
 	"bufio"
@@ -14,29 +14,29 @@ import (
 // of this gateway is placed on it) so that a media link to a node the agent saw
 // die is dropped at once: the link re-attaches to the replacement without
 // waiting for its idle timeout.
-func (g *Gateway) watchAgent(api string) {
-	g.mu.Lock()
-	if g.watching[api] {
-		g.mu.Unlock()
+func (c *Core) watchAgent(api string) {
+	c.mu.Lock()
+	if c.watching[api] {
+		c.mu.Unlock()
 		return
 	}
-	g.watching[api] = true
-	g.mu.Unlock()
-	g.goOwned(func() {
+	c.watching[api] = true
+	c.mu.Unlock()
+	c.goOwned(func() {
 		defer func() {
-			g.mu.Lock()
-			delete(g.watching, api)
-			g.mu.Unlock()
+			c.mu.Lock()
+			delete(c.watching, api)
+			c.mu.Unlock()
 		}()
 		backoff := 100 * time.Millisecond
-		for g.ctx.Err() == nil && g.usesAgent(api) {
+		for c.ctx.Err() == nil && c.usesAgent(api) {
 			start := time.Now()
-			g.followEvents(api)
+			c.followEvents(api)
 			if time.Since(start) > 10*time.Second {
 				backoff = 100 * time.Millisecond
 			}
 			select {
-			case <-g.ctx.Done():
+			case <-c.ctx.Done():
 				return
 			case <-time.After(backoff):
 			}
@@ -46,18 +46,18 @@ func (g *Gateway) watchAgent(api string) {
 }
 
 // usesAgent reports whether a node link of this gateway is placed on api.
-func (g *Gateway) usesAgent(api string) bool {
-	return g.links.any(func(pl placement) bool { return pl.API == api })
+func (c *Core) usesAgent(api string) bool {
+	return c.links.any(func(pl placement) bool { return pl.API == api })
 }
 
-func (g *Gateway) followEvents(api string) {
-	ctx, cancel := context.WithCancel(g.ctx)
+func (c *Core) followEvents(api string) {
+	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+api+wire.PathEvents, nil)
 	if err != nil {
 		return
 	}
-	resp, err := g.agents.streaming().Do(req)
+	resp, err := c.agents.Streaming().Do(req)
 	if err != nil {
 		return
 	}
@@ -76,10 +76,10 @@ func (g *Gateway) followEvents(api string) {
 			continue
 		}
 		if ev.T == wire.EventNodeDown {
-			g.links.each(func(pl placement) bool { return pl.Node == ev.Node },
+			c.links.each(func(pl placement) bool { return pl.Node == ev.Node },
 				func(l *nodeLink) { l.drop(closeNodeDown, "node down") })
 		}
-		if !g.usesAgent(api) {
+		if !c.usesAgent(api) {
 			return
 		}
 	}

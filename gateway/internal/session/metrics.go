@@ -1,11 +1,11 @@
-package gateway
+package session
 
 import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// gwMetrics are the gateway's Prometheus series.
-type gwMetrics struct {
+// coreMetrics are the gateway's Prometheus series.
+type coreMetrics struct {
 	publishers       *metrics.Counter // used as a gauge: Inc/Dec
 	viewers          *metrics.Counter
 	packetsIn        *metrics.Counter
@@ -20,8 +20,8 @@ type gwMetrics struct {
 	throttled        *metrics.Counter
 }
 
-func newGWMetrics(s *metrics.Set, g *Gateway) *gwMetrics {
-	m := &gwMetrics{
+func newCoreMetrics(s *metrics.Set, c *Core) *coreMetrics {
+	m := &coreMetrics{
 		publishers:       s.NewCounter(`sluice_gateway_sessions{kind="publish"}`),
 		viewers:          s.NewCounter(`sluice_gateway_sessions{kind="play"}`),
 		packetsIn:        s.NewCounter(`sluice_gateway_rtp_packets_total{dir="in"}`),
@@ -35,6 +35,6 @@ func newGWMetrics(s *metrics.Set, g *Gateway) *gwMetrics {
 		refused:          s.NewCounter(`sluice_gateway_refused_total`),
 		throttled:        s.NewCounter(`sluice_gateway_throttled_total`),
 	}
-	s.NewGauge(`sluice_gateway_agents`, func() float64 { return float64(len(g.agentsView())) })
+	s.NewGauge(`sluice_gateway_agents`, func() float64 { return float64(len(c.agentsView())) })
 	return m
 }

@@ -1,4 +1,4 @@
-package gateway
+package whip
 
 import (
 	"strings"

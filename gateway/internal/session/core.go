@@ -1,0 +1,147 @@
+// Package session is the gateway's protocol-neutral core. A stream on a gateway
+// has at most one Publication — a protocol's Source (a WHIP publisher, a MoQ
+// publisher) carried to the stream's node — and at most one Subscription: a link
+// from the node fanned out to the Sinks of every protocol its local viewers use.
+// Admission (the throttle policy), placement (the route policy and the cluster's
+// agents), the media link to the node (dial, re-attach after a node is replaced
+// or an agent lost, keyframe requests) and the fan-out are here, once; a protocol
+// adds only a Source or a Sink, and answers its clients in its own terms.
+//
+// The core keeps no state another gateway needs: where a stream is lives with the
+// agent that carries it (RATIONALE.md).
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/medialink"
+	"github.com/sluicegw/sluice/internal/pki"
+)
+
+// Config configures the core. Zero values mean the defaults given.
+type Config struct {
+	// ID names the gateway to agents and nodes. Required.
+	ID string
+	// Purpose is the node purpose that carries media streams. Default "relay".
+	Purpose string
+	// TrackWait is how long a new viewer waits for a just-started stream to
+	// announce all of its tracks. Default 3s.
+	TrackWait time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Purpose == "" {
+		c.Purpose = "relay"
+	}
+	if c.TrackWait == 0 {
+		c.TrackWait = 3 * time.Second
+	}
+	return c
+}
+
+// Core is one gateway's streams.
+type Core struct {
+	cfg     Config
+	log     *slog.Logger
+	cluster *cluster.Cluster
+	id      *pki.Identity
+	agents  *AgentClient
+	policy  Policy
+	m       *coreMetrics
+	media   *medialink.Endpoint // the one socket of every media link to nodes
+
+	mu       sync.Mutex
+	pubs     map[string]*Publication  // stream id → Publication through this gateway
+	subs     map[string]*Subscription // stream id → shared Subscription on this gateway
+	watching map[string]bool          // agent API addresses whose events are followed
+	links    linkSet                  // every node link, for the agents' events
+
+	viewMu sync.Mutex
+	view   *agentList // built at the cluster change count view.at
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// New starts a core. It needs the cluster membership (to find agents), the member
+// identity (mutual TLS on the links to agents and nodes) and the policy (nil:
+// admit everything and offer the eligible agents in membership order). Its
+// metrics go in set.
+func New(cfg Config, c *cluster.Cluster, id *pki.Identity, pol Policy, log *slog.Logger, set *metrics.Set) (*Core, error) {
+	cfg = cfg.withDefaults()
+	if cfg.ID == "" {
+		return nil, errors.New("session: no gateway id")
+	}
+	if pol == nil {
+		pol = eligiblePolicy{}
+	}
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	core := &Core{cfg: cfg, log: log, cluster: c, id: id, agents: newAgentClient(id), policy: pol,
+		pubs: map[string]*Publication{}, subs: map[string]*Subscription{}, watching: map[string]bool{}}
+	core.ctx, core.cancel = context.WithCancel(context.Background())
+	core.m = newCoreMetrics(set, core)
+	// Media links leave from one socket of every interface, as quic-go's own
+	// dialling would; their media paths come back to it.
+	media, err := medialink.NewEndpoint(":0")
+	if err != nil {
+		return nil, fmt.Errorf("session: media endpoint: %w", err)
+	}
+	core.media = media
+	core.goOwned(func() { _ = media.Serve(core.ctx) })
+	return core, nil
+}
+
+// Close ends every link and waits for the core's goroutines. Protocols close
+// their own sessions first. It is safe to call twice.
+func (c *Core) Close() {
+	c.closed.Do(func() {
+		c.cancel()
+		c.wg.Wait()
+		_ = c.media.Close()
+		c.agents.close()
+	})
+}
+
+// Agents is the mutual-TLS client of the agents' API, for the operator API.
+func (c *Core) Agents() *AgentClient { return c.agents }
+
+// Refused counts a request a protocol refused after Admission.
+func (c *Core) Refused() { c.m.refused.Inc() }
+
+// goOwned runs f on a goroutine owned by the core; Close waits for it.
+func (c *Core) goOwned(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
+// Error is a refusal a protocol answers in its own terms: an HTTP problem for
+// WHIP and WHEP, an error code for MoQ. Kind is stable (the problem type); Status
+// is the HTTP status that fits.
+type Error struct {
+	Status              int
+	Kind, Title, Detail string
+}
+
+func (e *Error) Error() string { return e.Title + ": " + e.Detail }
+
+// ErrNotLive is returned when a stream is published nowhere in the cluster.
+var ErrNotLive = errors.New("stream is not live")
+
+func errNotLiveWithin(wait time.Duration) error {
+	return fmt.Errorf("%w: no tracks announced within %s", ErrNotLive, wait)
+}

@@ -1,0 +1,110 @@
+// Package whip is the gateway's WebRTC edge: WHIP publishers (RFC 9725) as the
+// session core's Sources and WHEP viewers as one of its Sinks, with pion for
+// SDP, ICE on one UDP port, DTLS and SRTP. It serves POST /whip/{stream} and
+// /whep/{stream} and the resources their Location headers name (trickle ICE
+// PATCH, DELETE).
+package whip
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/sluicegw/sluice/gateway/internal/session"
+)
+
+// Config configures the WebRTC edge. Zero values mean the defaults given.
+type Config struct {
+	// ICEUDPPort is the one UDP port every WebRTC session uses. Default 8189; a
+	// negative value picks a free port (tests).
+	ICEUDPPort int
+	// ICEBind is the address the ICE port binds to. Default "127.0.0.1".
+	ICEBind string
+	// ICEHosts are the IP addresses advertised as ICE host candidates instead of
+	// the bound interface addresses.
+	ICEHosts []string
+	// StreamHeader is allowed in CORS preflights. Default "X-Stream-Id".
+	StreamHeader string
+	// MaxOfferBytes bounds an SDP offer or PATCH body. Default 64 KiB.
+	MaxOfferBytes int64
+	// RouteHeaders are the request headers passed to the route policy.
+	RouteHeaders []string
+}
+
+func (c Config) withDefaults() Config {
+	if c.ICEUDPPort == 0 {
+		c.ICEUDPPort = 8189
+	}
+	if c.ICEBind == "" {
+		c.ICEBind = "127.0.0.1"
+	}
+	if c.StreamHeader == "" {
+		c.StreamHeader = "X-Stream-Id"
+	}
+	if c.MaxOfferBytes == 0 {
+		c.MaxOfferBytes = 64 << 10
+	}
+	return c
+}
+
+// Server is the WHIP and WHEP surface of one gateway.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	core *session.Core
+	api  *webrtc.API
+	udp  net.PacketConn
+
+	mu        sync.Mutex
+	resources map[string]resource // resource id → WHIP or WHEP session
+}
+
+// New binds the ICE port and makes the server.
+func New(cfg Config, core *session.Core, log *slog.Logger) (*Server, error) {
+	cfg = cfg.withDefaults()
+	udp, err := net.ListenPacket("udp", net.JoinHostPort(cfg.ICEBind, strconv.Itoa(max(cfg.ICEUDPPort, 0))))
+	if err != nil {
+		return nil, fmt.Errorf("whip: ICE port: %w", err)
+	}
+	api, err := NewAPI(cfg, udp)
+	if err != nil {
+		_ = udp.Close()
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: log, core: core, api: api, udp: udp, resources: map[string]resource{}}, nil
+}
+
+// Register mounts the WHIP and WHEP endpoints on mux.
+func (srv *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /whip/{stream}", srv.handleWHIP)
+	mux.HandleFunc("POST /whep/{stream}", srv.handleWHEP)
+	for _, proto := range []string{"whip", "whep"} {
+		mux.HandleFunc("PATCH /"+proto+"/{stream}/{res}", srv.handlePatch)
+		mux.HandleFunc("DELETE /"+proto+"/{stream}/{res}", srv.handleDelete)
+		mux.HandleFunc("OPTIONS /"+proto+"/{stream}", srv.handleOptions)
+		mux.HandleFunc("OPTIONS /"+proto+"/{stream}/{res}", srv.handleOptions)
+	}
+}
+
+// ICEAddr is the bound ICE UDP address.
+func (srv *Server) ICEAddr() net.Addr { return srv.udp.LocalAddr() }
+
+// Close ends every session and releases the ICE port. It is safe to call twice.
+func (srv *Server) Close() {
+	srv.mu.Lock()
+	ss := make([]resource, 0, len(srv.resources))
+	for _, s := range srv.resources {
+		ss = append(ss, s)
+	}
+	srv.resources = map[string]resource{}
+	srv.mu.Unlock()
+	for _, s := range ss {
+		s.close("gateway shutting down")
+	}
+	_ = srv.udp.Close()
+}
