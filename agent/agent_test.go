@@ -23,15 +23,17 @@ import (
 )
 
 // The test binary doubles as the node program: an agent under test starts it with
-// SLUICE_TEST_NODE=1 and it runs the real node main.
+// SLUICE_TEST_NODE=1 and --purpose P, and it runs the real node main. (Without
+// --purpose it is a test process, such as a fuzzing worker, that inherited the
+// variable.)
 func TestMain(m *testing.M) {
-	if os.Getenv("SLUICE_TEST_NODE") == "1" {
-		purpose := "relay"
-		for i, a := range os.Args {
-			if a == "--purpose" && i+1 < len(os.Args) {
-				purpose = os.Args[i+1]
-			}
+	purpose := ""
+	for i, a := range os.Args {
+		if a == "--purpose" && i+1 < len(os.Args) {
+			purpose = os.Args[i+1]
 		}
+	}
+	if os.Getenv("SLUICE_TEST_NODE") == "1" && purpose != "" {
 		if err := node.Run(context.Background(), purpose, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
 			os.Exit(1)
 		}
