@@ -254,7 +254,7 @@ func TestTheWaitQueueServesInOrderAndTimesOutWithAClearError(t *testing.T) {
 		t.Fatalf("queued = %d, want 2", q)
 	}
 	// Free the node: q1 (first in) gets it; q2 waits on and times out.
-	if err := a.Manager().Close(first.Session); err != nil {
+	if err := a.Manager().CloseSession(first.Session); err != nil {
 		t.Fatal(err)
 	}
 	if got := <-order; got != "q1" {
@@ -361,7 +361,7 @@ func TestSIGTERMDrainsTagsDrainingTakesNoNewStreamsAndWaitsForLiveOnes(t *testin
 		t.Fatal("Run returned while a stream was live and the drain deadline had not passed")
 	case <-time.After(500 * time.Millisecond):
 	}
-	_ = a.Manager().Close(live.Session) // the stream ends
+	_ = a.Manager().CloseSession(live.Session) // the stream ends
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
