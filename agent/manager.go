@@ -33,8 +33,8 @@ import (
 // grow, who waits first) and a node's death changes all of them at once; with a
 // lock each, every such path would take every lock anyway. The hub's lock and a
 // node's write lock (nodeProc.wmu) are leaves taken with mu held or alone, never
-// the other way round; a node's log ring has its own leaf lock. No part blocks on
-// a channel or a process while mu is held.
+// the other way round; a node's log ring has its own leaf lock. Nothing waits for
+// another goroutine or a process's exit with mu held (see RATIONALE.md).
 type Manager struct {
 	cfg Config
 	log *slog.Logger
