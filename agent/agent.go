@@ -1,7 +1,8 @@
 // Package agent is sluice's cluster worker. An agent joins the serf cluster,
 // publishes its load as tags, serves the agent API that gateways call (mutual
 // TLS), and runs the media work of the streams placed on it in node child
-// processes, which its Manager supervises in per-purpose pools.
+// processes, which its Manager places streams on and supervises in per-purpose
+// pools.
 //
 // The design follows OWT's WorkerAgent and NodeManager and M2's process settings;
 // RATIONALE.md says why it is built the way it is.
@@ -15,8 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -107,10 +106,7 @@ loop:
 			a.inspect()
 		}
 	}
-	// Drain.
-	a.mgr.mu.Lock()
-	a.mgr.draining = true
-	a.mgr.mu.Unlock()
+	a.mgr.drain()
 	_ = a.cluster.SetTags(a.tags(wire.StateDraining))
 	deadline := time.Now().Add(a.cfg.DrainTimeout)
 	for a.mgr.liveStreams() > 0 && time.Now().Before(deadline) {
@@ -130,97 +126,37 @@ loop:
 
 // tags are the agent's serf tags: identity and load.
 func (a *Agent) tags(state string) map[string]string {
-	m := a.mgr
-	m.mu.Lock()
-	var purposes, failed []string
-	capacity, queued := 0, 0
-	for name, p := range m.pools {
-		purposes = append(purposes, name)
-		if p.failed != "" {
-			failed = append(failed, name)
-		}
-		per := p.cfg.WaitQueue
-		if per == 0 {
-			per = 1000
-		}
-		capacity += per * p.concurrent
-		queued += len(p.queue)
-	}
-	load := len(m.streams)
-	var rss int64
-	for _, n := range m.nodes {
-		rss += n.rss
-	}
-	m.mu.Unlock()
-	sort.Strings(purposes)
-	sort.Strings(failed)
+	l := a.mgr.load()
 	own, cpu := a.meter.Sample()
 	return map[string]string{
 		wire.TagID:       a.cfg.ID,
 		wire.TagAPI:      a.APIAddr(),
-		wire.TagPurposes: strings.Join(purposes, ","),
-		wire.TagCapacity: strconv.Itoa(capacity),
-		wire.TagLoad:     strconv.Itoa(load),
-		wire.TagQueue:    strconv.Itoa(queued),
+		wire.TagPurposes: strings.Join(l.purposes, ","),
+		wire.TagCapacity: strconv.Itoa(l.capacity),
+		wire.TagLoad:     strconv.Itoa(l.streams),
+		wire.TagQueue:    strconv.Itoa(l.queued),
 		wire.TagCPU:      strconv.Itoa(int(cpu/10) * 10), // coarse, so small jitter does not re-tag
-		wire.TagMem:      strconv.FormatInt((own+rss)>>26<<6, 10),
+		wire.TagMem:      strconv.FormatInt((own+l.rss)>>26<<6, 10),
 		wire.TagState:    state,
-		wire.TagFailed:   strings.Join(failed, ","),
+		wire.TagFailed:   strings.Join(l.failed, ","),
 	}
 }
 
 // Status is the agent's process table.
 func (a *Agent) Status() wire.Status {
 	rss, cpu := procstat.NewMeter(0).Sample()
-	m := a.mgr
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	st := wire.Status{Agent: a.cfg.ID, State: wire.StateServing, PID: os.Getpid(), Started: a.started, CPU: cpu, RSS: rss}
-	if m.draining {
-		st.State = wire.StateDraining
-	}
 	_, avail := procstat.MemInfo()
 	st.Summary.MemAvailable = avail
 	st.Summary.MemActive = rss
-	st.Summary.Respawns = m.respawns
-	for _, n := range m.nodes {
-		st.Nodes = append(st.Nodes, m.nodeInfoLocked(n))
-		st.Summary.MemActive += n.rss
-		if len(n.streams) > 0 {
-			st.Summary.Running++
-		} else {
-			st.Summary.Sleeping++
-		}
-	}
-	slices.SortFunc(st.Nodes, func(x, y wire.NodeInfo) int { return strings.Compare(x.ID, y.ID) })
-	for name, p := range m.pools {
-		ps := wire.PoolStatus{Purpose: name, Concurrent: p.concurrent, WaitQueue: p.cfg.WaitQueue, Queued: len(p.queue),
-			MemoryLimit: p.memLimit, RestartsToday: p.today, Failed: p.failed != "", Reason: p.failed}
-		for _, n := range m.nodes {
-			if n.purpose == name {
-				ps.Nodes++
-				ps.Streams += len(n.streams)
-			}
-		}
-		st.Pools = append(st.Pools, ps)
-	}
-	slices.SortFunc(st.Pools, func(x, y wire.PoolStatus) int { return strings.Compare(x.Purpose, y.Purpose) })
+	a.mgr.fillStatus(&st)
 	return st
 }
 
 func (a *Agent) registerMetrics(set *metrics.Set) {
 	m := a.mgr
-	gauge := func(name string, f func() float64) { set.NewGauge(name, f) }
-	gauge(`sluice_agent_nodes`, func() float64 { m.mu.Lock(); defer m.mu.Unlock(); return float64(len(m.nodes)) })
-	gauge(`sluice_agent_streams`, func() float64 { return float64(m.liveStreams()) })
-	gauge(`sluice_agent_respawns_total`, func() float64 { m.mu.Lock(); defer m.mu.Unlock(); return float64(m.respawns) })
-	gauge(`sluice_agent_queued`, func() float64 {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		n := 0
-		for _, p := range m.pools {
-			n += len(p.queue)
-		}
-		return float64(n)
-	})
+	set.NewGauge(`sluice_agent_nodes`, func() float64 { return float64(m.load().nodes) })
+	set.NewGauge(`sluice_agent_streams`, func() float64 { return float64(m.liveStreams()) })
+	set.NewGauge(`sluice_agent_respawns_total`, func() float64 { return float64(m.load().respawns) })
+	set.NewGauge(`sluice_agent_queued`, func() float64 { return float64(m.load().queued) })
 }

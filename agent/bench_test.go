@@ -21,7 +21,7 @@ func BenchmarkNodeSpawn(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		m.mu.Lock()
-		n, err := m.spawnLocked(m.pools["relay"])
+		n, err := m.sup.spawnLocked(m.pools["relay"])
 		m.mu.Unlock()
 		if err != nil {
 			b.Fatal(err)
@@ -39,7 +39,7 @@ func BenchmarkNodeSpawn(b *testing.B) {
 		lat = append(lat, time.Since(start))
 		b.StopTimer()
 		m.mu.Lock()
-		m.retireLocked(n)
+		m.sup.retireLocked(n)
 		m.mu.Unlock()
 		<-n.exited
 		b.StartTimer()
@@ -59,7 +59,7 @@ func BenchmarkNodeSpawnToReady(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		m.mu.Lock()
-		n, err := m.spawnLocked(m.pools["relay"])
+		n, err := m.sup.spawnLocked(m.pools["relay"])
 		m.mu.Unlock()
 		if err != nil {
 			b.Fatal(err)
@@ -67,7 +67,7 @@ func BenchmarkNodeSpawnToReady(b *testing.B) {
 		<-n.ready
 		lat = append(lat, time.Since(start))
 		m.mu.Lock()
-		m.retireLocked(n)
+		m.sup.retireLocked(n)
 		m.mu.Unlock()
 		<-n.exited
 	}
@@ -94,7 +94,7 @@ func BenchmarkWarmAcquire(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		_ = m.Close(r.Session)
+		_ = m.CloseSession(r.Session)
 	}
 	b.StopTimer()
 	benchlat.Percentiles(b, lat)

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/sluicegw/sluice/internal/cronsched"
 )
 
 // Config configures an agent. The zero value of each field means its default.
@@ -99,10 +97,16 @@ type MemoryUsage struct {
 
 // Inspection mirrors M2's inspection.process: periodic process-table snapshots.
 type Inspection struct {
-	Enable    bool   // default false (M2 enables it; sluice does not write files unasked)
-	Retention int    // snapshots kept; default 14
-	Schedule  string // six-field cron with seconds, or a Go duration; default "5 * * * * *"
-	Dir       string // default "log/process" under the working directory
+	Enable    bool // default false (M2 enables it; sluice does not write files unasked)
+	Retention int  // snapshots kept; default 14
+	// Schedule is when snapshots are written: a cron schedule, six fields with
+	// seconds first as in M2 ("5 * * * * *") or a classic five-field line (seconds
+	// 0), day of month and day of week matched as cron does (either, when both are
+	// restricted); or a Go duration of at least 1s between snapshots. Default
+	// "5 * * * * *".
+	Schedule string
+	// Dir is where snapshots go; default "log/process" under the working directory.
+	Dir string
 
 	next func(time.Time) time.Time // from Schedule
 }
@@ -190,18 +194,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Inspection.Retention < 0 {
 		return c, errors.New("inspection.process.retention: must be ≥ 1")
 	}
-	if d, err := time.ParseDuration(c.Inspection.Schedule); err == nil {
-		if d < time.Second {
-			return c, fmt.Errorf("inspection.process.schedule: %s is under 1s", d)
-		}
-		c.Inspection.next = func(t time.Time) time.Time { return t.Add(d) }
-	} else {
-		sched, err := cronsched.Parse(c.Inspection.Schedule)
-		if err != nil {
-			return c, fmt.Errorf("inspection.process.schedule: %w", err)
-		}
-		c.Inspection.next = sched.Next
+	next, err := parseSchedule(c.Inspection.Schedule)
+	if err != nil {
+		return c, fmt.Errorf("inspection.process.schedule: %w", err)
 	}
+	c.Inspection.next = next
 	if len(c.Pools) == 0 {
 		c.Pools = map[string]Pool{"relay": {}}
 	}

@@ -26,8 +26,9 @@ const (
 	nodeStopped   = "stopped"
 )
 
-// nodeProc is one node child process and what the agent knows of it. Fields below
-// mu are guarded by the manager's lock.
+// nodeProc is one node child process and what the agent knows of it. The fields
+// set at spawn do not change; the ones marked below are guarded by the Manager's
+// state lock, and wmu serialises writes to the control channel.
 type nodeProc struct {
 	id      string
 	purpose string
@@ -40,7 +41,7 @@ type nodeProc struct {
 	ready  chan struct{} // closed when the node sent MsgReady (or died first)
 	exited chan struct{} // closed when the process has been reaped
 
-	// guarded by Manager.mu
+	// guarded by the Manager's state lock (Manager.mu)
 	state     string
 	media     string
 	lastBeat  time.Time
