@@ -97,7 +97,8 @@ func TestOperatorsStartQueryFollowAndStopNodesThroughTheGateway(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, body = do(t, "GET", base+"/v1/agents/dev/nodes/"+n.ID, "", "", nil)
-		if strings.Contains(body, `"state":"running"`) {
+		var cur struct{ State string }
+		if json.Unmarshal([]byte(body), &cur) == nil && cur.State == "running" {
 			break
 		}
 		if time.Now().After(deadline) {
