@@ -116,9 +116,6 @@ func (e *UnknownMessageError) As(target any) bool {
 	return false
 }
 
-// ErrTruncated is returned (wrapped in a *ProtocolError) when input ends inside a field.
-var ErrTruncated = errors.New("moqt: truncated")
-
 func violation(format string, args ...any) error {
 	return &ProtocolError{Code: CodeProtocolViolation, Msg: fmt.Sprintf(format, args...)}
 }

@@ -131,14 +131,14 @@ func varintValue(v Version, p []byte) uint64 {
 // ParseVarint decodes one varint from the start of p, returning it and its length.
 func ParseVarint(p []byte, v Version) (uint64, int, error) {
 	if len(p) == 0 {
-		return 0, 0, &ProtocolError{Code: CodeProtocolViolation, Msg: ErrTruncated.Error()}
+		return 0, 0, &ProtocolError{Code: CodeProtocolViolation, Msg: "truncated"}
 	}
 	n := varintSize(v, p[0])
 	if n == 0 {
 		return 0, 0, violation("varint code point 0x%02x is invalid in %s", p[0], v)
 	}
 	if len(p) < n {
-		return 0, 0, &ProtocolError{Code: CodeProtocolViolation, Msg: ErrTruncated.Error()}
+		return 0, 0, &ProtocolError{Code: CodeProtocolViolation, Msg: "truncated"}
 	}
 	return varintValue(v, p[:n]), n, nil
 }
