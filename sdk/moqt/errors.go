@@ -103,14 +103,16 @@ type UnknownMessageError struct {
 	Version Version
 }
 
-func (e *UnknownMessageError) Error() string {
-	return fmt.Sprintf("moqt: unknown control message type 0x%x in %s", e.Type, e.Version)
+func (e *UnknownMessageError) Error() string { return "moqt: " + e.msg() }
+
+func (e *UnknownMessageError) msg() string {
+	return fmt.Sprintf("unknown control message type 0x%x in %s", e.Type, e.Version)
 }
 
 // As lets errors.As(err, &*ProtocolError) find the code to close with.
 func (e *UnknownMessageError) As(target any) bool {
 	if p, ok := target.(**ProtocolError); ok {
-		*p = &ProtocolError{Code: CodeProtocolViolation, Msg: e.Error()[len("moqt: "):]}
+		*p = &ProtocolError{Code: CodeProtocolViolation, Msg: e.msg()}
 		return true
 	}
 	return false

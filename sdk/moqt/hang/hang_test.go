@@ -1,4 +1,4 @@
-package moqt
+package hang
 
 import (
 	"bytes"
@@ -83,29 +83,20 @@ func TestCatalogRejects(t *testing.T) {
 	}
 }
 
-func TestHangFrame(t *testing.T) {
+func TestFrame(t *testing.T) {
 	// @moq/hang 0.2.16 container/legacy.js: QUIC varint microseconds, then the
 	// payload. 33_366 µs is a 4-byte RFC 9000 varint: 0x80008256.
-	f := HangFrame{TimestampMicros: 33366, Payload: []byte{0x9d, 0x01, 0x2a}}
+	f := Frame{TimestampMicros: 33366, Payload: []byte{0x9d, 0x01, 0x2a}}
 	b := f.Append(nil)
 	if want := []byte{0x80, 0x00, 0x82, 0x56, 0x9d, 0x01, 0x2a}; !bytes.Equal(b, want) {
 		t.Fatalf("encoded %x, want %x", b, want)
 	}
-	got, err := ParseHangFrame(b)
+	got, err := ParseFrame(b)
 	if err != nil || got.TimestampMicros != 33366 || !bytes.Equal(got.Payload, f.Payload) {
 		t.Fatalf("parsed %+v %v", got, err)
 	}
-	if _, err := ParseHangFrame([]byte{0xc0, 1}); err == nil {
+	if _, err := ParseFrame([]byte{0xc0, 1}); err == nil {
 		t.Error("truncated timestamp accepted")
-	}
-}
-
-func TestNamespaceFromPath(t *testing.T) {
-	if n := NamespaceFromPath("live/cam1.hang"); !n.Equal(Namespace{"live", "cam1.hang"}) || n.Path() != "live/cam1.hang" {
-		t.Errorf("got %q", n)
-	}
-	if n := NamespaceFromPath(""); len(n) != 0 {
-		t.Errorf("empty path gave %q", n)
 	}
 }
 
@@ -135,15 +126,15 @@ func FuzzCatalog(f *testing.F) {
 	})
 }
 
-func FuzzHangFrame(f *testing.F) {
+func FuzzFrame(f *testing.F) {
 	f.Add([]byte{0x80, 0x00, 0x82, 0x56, 0x9d, 0x01, 0x2a})
 	f.Add([]byte{0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := ParseHangFrame(b)
+		fr, err := ParseFrame(b)
 		if err != nil {
 			return
 		}
-		again, err := ParseHangFrame(fr.Append(nil))
+		again, err := ParseFrame(fr.Append(nil))
 		if err != nil || again.TimestampMicros != fr.TimestampMicros || !bytes.Equal(again.Payload, fr.Payload) {
 			t.Fatalf("round trip %+v → %+v, %v", fr, again, err)
 		}

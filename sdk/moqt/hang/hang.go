@@ -1,4 +1,9 @@
-package moqt
+// Package hang is moq-dev's "hang" media format carried over MoQT (package
+// moqt): a broadcast is a namespace (its path, conventionally ending in
+// ".hang") whose track "catalog.json" carries a JSON [Catalog] describing the
+// media tracks, each of which carries one [Frame] per object, every group
+// starting at a keyframe. See ../RATIONALE.md for where the layout comes from.
+package hang
 
 import (
 	"bytes"
@@ -8,20 +13,19 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/sluicegw/sluice/sdk/moqt"
 )
 
-// moq-dev's "hang" media format: a broadcast is a namespace (the broadcast
-// path, conventionally ending in ".hang") whose track "catalog.json" carries a
-// JSON Catalog, and whose media tracks carry one frame per object, each a
-// group starting at a keyframe.
-
-// Hang track names used by moq-dev's publisher (@moq/publish).
+// Names used by moq-dev's publisher (@moq/publish).
 const (
-	HangCatalogTrack = "catalog.json"
-	HangSuffix       = ".hang"
+	// CatalogTrack is the track that carries the Catalog.
+	CatalogTrack = "catalog.json"
+	// Suffix marks a broadcast name as hang ("cam1.hang").
+	Suffix = ".hang"
 )
 
-// Hang container kinds. Only "legacy" (timestamp varint + codec payload) is
+// Container kinds. Only "legacy" (timestamp varint + codec payload) is
 // what @moq/publish sends; the others are named so they can be refused clearly.
 const (
 	ContainerLegacy = "legacy"
@@ -100,15 +104,15 @@ type AudioConfig struct {
 // ParseCatalog decodes and validates a catalog.json object payload.
 func ParseCatalog(b []byte) (*Catalog, error) {
 	if len(b) > MaxCatalogSize {
-		return nil, fmt.Errorf("moqt: catalog of %d bytes exceeds %d", len(b), MaxCatalogSize)
+		return nil, fmt.Errorf("hang: catalog of %d bytes exceeds %d", len(b), MaxCatalogSize)
 	}
 	var c Catalog
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("moqt: catalog: %w", err)
+		return nil, fmt.Errorf("hang: catalog: %w", err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("moqt: catalog: trailing data after the JSON object")
+		return nil, fmt.Errorf("hang: catalog: trailing data after the JSON object")
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -130,27 +134,27 @@ func (c *Catalog) Marshal() ([]byte, error) {
 func (c *Catalog) Validate() error {
 	if c.Video != nil {
 		if err := checkRenditions(len(c.Video.Renditions)); err != nil {
-			return fmt.Errorf("moqt: catalog video: %w", err)
+			return fmt.Errorf("hang: catalog video: %w", err)
 		}
 		for name, r := range c.Video.Renditions {
 			if err := r.validate(name); err != nil {
-				return fmt.Errorf("moqt: catalog video %q: %w", name, err)
+				return fmt.Errorf("hang: catalog video %q: %w", name, err)
 			}
 		}
 		if d := c.Video.Display; d != nil && (d.Width > maxJSONSafeInt || d.Height > maxJSONSafeInt) {
-			return fmt.Errorf("moqt: catalog video display size out of range")
+			return fmt.Errorf("hang: catalog video display size out of range")
 		}
 		if r := c.Video.Rotation; r != nil && (math.IsNaN(*r) || math.IsInf(*r, 0)) {
-			return fmt.Errorf("moqt: catalog video rotation not finite")
+			return fmt.Errorf("hang: catalog video rotation not finite")
 		}
 	}
 	if c.Audio != nil {
 		if err := checkRenditions(len(c.Audio.Renditions)); err != nil {
-			return fmt.Errorf("moqt: catalog audio: %w", err)
+			return fmt.Errorf("hang: catalog audio: %w", err)
 		}
 		for name, r := range c.Audio.Renditions {
 			if err := r.validate(name); err != nil {
-				return fmt.Errorf("moqt: catalog audio %q: %w", name, err)
+				return fmt.Errorf("hang: catalog audio %q: %w", name, err)
 			}
 		}
 	}
@@ -196,7 +200,7 @@ func (r AudioConfig) validate(name string) error {
 }
 
 func checkCommon(name, codec, description string, c *Container) error {
-	if name == "" || len(name) > MaxFullTrackName {
+	if name == "" || len(name) > moqt.MaxFullTrackName {
 		return fmt.Errorf("track name of %d bytes", len(name))
 	}
 	if codec == "" || len(codec) > maxCodecString || strings.ContainsFunc(codec, func(r rune) bool { return r <= ' ' || r > '~' }) {
@@ -231,26 +235,27 @@ func ContainerKind(c *Container) string {
 	return c.Kind
 }
 
-// HangFrame is one frame of a hang "legacy" track: the object payload is a
+// Frame is one frame of a hang "legacy" track: the object payload is a
 // presentation timestamp in microseconds as an RFC 9000 varint (whatever the
 // MoQT version), then the codec payload. A frame that opens a group is a keyframe.
-type HangFrame struct {
+type Frame struct {
 	TimestampMicros uint64
 	Payload         []byte
 }
 
-// Append appends the frame's object payload.
-func (f HangFrame) Append(b []byte) []byte {
-	b = AppendVarint(b, Draft16, f.TimestampMicros)
+// Append appends the frame's object payload. TimestampMicros must be below
+// 2^62 (the RFC 9000 varint range; 2^62 µs is about 146,000 years).
+func (f Frame) Append(b []byte) []byte {
+	b = moqt.AppendVarint(b, moqt.Draft16, f.TimestampMicros)
 	return append(b, f.Payload...)
 }
 
-// ParseHangFrame splits an object payload into timestamp and codec payload
+// ParseFrame splits an object payload into timestamp and codec payload
 // (which aliases b). An empty codec payload is hang's end-of-content marker.
-func ParseHangFrame(b []byte) (HangFrame, error) {
-	ts, n, err := ParseVarint(b, Draft16)
+func ParseFrame(b []byte) (Frame, error) {
+	ts, n, err := moqt.ParseVarint(b, moqt.Draft16)
 	if err != nil {
-		return HangFrame{}, fmt.Errorf("moqt: hang frame timestamp: %w", err)
+		return Frame{}, fmt.Errorf("hang: frame timestamp: %w", err)
 	}
-	return HangFrame{TimestampMicros: ts, Payload: b[n:]}, nil
+	return Frame{TimestampMicros: ts, Payload: b[n:]}, nil
 }
