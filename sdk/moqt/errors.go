@@ -105,6 +105,9 @@ type UnknownMessageError struct {
 
 func (e *UnknownMessageError) Error() string { return "moqt: " + e.msg() }
 
+// Code is the termination code the drafts require: PROTOCOL_VIOLATION.
+func (e *UnknownMessageError) Code() ErrorCode { return CodeProtocolViolation }
+
 func (e *UnknownMessageError) msg() string {
 	return fmt.Sprintf("unknown control message type 0x%x in %s", e.Type, e.Version)
 }
@@ -112,7 +115,7 @@ func (e *UnknownMessageError) msg() string {
 // As lets errors.As(err, &*ProtocolError) find the code to close with.
 func (e *UnknownMessageError) As(target any) bool {
 	if p, ok := target.(**ProtocolError); ok {
-		*p = &ProtocolError{Code: CodeProtocolViolation, Msg: e.msg()}
+		*p = &ProtocolError{Code: e.Code(), Msg: e.msg()}
 		return true
 	}
 	return false
