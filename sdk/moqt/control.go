@@ -24,7 +24,7 @@ const (
 	TypeMaxRequestID           uint64 = 0x15 // draft 16 only
 	TypeRequestsBlocked        uint64 = 0x1A // draft 16 only
 	TypePublish                uint64 = 0x1D
-	TypePublishOK              uint64 = 0x1E
+	TypePublishOK              uint64 = 0x1E   // drafts 16, 17; REQUEST_OK in 18+
 	TypeClientSetup            uint64 = 0x20   // draft 16 only
 	TypeServerSetup            uint64 = 0x21   // draft 16 only
 	TypeSetup                  uint64 = 0x2F00 // draft 17+; also its control stream's type
@@ -62,7 +62,9 @@ func newMessage(v Version, t uint64) Message {
 	case TypePublish:
 		m = &Publish{}
 	case TypePublishOK:
-		m = &PublishOK{}
+		if !v.requestOKAlias() {
+			m = &PublishOK{}
+		}
 	}
 	if m != nil {
 		return m

@@ -76,6 +76,21 @@ var controlVectors = []struct {
 		source: "draft-16 REQUEST_ERROR",
 	},
 	{
+		name: "publish as MediaMTX lays it out (no Required Request ID Delta), draft 19",
+		v:    Draft19,
+		// request id 0, namespace ("live"), track "video", alias 1, 0 params.
+		hex:    "1d" + "000f" + "00" + "01" + "04" + hexOf("live") + "05" + hexOf("video") + "01" + "00",
+		msg:    &Publish{Namespace: Namespace{"live"}, TrackName: "video", TrackAlias: 1},
+		source: "mediamtx controlmessage/publish.go; draft-19 PUBLISH",
+	},
+	{
+		name:   "request ok answering PUBLISH, draft 19: no params, no properties",
+		v:      Draft19,
+		hex:    "07" + "0001" + "00",
+		msg:    &RequestOK{},
+		source: "mediamtx servers/moq/session.go onPublish* (RequestOk for 18+); draft-19 REQUEST_OK",
+	},
+	{
 		name:   "max request id, draft 16",
 		v:      Draft16,
 		hex:    "15" + "0001" + "20",
@@ -156,15 +171,26 @@ func sampleMessages(v Version) []Message {
 	}
 	ms := []Message{
 		&GoAway{NewSessionURI: "moqt://other:4443/x", Timeout: map[bool]uint64{true: 3000}[v.requestStreams()]},
-		&Subscribe{RequestID: 4, RequiredRequestIDDelta: map[bool]uint64{true: 1}[v.requestStreams()],
+		&Subscribe{RequestID: 4, RequiredRequestIDDelta: map[bool]uint64{true: 1}[v.requiredRequestID()],
 			Namespace: ns, TrackName: "video/hd", Params: params},
 		&SubscribeOK{RequestID: id16(4), TrackAlias: 4, Params: params, Properties: props},
 		&Publish{RequestID: 6, Namespace: ns, TrackName: "audio/data", TrackAlias: 11, Params: params, Properties: props},
-		&PublishOK{RequestID: id16(6), Params: params},
 		&PublishNamespace{RequestID: 8, Namespace: ns, Params: params[1:2]},
-		&RequestOK{RequestID: id16(8), Params: params[:1]},
 		&RequestError{RequestID: id16(8), Code: ReqUninterested, RetryInterval: 1001, Reason: "not now"},
 		&PublishDone{RequestID: id16(4), Status: DoneTrackEnded, StreamCount: 12, Reason: "bye"},
+	}
+	if v.requestOKAlias() {
+		ms = append(ms,
+			&RequestOK{Params: params[:1], Properties: props},
+			&RequestError{Code: ReqRedirect, RetryInterval: 1, Reason: "elsewhere",
+				Redirect: &Redirect{Namespace: Namespace{"b"}, TrackName: "t"}},
+			&Subscribe{RequestID: 10, Namespace: ns, TrackName: "x", Params: Params{
+				{Type: ParamPriorityFilter, Bytes: []byte{0, 1, 5}},
+				{Type: ParamTrackNamespacePrefix, Bytes: appendNamespace(nil, v, Namespace{"live"})},
+			}},
+		)
+	} else {
+		ms = append(ms, &PublishOK{RequestID: id16(6), Params: params}, &RequestOK{RequestID: id16(8), Params: params[:1]})
 	}
 	if v.requestStreams() {
 		return append(ms, &Setup{Params: Params{{Type: SetupPath, Bytes: []byte("/moq")}, {Type: SetupImplementation, Bytes: []byte("sluice")}}})
@@ -211,16 +237,23 @@ func TestEveryMessageRoundTripsInEveryVersion(t *testing.T) {
 	}
 }
 
-func TestDraft16OnlyMessagesAreUnknownInDraft17(t *testing.T) {
-	for _, m := range []Message{&ClientSetup{}, &MaxRequestID{}, &Unsubscribe{}, &PublishNamespaceDone{}} {
-		b := m.Append(nil, Draft17)
-		_, err := ReadMessage(bytes.NewReader(b), Draft17, 0)
+func TestMessagesOutsideTheirDraftAreUnknown(t *testing.T) {
+	cases := []struct {
+		m Message
+		v Version
+	}{
+		{&ClientSetup{}, Draft17}, {&MaxRequestID{}, Draft17}, {&Unsubscribe{}, Draft19},
+		{&PublishNamespaceDone{}, Draft17}, {&PublishOK{}, Draft19},
+	}
+	for _, tc := range cases {
+		b := tc.m.Append(nil, tc.v)
+		_, err := ReadMessage(bytes.NewReader(b), tc.v, 0)
 		var unknown *UnknownMessageError
-		if !errors.As(err, &unknown) || unknown.Type != m.Type() {
-			t.Errorf("%T in draft 17: %v, want UnknownMessageError", m, err)
+		if !errors.As(err, &unknown) || unknown.Type != tc.m.Type() {
+			t.Errorf("%T in %s: %v, want UnknownMessageError", tc.m, tc.v, err)
 		}
 		if CodeOf(err) != CodeProtocolViolation {
-			t.Errorf("%T: code %v, want PROTOCOL_VIOLATION", m, CodeOf(err))
+			t.Errorf("%T: code %v, want PROTOCOL_VIOLATION", tc.m, CodeOf(err))
 		}
 	}
 	if _, err := ReadMessage(bytes.NewReader((&Setup{}).Append(nil, Draft16)), Draft16, 0); CodeOf(err) != CodeProtocolViolation {
@@ -278,10 +311,16 @@ func TestReadMessageLimitAndTruncation(t *testing.T) {
 func TestNegotiatePrefersNewestCommonDraft(t *testing.T) {
 	// @moq/net 0.1.9's WebTransport protocols, in its order.
 	offered := []string{"moq-lite-04", "moq-lite-03", "moql", "moqt-19", "moqt-18", "moqt-17", "moqt-16", "moqt-15"}
-	if v, ok := Negotiate(offered); !ok || v != Draft17 {
+	if v, ok := Negotiate(offered); !ok || v != Draft19 {
+		t.Errorf("got %v %v, want draft-19", v, ok)
+	}
+	if v, ok := Negotiate([]string{"moqt-18", "moqt-17"}); !ok || v != Draft17 {
 		t.Errorf("got %v %v, want draft-17", v, ok)
 	}
-	if v, ok := Negotiate([]string{"moqt-16", "moqt-19"}); !ok || v != Draft16 {
+	if v, ok := Negotiate([]string{"moqt-16", "moqt-19"}); !ok || v != Draft19 {
+		t.Errorf("got %v, want draft-19: the server's preference decides", v)
+	}
+	if v, ok := Negotiate([]string{"moqt-15", "moqt-16"}); !ok || v != Draft16 {
 		t.Errorf("got %v, want draft-16", v)
 	}
 	if _, ok := Negotiate([]string{"moq-lite-04", "moqt-15"}); ok {
@@ -320,3 +359,5 @@ func fuzzControl(f *testing.F, v Version) {
 func FuzzControlMessage16(f *testing.F) { fuzzControl(f, Draft16) }
 
 func FuzzControlMessage17(f *testing.F) { fuzzControl(f, Draft17) }
+
+func FuzzControlMessage19(f *testing.F) { fuzzControl(f, Draft19) }

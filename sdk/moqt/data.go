@@ -20,6 +20,7 @@ const (
 	subgroupEndOfGroup      = 0x08
 	subgroupBase            = 0x10
 	subgroupDefaultPriority = 0x20
+	subgroupFirstObject     = 0x40 // draft 18+
 )
 
 // SubgroupIDMode says where a subgroup's id comes from.
@@ -35,9 +36,14 @@ const (
 )
 
 // IsSubgroupStream reports whether t, a unidirectional stream's first varint,
-// is a valid SUBGROUP_HEADER type: 0b00X1XXXX without the reserved id mode 0b11.
-func IsSubgroupStream(t uint64) bool {
-	return t&^0x2f == subgroupBase && t&subgroupIDModeMask != subgroupIDModeMask
+// is a valid SUBGROUP_HEADER type in v: 0b00X1XXXX (0b0XX1XXXX in draft 18+)
+// without the reserved id mode 0b11.
+func IsSubgroupStream(t uint64, v Version) bool {
+	var flags uint64 = 0x2f
+	if v.requestOKAlias() {
+		flags |= subgroupFirstObject
+	}
+	return t&^flags == subgroupBase && t&subgroupIDModeMask != subgroupIDModeMask
 }
 
 // SubgroupHeader opens a unidirectional stream of objects of one subgroup.
@@ -56,10 +62,13 @@ type SubgroupHeader struct {
 	EndOfGroup bool
 	// Extensions says every object carries an extensions (properties) block.
 	Extensions bool
+	// FirstObject (draft 18+) says the stream starts at the subgroup's first
+	// object as the original publisher sent it; earlier drafts drop it.
+	FirstObject bool
 }
 
-// StreamType is the header's type code.
-func (h SubgroupHeader) StreamType() uint64 {
+// StreamType is the header's type code in v.
+func (h SubgroupHeader) StreamType(v Version) uint64 {
 	t := uint64(subgroupBase) | uint64(h.IDMode&3)<<1
 	if h.Extensions {
 		t |= subgroupExtensions
@@ -70,12 +79,15 @@ func (h SubgroupHeader) StreamType() uint64 {
 	if !h.HasPriority {
 		t |= subgroupDefaultPriority
 	}
+	if h.FirstObject && v.requestOKAlias() {
+		t |= subgroupFirstObject
+	}
 	return t
 }
 
 // Append appends the header, type first, in version v.
 func (h SubgroupHeader) Append(b []byte, v Version) []byte {
-	b = AppendVarint(b, v, h.StreamType())
+	b = AppendVarint(b, v, h.StreamType(v))
 	b = AppendVarint(b, v, h.TrackAlias)
 	b = AppendVarint(b, v, h.GroupID)
 	if h.IDMode == SubgroupExplicit {
@@ -175,7 +187,7 @@ type SubgroupReader struct {
 // caller has read (to tell it from other stream types). Objects over
 // maxPayload bytes are refused with ErrObjectTooLarge.
 func NewSubgroupReader(r io.Reader, v Version, t uint64, maxPayload int) (*SubgroupReader, error) {
-	if !IsSubgroupStream(t) {
+	if !IsSubgroupStream(t, v) {
 		return nil, violation("stream type 0x%x is not a subgroup header", t)
 	}
 	h := SubgroupHeader{
@@ -183,6 +195,7 @@ func NewSubgroupReader(r io.Reader, v Version, t uint64, maxPayload int) (*Subgr
 		HasPriority: t&subgroupDefaultPriority == 0,
 		EndOfGroup:  t&subgroupEndOfGroup != 0,
 		Extensions:  t&subgroupExtensions != 0,
+		FirstObject: t&subgroupFirstObject != 0,
 	}
 	var err error
 	if h.TrackAlias, err = ReadVarint(r, v); err != nil {

@@ -63,6 +63,14 @@ func TestSubgroupVectors(t *testing.T) {
 				{ID: 1, Payload: []byte("de")},
 			},
 		},
+		{
+			name:    "@moq/net 0.1.9 on draft 18+: the same with FIRST_OBJECT (0x40), type 0x58",
+			source:  "@moq/net 0.1.9 ietf/object.js hasFirstObjectBit; draft-19 §Subgroup Header",
+			v:       Draft19,
+			hex:     "58" + "02" + "05" + "00" + "00" + "03" + "616263",
+			header:  SubgroupHeader{TrackAlias: 2, GroupID: 5, HasPriority: true, EndOfGroup: true, FirstObject: true},
+			objects: []Object{{ID: 0, Payload: []byte("abc")}},
+		},
 	}
 	for _, tc := range cases {
 		h, objs, err := readSubgroup(unhex(t, tc.hex), tc.v, 1<<20)
@@ -90,7 +98,8 @@ func TestSubgroupRoundTripAllHeaderForms(t *testing.T) {
 		for _, mode := range []SubgroupIDMode{SubgroupZero, SubgroupFirstObject, SubgroupExplicit} {
 			for bits := range 8 {
 				h := SubgroupHeader{TrackAlias: 300, GroupID: 1 << 40, IDMode: mode,
-					HasPriority: bits&1 != 0, Priority: 7, EndOfGroup: bits&2 != 0, Extensions: bits&4 != 0}
+					HasPriority: bits&1 != 0, Priority: 7, EndOfGroup: bits&2 != 0, Extensions: bits&4 != 0,
+					FirstObject: v == Draft19 && bits&1 != 0}
 				if mode == SubgroupExplicit {
 					h.SubgroupID = 9
 				}
@@ -123,8 +132,12 @@ func TestSubgroupRoundTripAllHeaderForms(t *testing.T) {
 }
 
 func TestSubgroupRejects(t *testing.T) {
-	if IsSubgroupStream(0x16) || IsSubgroupStream(0x3f) || IsSubgroupStream(0x50) || !IsSubgroupStream(0x3d) {
+	if IsSubgroupStream(0x16, Draft16) || IsSubgroupStream(0x3f, Draft17) || IsSubgroupStream(0x50, Draft17) || !IsSubgroupStream(0x3d, Draft16) {
 		t.Error("IsSubgroupStream disagrees with draft 16/17's valid ranges")
+	}
+	// Draft 19 adds FIRST_OBJECT (0x40): 0x50..0x5D and 0x70..0x7D.
+	if !IsSubgroupStream(0x58, Draft19) || !IsSubgroupStream(0x7d, Draft19) || IsSubgroupStream(0x56, Draft19) || IsSubgroupStream(0x90, Draft19) {
+		t.Error("IsSubgroupStream disagrees with draft 19's valid ranges")
 	}
 	cases := []struct {
 		name string
@@ -174,14 +187,12 @@ func TestDatagramRoundTripAndRejects(t *testing.T) {
 }
 
 func FuzzSubgroup(f *testing.F) {
-	f.Add(unhex(f, "14020000000004"+hexOf("abcd")+"0004"+hexOf("efgh")), true)
-	f.Add(unhex(f, "18020500000361626300026465"), false)
-	f.Add(unhex(f, "11000000000002"+"3c02"+"0161"+"0000"+"0003"), false)
-	f.Fuzz(func(t *testing.T, b []byte, d17 bool) {
-		v := Draft16
-		if d17 {
-			v = Draft17
-		}
+	f.Add(unhex(f, "14020000000004"+hexOf("abcd")+"0004"+hexOf("efgh")), uint8(1))
+	f.Add(unhex(f, "18020500000361626300026465"), uint8(2))
+	f.Add(unhex(f, "11000000000002"+"3c02"+"0161"+"0000"+"0003"), uint8(0))
+	f.Add(unhex(f, "58020500000361626300026465"), uint8(2))
+	f.Fuzz(func(t *testing.T, b []byte, pick uint8) {
+		v := Supported[int(pick)%len(Supported)]
 		h, objs, err := readSubgroup(b, v, 1<<16)
 		if err != nil {
 			return
@@ -219,13 +230,10 @@ func normalizeObjects(os []Object) []Object {
 }
 
 func FuzzDatagram(f *testing.F) {
-	f.Add([]byte{0x04, 0x01, 0x02, 'x'}, false)
-	f.Add(unhex(f, "0001020309"+"7879"), true)
-	f.Fuzz(func(t *testing.T, b []byte, d17 bool) {
-		v := Draft16
-		if d17 {
-			v = Draft17
-		}
+	f.Add([]byte{0x04, 0x01, 0x02, 'x'}, uint8(2))
+	f.Add(unhex(f, "0001020309"+"7879"), uint8(1))
+	f.Fuzz(func(t *testing.T, b []byte, pick uint8) {
+		v := Supported[int(pick)%len(Supported)]
 		d, err := ParseDatagram(b, v)
 		if err != nil {
 			return

@@ -36,6 +36,7 @@ const (
 	CodeExpiredAuthToken         ErrorCode = 0x18
 	CodeInvalidAuthority         ErrorCode = 0x19
 	CodeMalformedAuthority       ErrorCode = 0x1A
+	CodeTooManyRequestUpdates    ErrorCode = 0x1B // draft 19
 )
 
 // Request error codes, sent in REQUEST_ERROR and PUBLISH_NAMESPACE_CANCEL.
@@ -56,6 +57,10 @@ const (
 	ReqPrefixOverlap           ErrorCode = 0x30
 	ReqNamespaceTooLarge       ErrorCode = 0x31 // draft 17+
 	ReqInvalidJoiningRequestID ErrorCode = 0x32
+	ReqUnsupportedExtension    ErrorCode = 0x33 // draft 19
+	ReqRedirect                ErrorCode = 0x34 // draft 18+: REQUEST_ERROR carries a Redirect
+	ReqConflictingFilters      ErrorCode = 0x35 // draft 19
+	ReqInvalidFilter           ErrorCode = 0x36 // draft 19
 )
 
 // PUBLISH_DONE status codes.

@@ -7,9 +7,10 @@ import (
 
 // Param is one Key-Value-Pair: a setup parameter, message parameter, track
 // property or object extension. Even types carry Value; odd types carry Bytes.
-// Draft 17 message parameters are typed per parameter instead of by parity:
-// there a uint8 or varint parameter carries Value and a Location or
-// length-prefixed one carries Bytes (a Location as its two varints).
+// Draft 17+ message parameters are typed per parameter instead of by parity:
+// there a uint8 or varint parameter carries Value (a uint8 keeps its low 8
+// bits) and a Location, Track Namespace or length-prefixed one carries Bytes (a
+// Location or namespace as its wire encoding).
 type Param struct {
 	Type  uint64
 	Value uint64
@@ -30,7 +31,15 @@ const (
 	SetupImplementation    uint64 = 0x07
 )
 
-// Message parameter types (draft 16 and 17 share the numbers).
+// Setup option types added by draft 19.
+const (
+	SetupMaxFilterRanges   uint64 = 0x06
+	SetupMaxRequestUpdates uint64 = 0x08
+)
+
+// Message parameter types. Drafts 16, 17 and 19 share the numbers they have
+// in common; draft 19 renames 0x02 OBJECT_DELIVERY_TIMEOUT and 0x21
+// LOCATION_FILTER and adds the rest.
 const (
 	ParamDeliveryTimeout    uint64 = 0x02
 	ParamAuthToken          uint64 = 0x03
@@ -42,6 +51,15 @@ const (
 	ParamSubscriptionFilter uint64 = 0x21
 	ParamGroupOrder         uint64 = 0x22
 	ParamNewGroupRequest    uint64 = 0x32
+
+	ParamSubgroupDeliveryTimeout uint64 = 0x06 // draft 19
+	ParamFillTimeout             uint64 = 0x0A // draft 19
+	ParamSubgroupFilter          uint64 = 0x25 // draft 19 range filters, 0x25..0x29
+	ParamObjectIDFilter          uint64 = 0x26
+	ParamPriorityFilter          uint64 = 0x27
+	ParamObjectPropertyFilter    uint64 = 0x28
+	ParamTrackPropertyFilter     uint64 = 0x29
+	ParamTrackNamespacePrefix    uint64 = 0x34 // draft 19: a Track Namespace
 )
 
 // MaxParamBytes is the longest odd-typed value (draft 16/17 §Key-Value-Pair).
@@ -65,6 +83,7 @@ const (
 	encUint8
 	encLocation
 	encLength
+	encNamespace
 )
 
 // d17ParamEncoding is the table of draft 17 §"Message Parameters".
@@ -73,6 +92,25 @@ var d17ParamEncoding = map[uint64]paramEncoding{
 	ParamExpires: encVarint, ParamLargestObject: encLocation, ParamForward: encUint8,
 	ParamSubscriberPriority: encUint8, ParamSubscriptionFilter: encLength, ParamGroupOrder: encUint8,
 	ParamNewGroupRequest: encVarint,
+}
+
+// d19ParamEncoding is the table of draft 19 §"Message Parameters". The draft
+// gives no encoding for RENDEZVOUS_TIMEOUT and FILL_TIMEOUT, durations in
+// milliseconds like the delivery timeouts, which are varints.
+var d19ParamEncoding = map[uint64]paramEncoding{
+	ParamDeliveryTimeout: encVarint, ParamAuthToken: encLength, ParamRendezvousTimeout: encVarint,
+	ParamSubgroupDeliveryTimeout: encVarint, ParamExpires: encVarint, ParamLargestObject: encLocation,
+	ParamFillTimeout: encVarint, ParamForward: encUint8, ParamSubscriberPriority: encUint8,
+	ParamSubscriptionFilter: encLength, ParamGroupOrder: encUint8, ParamSubgroupFilter: encLength,
+	ParamObjectIDFilter: encLength, ParamPriorityFilter: encLength, ParamObjectPropertyFilter: encLength,
+	ParamTrackPropertyFilter: encLength, ParamNewGroupRequest: encVarint, ParamTrackNamespacePrefix: encNamespace,
+}
+
+func paramTable(v Version) map[uint64]paramEncoding {
+	if v.requestOKAlias() {
+		return d19ParamEncoding
+	}
+	return d17ParamEncoding
 }
 
 func sortedParams(ps Params) Params {
@@ -168,10 +206,10 @@ func appendMessageParams(b []byte, v Version, ps Params) []byte {
 	for _, p := range sortedParams(ps) {
 		b = AppendVarint(b, v, p.Type-prev)
 		prev = p.Type
-		switch d17ParamEncoding[p.Type] {
+		switch paramTable(v)[p.Type] {
 		case encUint8:
 			b = append(b, byte(p.Value))
-		case encLocation:
+		case encLocation, encNamespace:
 			b = append(b, p.Bytes...)
 		case encLength:
 			b = appendBytes(b, v, p.Bytes)
@@ -213,7 +251,7 @@ func (p *parser) messageParams() Params {
 }
 
 func (p *parser) typedParam(t uint64) Param {
-	enc, known := d17ParamEncoding[t]
+	enc, known := paramTable(p.v)[t]
 	if p.err != nil {
 		return Param{}
 	}
@@ -224,9 +262,15 @@ func (p *parser) typedParam(t uint64) Param {
 	switch enc {
 	case encUint8:
 		return Param{Type: t, Value: uint64(p.byte())}
-	case encLocation:
+	case encLocation, encNamespace:
+		// Kept as their wire bytes, as draft 16 carries them inside an odd
+		// parameter, so one Param shape serves every version.
 		start := p.b
-		p.location()
+		if enc == encLocation {
+			p.location()
+		} else {
+			p.namespace()
+		}
 		if p.err != nil {
 			return Param{}
 		}

@@ -35,7 +35,8 @@ type Publish struct {
 	Properties             Params
 }
 
-// PublishOK accepts a Publish.
+// PublishOK accepts a Publish in drafts 16 and 17; draft 18+ answer PUBLISH
+// with RequestOK.
 type PublishOK struct {
 	RequestID uint64 // draft 16
 	Params    Params
@@ -50,10 +51,12 @@ type PublishNamespace struct {
 	Params                 Params
 }
 
-// RequestOK accepts a PublishNamespace (and other non-subscription requests).
+// RequestOK accepts a PublishNamespace (and other non-subscription requests;
+// in draft 18+ also a Publish).
 type RequestOK struct {
-	RequestID uint64 // draft 16
-	Params    Params
+	RequestID  uint64 // draft 16
+	Params     Params
+	Properties Params // draft 18+: track properties, to the message end
 }
 
 // RequestError rejects any request. RetryInterval is milliseconds plus one; 0
@@ -63,6 +66,19 @@ type RequestError struct {
 	Code          ErrorCode
 	RetryInterval uint64
 	Reason        string
+	// Redirect (draft 18+) is on the wire exactly when Code is ReqRedirect;
+	// encoding a ReqRedirect without one writes an empty Redirect (same URI,
+	// same track).
+	Redirect *Redirect
+}
+
+// Redirect tells the requester where to retry (draft 19 §"Redirect"): an empty
+// ConnectURI means this session; an empty Namespace and TrackName mean the
+// same track.
+type Redirect struct {
+	ConnectURI string
+	Namespace  Namespace
+	TrackName  string
 }
 
 // PublishDone ends a subscription from the publisher's side. StreamCount is
@@ -96,7 +112,7 @@ type PublishNamespaceCancel struct {
 
 func appendRequestHead(b []byte, v Version, id, required uint64) []byte {
 	b = AppendVarint(b, v, id)
-	if v.requestStreams() {
+	if v.requiredRequestID() {
 		b = AppendVarint(b, v, required)
 	}
 	return b
@@ -104,7 +120,7 @@ func appendRequestHead(b []byte, v Version, id, required uint64) []byte {
 
 func (p *parser) requestHead() (id, required uint64) {
 	id = p.varint()
-	if p.v.requestStreams() {
+	if p.v.requiredRequestID() {
 		required = p.varint()
 		if p.err == nil && (required > id/2) {
 			p.fail(&ProtocolError{Code: CodeInvalidRequiredRequestID, Msg: "required request id delta exceeds the request id"})
@@ -233,12 +249,19 @@ func (m *RequestOK) Append(b []byte, v Version) []byte { return appendFramed(b, 
 
 func (m *RequestOK) appendPayload(b []byte, v Version) []byte {
 	b = appendResponseID(b, v, m.RequestID)
-	return appendMessageParams(b, v, m.Params)
+	b = appendMessageParams(b, v, m.Params)
+	if v.requestOKAlias() {
+		b = appendKVPs(b, v, m.Properties)
+	}
+	return b
 }
 
 func (m *RequestOK) decodePayload(p *parser) {
 	m.RequestID = p.responseID()
 	m.Params = p.messageParams()
+	if p.v.requestOKAlias() {
+		m.Properties = p.kvpsToEnd()
+	}
 }
 
 // Type implements Message.
@@ -251,7 +274,17 @@ func (m *RequestError) appendPayload(b []byte, v Version) []byte {
 	b = appendResponseID(b, v, m.RequestID)
 	b = AppendVarint(b, v, uint64(m.Code))
 	b = AppendVarint(b, v, m.RetryInterval)
-	return appendBytes(b, v, []byte(m.Reason))
+	b = appendBytes(b, v, []byte(m.Reason))
+	if v.requestOKAlias() && m.Code == ReqRedirect {
+		r := m.Redirect
+		if r == nil {
+			r = &Redirect{}
+		}
+		b = appendBytes(b, v, []byte(r.ConnectURI))
+		b = appendNamespace(b, v, r.Namespace)
+		b = appendBytes(b, v, []byte(r.TrackName))
+	}
+	return b
 }
 
 func (m *RequestError) decodePayload(p *parser) {
@@ -259,6 +292,11 @@ func (m *RequestError) decodePayload(p *parser) {
 	m.Code = ErrorCode(p.varint())
 	m.RetryInterval = p.varint()
 	m.Reason = p.reason()
+	if p.v.requestOKAlias() && m.Code == ReqRedirect {
+		r := &Redirect{ConnectURI: string(p.bytes(MaxGoAwayURI, "redirect URI"))}
+		r.Namespace, r.TrackName = p.fullTrackName()
+		m.Redirect = r
+	}
 }
 
 // Type implements Message.

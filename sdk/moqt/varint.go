@@ -18,6 +18,8 @@ func MaxVarint(v Version) uint64 {
 	return MaxVarint16
 }
 
+// Draft 18+ allow the 7-byte leading-ones form; draft 17 forbids it.
+
 // VarintLen is the number of bytes AppendVarint writes for x.
 func VarintLen(v Version, x uint64) int {
 	if !v.leadingOnes() {
