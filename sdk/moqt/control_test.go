@@ -342,8 +342,20 @@ func fuzzControl(f *testing.F, v Version) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ReadMessage(bytes.NewReader(b), v, 0)
+		pm, n, perr := ParseMessage(b, v)
+		if (err == nil) != (perr == nil) {
+			t.Fatalf("ReadMessage err %v but ParseMessage err %v", err, perr)
+		}
 		if err != nil {
 			return
+		}
+		if !reflect.DeepEqual(normalize(pm), normalize(m)) || n > len(b) {
+			t.Fatalf("ParseMessage %#v (%d bytes) differs from ReadMessage %#v", pm, n, m)
+		}
+		if ps, ok := paramsOf(m); ok {
+			if _, _, err := ps.LargestObject(v); err != nil && CodeOf(err) != CodeProtocolViolation {
+				t.Fatalf("LargestObject: %v", err)
+			}
 		}
 		// Whatever decodes re-encodes to something that decodes to the same.
 		again, err := ReadMessage(bytes.NewReader(m.Append(nil, v)), v, 0)
@@ -354,6 +366,15 @@ func fuzzControl(f *testing.F, v Version) {
 			t.Fatalf("round trip changed\n%#v\n%#v", m, again)
 		}
 	})
+}
+
+// paramsOf returns a message's Params field, if it has one.
+func paramsOf(m Message) (Params, bool) {
+	f := reflect.ValueOf(m).Elem().FieldByName("Params")
+	if !f.IsValid() {
+		return nil, false
+	}
+	return f.Interface().(Params), true
 }
 
 func FuzzControlMessage16(f *testing.F) { fuzzControl(f, Draft16) }

@@ -9,7 +9,8 @@ import (
 // Unidirectional stream types: the first varint of every unidirectional stream.
 const (
 	StreamTypeFetch uint64 = 0x05
-	// StreamTypeSetup (draft 17+) opens a control stream; TypeSetup follows.
+	// StreamTypeSetup (draft 17+) opens a control stream; it is also the type of
+	// the SETUP message that follows, so the stream reads as one framed message.
 	StreamTypeSetup uint64 = TypeSetup
 )
 

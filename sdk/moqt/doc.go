@@ -16,7 +16,7 @@
 //
 // A session layer reads a control stream with [ReadMessage], a unidirectional
 // stream's first varint with [ReadVarint] (a SUBGROUP_HEADER type, see
-// [IsSubgroupStream], or in draft 17 [StreamTypeSetup]), the objects with
+// [IsSubgroupStream], or in draft 17+ [StreamTypeSetup]), the objects with
 // [NewSubgroupReader], and datagrams with [ParseDatagram]; it answers a
 // *[ProtocolError] by closing the session with its Code ([CodeOf]).
 package moqt
