@@ -96,6 +96,7 @@ type ProtocolError struct {
 	Msg  string
 }
 
+// Error implements error.
 func (e *ProtocolError) Error() string {
 	return fmt.Sprintf("moqt: %s (code 0x%x)", e.Msg, uint64(e.Code))
 }
@@ -108,6 +109,7 @@ type UnknownMessageError struct {
 	Version Version
 }
 
+// Error implements error.
 func (e *UnknownMessageError) Error() string { return "moqt: " + e.msg() }
 
 // Code is the termination code the drafts require: PROTOCOL_VIOLATION.

@@ -360,24 +360,3 @@ func (m *PublishNamespaceCancel) decodePayload(p *parser) {
 	m.Code = ErrorCode(p.varint())
 	m.Reason = p.reason()
 }
-
-// Interface guards.
-var (
-	_ Message = (*ClientSetup)(nil)
-	_ Message = (*ServerSetup)(nil)
-	_ Message = (*Setup)(nil)
-	_ Message = (*GoAway)(nil)
-	_ Message = (*MaxRequestID)(nil)
-	_ Message = (*RequestsBlocked)(nil)
-	_ Message = (*Subscribe)(nil)
-	_ Message = (*SubscribeOK)(nil)
-	_ Message = (*Publish)(nil)
-	_ Message = (*PublishOK)(nil)
-	_ Message = (*PublishNamespace)(nil)
-	_ Message = (*RequestOK)(nil)
-	_ Message = (*RequestError)(nil)
-	_ Message = (*PublishDone)(nil)
-	_ Message = (*Unsubscribe)(nil)
-	_ Message = (*PublishNamespaceDone)(nil)
-	_ Message = (*PublishNamespaceCancel)(nil)
-)
