@@ -106,7 +106,7 @@ func TestAMediaPathCarriesRTPAndRefusesReplaysForgeriesAndOversizedPackets(t *te
 	// Capture a sealed packet the way an on-path attacker would and play it back,
 	// then flip one bit of another: neither may arrive.
 	st := client.st.Load()
-	sealed, err := st.seal(nil, p)
+	sealed, err := st.seal(nil, new([12]byte), p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,13 @@ var ErrTooLarge = errors.New("medialink: packet too large for the media path")
 // errNotConnected is returned by Path.Send before Connect or after Close.
 var errNotConnected = errors.New("medialink: media path not connected")
 
-var sendBufs = sync.Pool{New: func() any { return new([MaxMediaPacket]byte) }}
+// sendBuf is the scratch space of one Send: the packet and its nonce.
+type sendBuf struct {
+	b     [MaxMediaPacket]byte
+	nonce [12]byte
+}
+
+var sendBufs = sync.Pool{New: func() any { return new(sendBuf) }}
 
 // Send seals one framed RTP packet (header byte and payload, as for a datagram)
 // and writes it to the peer from the calling goroutine. p is not retained. It
@@ -115,9 +121,9 @@ func (p *Path) Send(pkt []byte) error {
 	if len(pkt) < 1 || len(pkt)-1+mediaOverhead > MaxMediaPacket {
 		return ErrTooLarge
 	}
-	bp := sendBufs.Get().(*[MaxMediaPacket]byte)
-	defer sendBufs.Put(bp)
-	b, err := st.seal(bp[:0], pkt)
+	sb := sendBufs.Get().(*sendBuf)
+	defer sendBufs.Put(sb)
+	b, err := st.seal(sb.b[:0], &sb.nonce, pkt)
 	if err != nil {
 		return err
 	}
@@ -148,8 +154,8 @@ func (p *Path) receive(b []byte) {
 	if !ok {
 		return
 	}
-	if typ, _, _, err := ParsePacket(frame); err != nil || typ != TypeRTP {
-		return // authentic, but not RTP: a peer's bug; nothing to pass on
+	if frame[0]>>4 != TypeRTP || len(frame) < 1+12 {
+		return // authentic, but not RTP (as ParsePacket has it): a peer's bug
 	}
 	p.fn(frame)
 }

@@ -31,11 +31,11 @@ func TestTwoPathsOnOneConnectionShareNoKey(t *testing.T) {
 	c2, s2, got2 := l.paths(t)
 	p := append(rtpLike(200), "same RTP packet"...)
 
-	a, err := c1.st.Load().seal(nil, p)
+	a, err := c1.st.Load().seal(nil, new([12]byte), p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := c2.st.Load().seal(nil, p)
+	b, err := c2.st.Load().seal(nil, new([12]byte), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestTwoPathsOnOneConnectionShareNoKey(t *testing.T) {
 	}
 
 	// c1's key, s2's address: s2's keys are bound to c2's and s2's ids.
-	cross := c1.st.Load().sendKey.Load().seal(nil, s2.ID(), 2, p)
+	cross := c1.st.Load().sendKey.Load().seal(nil, new([12]byte), s2.ID(), 2, p)
 	if err := l.cli.media.write(cross, &c2.st.Load().to); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestAPacketReflectedToItsSenderIsRefused(t *testing.T) {
 		t.Fatalf("ids %d and %d, want the same", client.ID(), server.ID())
 	}
 	p := rtpLike(200)
-	back, err := server.st.Load().seal(nil, p)
+	back, err := server.st.Load().seal(nil, new([12]byte), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func statePair(t testing.TB) (out, in *pathState) {
 func sealAt(t testing.TB, st *pathState, seq uint64, pkt []byte) []byte {
 	t.Helper()
 	st.next.Store(seq - 1)
-	b, err := st.seal(nil, pkt)
+	b, err := st.seal(nil, new([12]byte), pkt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,9 +275,10 @@ func BenchmarkPathSealReceive(b *testing.B) {
 	st := client.st.Load()
 	p := rtpLike(1200)
 	buf := make([]byte, 0, MaxMediaPacket)
+	nonce := new([12]byte)
 	b.SetBytes(int64(len(p)))
 	for b.Loop() {
-		sealed, err := st.seal(buf, p)
+		sealed, err := st.seal(buf, nonce, p)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync/atomic"
 )
 
@@ -76,10 +77,12 @@ func deriveKey(secret []byte, epoch uint64) (*epochKey, error) {
 	return k, nil
 }
 
-func (k *epochKey) nonce(seq uint64) [12]byte {
-	n := k.iv
+// nonce writes the nonce of packet seq to n. n is the caller's scratch space,
+// not a local array: passed to the AEAD's interface method, a local one would be
+// moved to the heap, an allocation per packet.
+func (k *epochKey) nonce(n *[12]byte, seq uint64) {
+	*n = k.iv
 	binary.BigEndian.PutUint64(n[4:], binary.BigEndian.Uint64(n[4:])^seq)
-	return n
 }
 
 // pathState is a connected path: where it sends, and the keys of both
@@ -111,34 +114,36 @@ func newPathState(to mediaPeer, peer uint32, out, in []byte) (*pathState, error)
 	return st, nil
 }
 
-// seal appends the media packet of pkt (header byte and payload) to dst.
-func (st *pathState) seal(dst, pkt []byte) ([]byte, error) {
+// seal appends the media packet of pkt (header byte and payload) to dst; nonce
+// is scratch space.
+func (st *pathState) seal(dst []byte, nonce *[12]byte, pkt []byte) ([]byte, error) {
 	seq := st.next.Add(1)
-	k, err := st.keyFor(seq >> epochBits)
-	if err != nil {
-		return nil, err
+	k := st.sendKey.Load()
+	if k.epoch != seq>>epochBits {
+		var err error
+		if k, err = st.keyFor(seq >> epochBits); err != nil {
+			return nil, err
+		}
 	}
-	return k.seal(dst, st.peer, seq, pkt), nil
+	return k.seal(dst, nonce, st.peer, seq, pkt), nil
 }
 
 // seal appends the media packet of pkt addressed to path id to and numbered
-// seq, sealed under k, to dst.
-func (k *epochKey) seal(dst []byte, to uint32, seq uint64, pkt []byte) []byte {
-	b := append(dst, pkt[0], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+// seq, sealed under k, to dst; nonce is scratch space.
+func (k *epochKey) seal(dst []byte, nonce *[12]byte, to uint32, seq uint64, pkt []byte) []byte {
+	b := slices.Grow(dst, mediaPrefix+len(pkt)-1+16)[:len(dst)+mediaPrefix]
 	prefix := b[len(dst):]
+	prefix[0] = pkt[0]
 	binary.BigEndian.PutUint32(prefix[1:5], to)
 	binary.BigEndian.PutUint64(prefix[5:13], seq)
-	nonce := k.nonce(seq)
+	k.nonce(nonce, seq)
 	return k.aead.Seal(b, nonce[:], pkt[1:], prefix)
 }
 
-// keyFor is the send key of an epoch. Senders that cross into a new epoch at
-// once may each derive its key; the newest is kept.
+// keyFor is the send key of an epoch other than the newest one's. Senders that
+// cross into a new epoch at once may each derive its key; the newest is kept.
 func (st *pathState) keyFor(epoch uint64) (*epochKey, error) {
 	k := st.sendKey.Load()
-	if k.epoch == epoch {
-		return k, nil
-	}
 	nk, err := deriveKey(st.out, epoch)
 	if err != nil {
 		return nil, err
@@ -158,12 +163,14 @@ func (st *pathState) open(b []byte) ([]byte, bool) {
 	}
 	r := st.recv
 	seq := binary.BigEndian.Uint64(b[5:13])
-	k := r.key(seq >> epochBits)
-	if k == nil {
-		return nil, false
+	k := r.cur
+	if k.epoch != seq>>epochBits {
+		if k = r.key(seq >> epochBits); k == nil {
+			return nil, false
+		}
 	}
-	nonce := k.nonce(seq)
-	plain, err := k.aead.Open(b[mediaPrefix:mediaPrefix], nonce[:], b[mediaPrefix:], b[:mediaPrefix])
+	k.nonce(&r.nonce, seq)
+	plain, err := k.aead.Open(b[mediaPrefix:mediaPrefix], r.nonce[:], b[mediaPrefix:], b[:mediaPrefix])
 	if err != nil {
 		return nil, false
 	}
@@ -183,6 +190,7 @@ type opener struct {
 	cur, other *epochKey
 	top        uint64 // the newest sequence number received
 	seen       uint64 // bit i: top-i was received
+	nonce      [12]byte
 }
 
 // key is the key to try on a packet of an epoch, or nil when every packet of
