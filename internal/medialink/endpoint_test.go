@@ -16,6 +16,19 @@ import (
 // end; got receives what arrives at the server's path.
 func pathPair(tb testing.TB) (client, server *Path, got chan []byte) {
 	tb.Helper()
+	l := openLink(tb)
+	return l.paths(tb)
+}
+
+// link is a QUIC connection between two endpoints that both serve their media
+// sockets.
+type link struct {
+	cli, srv *Endpoint
+	cc, sc   *quic.Conn
+}
+
+func openLink(tb testing.TB) *link {
+	tb.Helper()
 	ca, _ := pki.NewCA("test")
 	id, _ := ca.Issue("test", []string{"127.0.0.1"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -49,13 +62,21 @@ func pathPair(tb testing.TB) (client, server *Path, got chan []byte) {
 	}
 	sc := <-accepted
 	tb.Cleanup(func() { cc.CloseWithError(0, ""); sc.CloseWithError(0, "") })
+	return &link{cli: cli, srv: srv, cc: cc, sc: sc}
+}
+
+// paths connects one more pair of media paths on the link, as a gateway and a
+// node do after the hello and the ok; got receives what arrives at the server's
+// path.
+func (l *link) paths(tb testing.TB) (client, server *Path, got chan []byte) {
+	tb.Helper()
 	got = make(chan []byte, 1024)
-	client = cli.NewPath(nil)
-	server = srv.NewPath(func(p []byte) { got <- p })
-	if err := client.Connect(cc, server.ID(), srv.MediaPort(), true); err != nil {
+	client = l.cli.NewPath(nil)
+	server = l.srv.NewPath(func(p []byte) { got <- p })
+	if err := client.Connect(l.cc, server.ID(), l.srv.MediaPort(), true); err != nil {
 		tb.Fatal(err)
 	}
-	if err := server.Connect(sc, client.ID(), cli.MediaPort(), false); err != nil {
+	if err := server.Connect(l.sc, client.ID(), l.cli.MediaPort(), false); err != nil {
 		tb.Fatal(err)
 	}
 	return client, server, got
@@ -85,17 +106,10 @@ func TestAMediaPathCarriesRTPAndRefusesReplaysForgeriesAndOversizedPackets(t *te
 	// Capture a sealed packet the way an on-path attacker would and play it back,
 	// then flip one bit of another: neither may arrive.
 	st := client.st.Load()
-	bp := sendBufs.Get().(*[MaxMediaPacket]byte)
-	b := bp[:mediaPrefix]
-	b[0] = p[0]
-	b[1], b[2], b[3], b[4] = byte(st.peer>>24), byte(st.peer>>16), byte(st.peer>>8), byte(st.peer)
-	seq := st.next.Add(1)
-	for i := range 8 {
-		b[5+i] = byte(seq >> (56 - 8*i))
+	sealed, err := st.seal(nil, new([12]byte), p)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var nonce [12]byte
-	copy(nonce[4:], b[5:13])
-	sealed := st.seal.Seal(b, nonce[:], p[1:], b[:mediaPrefix])
 	for range 2 { // the first one is new, the second a replay
 		if err := client.e.media.write(sealed, &st.to); err != nil {
 			t.Fatal(err)

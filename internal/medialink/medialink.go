@@ -5,8 +5,9 @@
 // saying which stream it publishes or subscribes to, and the two ends exchange
 // media path ids (Hello and OK). From then on RTP travels on the link's media path
 // (Path): one UDP packet per RTP packet on a media port of its own beside the
-// QUIC connection's (announced in Hello and OK), sealed with keys exported from its TLS handshake, prefixed by a one-byte header
-// (packet type and track index). Feedback — keyframe requests and NACKs — travels
+// QUIC connection's (announced in Hello and OK), sealed with keys derived from
+// its TLS handshake and bound to both paths' ids and the direction, prefixed by
+// a one-byte header (packet type and track index). Feedback — keyframe requests and NACKs — travels
 // the other way as QUIC datagrams of its own types. A packet too large for the
 // media path goes on the connection, as a datagram or on a short unidirectional
 // stream with the same framing, so nothing is lost to path MTU. RATIONALE.md says
@@ -26,8 +27,10 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// ALPN is the TLS application protocol of the media link.
-const ALPN = "sluice-media/3"
+// ALPN is the TLS application protocol of the media link. Its version changes
+// with the wire format, the media path's key schedule included, so that ends of
+// different formats refuse each other at the handshake.
+const ALPN = "sluice-media/4"
 
 // MaxTracks is the most tracks one stream may carry (the index is 4 bits).
 const MaxTracks = 16

@@ -62,34 +62,20 @@ type Identity struct {
 
 // NewCA makes a fresh CA in memory.
 func NewCA(name string) (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("pki: generate CA key: %w", err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"sluice"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(CAValidity),
+	der, key, err := certify(&x509.Certificate{
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		MaxPathLenZero:        true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	}, name, CAValidity, nil, nil)
 	if err != nil {
-		return nil, fmt.Errorf("pki: self-sign CA: %w", err)
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("pki: parse CA: %w", err)
 	}
-	return &CA{Cert: cert, Key: key, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+	return &CA{Cert: cert, Key: key, CertPEM: certPEM(der)}, nil
 }
 
 // InitDir makes a CA and a gossip encryption key in dir (created 0700). It refuses
@@ -105,42 +91,31 @@ func InitDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(ca.Key)
+	key, err := keyPEM(ca.Key)
 	if err != nil {
-		return fmt.Errorf("pki: encode CA key: %w", err)
+		return err
 	}
 	gossip := make([]byte, 32)
 	if _, err := rand.Read(gossip); err != nil {
 		return fmt.Errorf("pki: gossip key: %w", err)
 	}
-	files := []struct {
-		name string
-		data []byte
-		mode os.FileMode
-	}{
-		{CACertFile, ca.CertPEM, 0o644},
-		{CAKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600},
-		{GossipKeyFile, gossip, 0o600},
-	}
-	for _, f := range files {
-		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
-			return fmt.Errorf("pki: %w", err)
-		}
-	}
-	return nil
+	return writeFiles(dir,
+		file{CACertFile, ca.CertPEM, 0o644},
+		file{CAKeyFile, key, 0o600},
+		file{GossipKeyFile, gossip, 0o600})
 }
 
 // LoadCA reads the CA that InitDir wrote.
 func LoadCA(dir string) (*CA, error) {
-	certPEM, err := os.ReadFile(filepath.Join(dir, CACertFile))
+	certPEM, err := readFile(dir, CACertFile)
 	if err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
+		return nil, err
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	key, err := readFile(dir, CAKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
+		return nil, err
 	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	pair, err := keyPair(certPEM, key)
 	if err != nil {
 		return nil, fmt.Errorf("pki: CA in %s: %w", dir, err)
 	}
@@ -148,21 +123,17 @@ func LoadCA(dir string) (*CA, error) {
 	if !ok {
 		return nil, fmt.Errorf("pki: CA key in %s cannot sign", dir)
 	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
-	}
-	if !cert.IsCA {
+	if !pair.Leaf.IsCA {
 		return nil, fmt.Errorf("pki: %s is not a CA certificate", filepath.Join(dir, CACertFile))
 	}
-	return &CA{Cert: cert, Key: signer, CertPEM: certPEM}, nil
+	return &CA{Cert: pair.Leaf, Key: signer, CertPEM: certPEM}, nil
 }
 
 // LoadGossipKey reads the serf encryption key that InitDir wrote.
 func LoadGossipKey(dir string) ([]byte, error) {
-	key, err := os.ReadFile(filepath.Join(dir, GossipKeyFile))
+	key, err := readFile(dir, GossipKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
+		return nil, err
 	}
 	if n := len(key); n != 16 && n != 24 && n != 32 {
 		return nil, fmt.Errorf("pki: gossip key %s is %d bytes; want 16, 24 or 32", GossipKeyFile, n)
@@ -173,23 +144,10 @@ func LoadGossipKey(dir string) ([]byte, error) {
 // Issue makes a member certificate valid for client and server use. hosts are extra
 // DNS names or IP addresses to put in the certificate.
 func (ca *CA) Issue(name string, hosts []string) (*Identity, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("pki: generate key: %w", err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name, Organization: []string{"sluice"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(MemberValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{ServerName},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{ServerName},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -198,58 +156,40 @@ func (ca *CA) Issue(name string, hosts []string) (*Identity, error) {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	der, key, err := certify(tmpl, name, MemberValidity, ca.Cert, ca.Key)
 	if err != nil {
-		return nil, fmt.Errorf("pki: sign %q: %w", name, err)
+		return nil, err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	kp, err := keyPEM(key)
 	if err != nil {
-		return nil, fmt.Errorf("pki: encode key: %w", err)
+		return nil, err
 	}
-	return IdentityFromPEM(
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-		ca.CertPEM)
+	return IdentityFromPEM(certPEM(der), kp, ca.CertPEM)
 }
 
 // WriteIdentity stores id as NAME.crt and NAME.key (0600) in dir.
 func WriteIdentity(dir string, id *Identity) error {
-	if err := os.WriteFile(filepath.Join(dir, id.Name+".crt"), id.CertPEM, 0o644); err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, id.Name+".key"), id.KeyPEM, 0o600); err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	return nil
+	return writeFiles(dir,
+		file{id.Name + ".crt", id.CertPEM, 0o644},
+		file{id.Name + ".key", id.KeyPEM, 0o600})
 }
 
 // LoadIdentity reads NAME.crt, NAME.key and ca.crt from dir.
 func LoadIdentity(dir, name string) (*Identity, error) {
-	read := func(f string) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(dir, f))
+	var pems [3][]byte
+	for i, f := range []string{name + ".crt", name + ".key", CACertFile} {
+		b, err := readFile(dir, f)
 		if err != nil {
-			return nil, fmt.Errorf("pki: %w (make it with `sluice ca issue --dir %s --name %s`)", err, dir, name)
+			return nil, fmt.Errorf("%w (make it with `sluice ca issue --dir %s --name %s`)", err, dir, name)
 		}
-		return b, nil
+		pems[i] = b
 	}
-	certPEM, err := read(name + ".crt")
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := read(name + ".key")
-	if err != nil {
-		return nil, err
-	}
-	caPEM, err := read(CACertFile)
-	if err != nil {
-		return nil, err
-	}
-	return IdentityFromPEM(certPEM, keyPEM, caPEM)
+	return IdentityFromPEM(pems[0], pems[1], pems[2])
 }
 
 // IdentityFromPEM builds an Identity and checks that the certificate chains to the CA.
 func IdentityFromPEM(certPEM, keyPEM, caPEM []byte) (*Identity, error) {
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	pair, err := keyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("pki: key pair: %w", err)
 	}
@@ -257,15 +197,11 @@ func IdentityFromPEM(certPEM, keyPEM, caPEM []byte) (*Identity, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("pki: no CA certificate in CA PEM")
 	}
-	leaf, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
-	}
+	leaf := pair.Leaf
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: ServerName,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return nil, fmt.Errorf("pki: certificate %q is not from this cluster's CA: %w", leaf.Subject.CommonName, err)
 	}
-	pair.Leaf = leaf
 	return &Identity{Name: leaf.Subject.CommonName, Cert: pair, CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: caPEM, Pool: pool}, nil
 }
 
@@ -293,10 +229,79 @@ func (id *Identity) ClientTLS(alpn ...string) *tls.Config {
 	}
 }
 
-func newSerial() (*big.Int, error) {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+// serialLimit bounds certificate serial numbers: 127 random bits, positive and
+// within the 20 octets RFC 5280 allows.
+var serialLimit = new(big.Int).Lsh(big.NewInt(1), 127)
+
+// certify makes a fresh P-256 key and the DER certificate of tmpl for it, named
+// name, valid from an hour ago (for clocks a little behind) for validity, and
+// signed by parent and its key, or self-signed when parent is nil. It fills in
+// tmpl's serial number, subject and validity.
+func certify(tmpl *x509.Certificate, name string, validity time.Duration, parent *x509.Certificate, parentKey crypto.Signer) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("pki: serial: %w", err)
+		return nil, nil, fmt.Errorf("pki: generate the key of %q: %w", name, err)
 	}
-	return n, nil
+	serial, err := rand.Int(rand.Reader, serialLimit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: serial: %w", err)
+	}
+	now := time.Now()
+	tmpl.SerialNumber = serial
+	tmpl.Subject = pkix.Name{CommonName: name, Organization: []string{"sluice"}}
+	tmpl.NotBefore = now.Add(-time.Hour)
+	tmpl.NotAfter = now.Add(validity)
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: sign %q: %w", name, err)
+	}
+	return der, key, nil
+}
+
+func certPEM(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// keyPEM encodes a private key as PKCS #8 in PEM, the form tls.X509KeyPair reads.
+func keyPEM(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// keyPair parses a certificate and its key, with the parsed leaf.
+func keyPair(certPEM, keyPEM []byte) (tls.Certificate, error) {
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err == nil && pair.Leaf == nil { // GODEBUG=x509keypairleaf=0 leaves it out
+		pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0])
+	}
+	return pair, err
+}
+
+type file struct {
+	name string
+	data []byte
+	mode os.FileMode
+}
+
+func writeFiles(dir string, files ...file) error {
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return fmt.Errorf("pki: %w", err)
+		}
+	}
+	return nil
+}
+
+func readFile(dir, name string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	return b, nil
 }

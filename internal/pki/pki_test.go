@@ -2,8 +2,11 @@ package pki
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -104,5 +107,49 @@ func TestInitDirRoundTripsAndRefusesToOverwrite(t *testing.T) {
 	other, _ := NewCA("other")
 	if _, err := IdentityFromPEM(id.CertPEM, id.KeyPEM, other.CertPEM); err == nil {
 		t.Fatal("an identity was accepted against the wrong CA")
+	}
+}
+
+func TestCertificatesCarryTheirRoleNamesAndValidity(t *testing.T) {
+	ca, err := NewCA("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ca.Cert; !c.IsCA || !c.MaxPathLenZero || c.Subject.CommonName != "test CA" || c.CheckSignatureFrom(c) != nil {
+		t.Fatalf("CA certificate: IsCA %v, MaxPathLenZero %v, name %q, self-signed %v", c.IsCA, c.MaxPathLenZero, c.Subject.CommonName, c.CheckSignatureFrom(c))
+	}
+	if d := ca.Cert.NotAfter.Sub(ca.Cert.NotBefore); d != CAValidity+time.Hour {
+		t.Errorf("CA valid for %v, want %v and the hour before issue", d, CAValidity)
+	}
+	id, err := ca.Issue("agent-7", []string{"10.0.0.7", "agent7.example", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := id.Cert.Leaf
+	if leaf.IsCA || leaf.CheckSignatureFrom(ca.Cert) != nil {
+		t.Fatalf("member certificate: IsCA %v, signed by the CA: %v", leaf.IsCA, leaf.CheckSignatureFrom(ca.Cert))
+	}
+	if got := strings.Join(leaf.DNSNames, ","); got != ServerName+",agent7.example" {
+		t.Errorf("DNS names %q", got)
+	}
+	if len(leaf.IPAddresses) != 1 || leaf.IPAddresses[0].String() != "10.0.0.7" {
+		t.Errorf("IP addresses %v", leaf.IPAddresses)
+	}
+	if d := leaf.NotAfter.Sub(leaf.NotBefore); d != MemberValidity+time.Hour {
+		t.Errorf("member valid for %v, want %v and the hour before issue", d, MemberValidity)
+	}
+	if leaf.SerialNumber.Cmp(ca.Cert.SerialNumber) == 0 || leaf.SerialNumber.Sign() <= 0 {
+		t.Errorf("serials: member %v, CA %v", leaf.SerialNumber, ca.Cert.SerialNumber)
+	}
+}
+
+func TestLoadIdentitySaysHowToMakeAMissingOne(t *testing.T) {
+	dir := t.TempDir()
+	if err := InitDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadIdentity(dir, "gw-9")
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "sluice ca issue --dir "+dir+" --name gw-9") {
+		t.Fatalf("err = %v", err)
 	}
 }
