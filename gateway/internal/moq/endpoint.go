@@ -1,0 +1,196 @@
+package moq
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/sluicegw/sluice/sdk/moqt"
+)
+
+// endpoint is the MoQ listener: one UDP port serving raw QUIC (an ALPN per MoQT
+// draft) and WebTransport over HTTP/3 (ALPN h3, the draft chosen from the
+// client's WT-Available-Protocols), and, for a self-signed certificate, the same
+// port number on TCP serving /certificate.sha256 so browsers can pin it.
+type endpoint struct {
+	log       *slog.Logger
+	protocols []string // MoQT ALPNs / WebTransport protocols, most preferred first
+	handle    func(conn Conn, protocol string)
+
+	udp   net.PacketConn
+	ln    *quic.Listener
+	wt    *webtransport.Server
+	self  *selfCert // nil with a configured certificate
+	hashH *http.Server
+
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// endpointConfig is what an endpoint is made from.
+type endpointConfig struct {
+	listen    string
+	tls       *tls.Config // nil: a rotating self-signed certificate for hosts
+	hosts     []string
+	protocols []string
+	handle    func(conn Conn, protocol string)
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+func listenEndpoint(cfg endpointConfig) (*endpoint, error) {
+	e := &endpoint{log: cfg.log, protocols: cfg.protocols, handle: cfg.handle}
+	tlsConf := cfg.tls
+	if tlsConf == nil {
+		if cfg.now == nil {
+			cfg.now = time.Now
+		}
+		self, err := newSelfCert(cfg.hosts, cfg.now)
+		if err != nil {
+			return nil, err
+		}
+		e.self = self
+		tlsConf = &tls.Config{GetCertificate: self.getCertificate}
+	}
+	tlsConf = tlsConf.Clone()
+	tlsConf.MinVersion = tls.VersionTLS13
+	tlsConf.NextProtos = append([]string{http3.NextProtoH3}, cfg.protocols...)
+	udp, err := net.ListenPacket("udp", cfg.listen)
+	if err != nil {
+		return nil, fmt.Errorf("moq: listen %s: %w", cfg.listen, err)
+	}
+	e.udp = udp
+	e.ln, err = (&quic.Transport{Conn: udp}).Listen(tlsConf, &quic.Config{
+		EnableDatagrams:                  true, // WebTransport requires both
+		EnableStreamResetPartialDelivery: true,
+		MaxIdleTimeout:                   30 * time.Second,
+		KeepAlivePeriod:                  10 * time.Second,
+		MaxIncomingStreams:               1000,
+		MaxIncomingUniStreams:            1000,
+	})
+	if err != nil {
+		_ = udp.Close()
+		return nil, fmt.Errorf("moq: QUIC listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	e.wt = &webtransport.Server{
+		H3:                   &http3.Server{Handler: mux},
+		ApplicationProtocols: cfg.protocols,
+		// Any page may publish: admission and auth decide, as for WHIP.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	webtransport.ConfigureHTTP3Server(e.wt.H3)
+	mux.HandleFunc("/", e.upgrade)
+	if e.self != nil {
+		if err := e.serveHash(udp.LocalAddr().String()); err != nil {
+			_ = e.ln.Close()
+			_ = udp.Close()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// serveHash serves the certificate's hash on TCP at the UDP port's address, where
+// moq-dev's browser client looks for it: GET /certificate.sha256, 64 hex digits.
+func (e *endpoint) serveHash(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("moq: certificate hash listener %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /certificate.sha256", func(w http.ResponseWriter, _ *http.Request) {
+		_, hash, err := e.self.current()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write([]byte(hash))
+	})
+	e.hashH = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		_ = e.hashH.Serve(ln)
+	}()
+	return nil
+}
+
+// serve accepts connections until the endpoint closes.
+func (e *endpoint) serve(ctx context.Context) {
+	for {
+		conn, err := e.ln.Accept(ctx)
+		if err != nil {
+			return
+		}
+		proto := conn.ConnectionState().TLS.NegotiatedProtocol
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			if proto == http3.NextProtoH3 {
+				if err := e.wt.ServeQUICConn(conn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					e.log.Debug("moq: HTTP/3 connection ended", "client", conn.RemoteAddr(), "err", err)
+				}
+				return
+			}
+			e.handle(rawConn{conn}, proto)
+		}()
+	}
+}
+
+// upgrade turns an extended CONNECT into a WebTransport session and serves it
+// with the MoQT draft both sides prefer.
+func (e *endpoint) upgrade(w http.ResponseWriter, r *http.Request) {
+	sess, err := e.wt.Upgrade(w, r)
+	if err != nil {
+		e.log.Debug("moq: WebTransport upgrade refused", "client", r.RemoteAddr, "err", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	proto := sess.SessionState().ApplicationProtocol
+	if !slices.Contains(e.protocols, proto) {
+		// The client offered no draft we speak (or none at all).
+		_ = sess.CloseWithError(webtransport.SessionErrorCode(moqt.CodeVersionNegotiationFailed), "no common MoQT version")
+		return
+	}
+	e.handle(wtConn{sess}, proto)
+}
+
+// certificateHash is the hex SHA-256 of the self-signed certificate, or "".
+func (e *endpoint) certificateHash() string {
+	if e.self == nil {
+		return ""
+	}
+	_, h, _ := e.self.current()
+	return h
+}
+
+func (e *endpoint) addr() net.Addr { return e.udp.LocalAddr() }
+
+// close stops accepting, ends every connection and waits for their handlers. It
+// is safe to call twice.
+func (e *endpoint) close() {
+	e.closed.Do(func() {
+		_ = e.wt.Close()
+		_ = e.ln.Close()
+		if e.hashH != nil {
+			_ = e.hashH.Close()
+		}
+		_ = e.udp.Close()
+		e.wg.Wait()
+	})
+}
