@@ -169,90 +169,88 @@ func benchRun(ctx context.Context, base string, pid, n int, warmup, window time.
 	if err != nil {
 		return benchResult{}, err
 	}
-	// The viewers skip pion's stats interceptor: only the load generator, which
-	// shares the cores with the serving processes, gets cheaper.
-	vapi, err := mediatest.APIWithoutStats()
-	if err != nil {
-		return benchResult{}, err
-	}
 	stream := fmt.Sprintf("bench-%d-%d", n, rand.IntN(1e6))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	vt, at, closePub, err := benchPublishWHIP(ctx, api, base, stream)
 	if err != nil {
 		return benchResult{}, err
 	}
-	defer pc.Close()
-	vt, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bench")
-	at, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench")
-	for _, t := range []webrtc.TrackLocal{vt, at} {
-		if _, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			return benchResult{}, err
-		}
-	}
-	pub, err := mediatest.Negotiate(ctx, pc, base, "/whip/"+stream)
-	if err != nil {
-		return benchResult{}, err
-	}
-	defer pub.Close()
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	err = mediatest.WaitConnected(cctx, pc)
-	cancel()
-	if err != nil {
-		return benchResult{}, err
-	}
-
-	clock := new(sendClock)
-	var sent atomic.Int64
+	defer closePub()
+	m := &benchMeter{clock: new(sendClock)}
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
-	go benchSend(sendCtx, vt, at, clock, &sent)
-
-	var measuring atomic.Bool
-	var delivered atomic.Int64
-	var latMu sync.Mutex
-	var lats []time.Duration
-	var views []*mediatest.Session
+	go benchSend(sendCtx, vt, at, m.clock, &m.sent)
+	views, err := m.addViewers(ctx, base, stream, n)
 	defer func() {
 		for _, v := range views {
 			_ = v.Close()
 		}
 	}()
-	for i := 0; i < n; i++ {
+	if err != nil {
+		return benchResult{}, err
+	}
+	time.Sleep(warmup)
+	return m.measure(pid, n, window, stderr)
+}
+
+// benchPublishWHIP publishes a VP8 and an Opus track to stream over WHIP.
+func benchPublishWHIP(ctx context.Context, api *webrtc.API, base, stream string) (vt, at *webrtc.TrackLocalStaticRTP, closeFn func(), err error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	vt, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bench")
+	at, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench")
+	for _, t := range []webrtc.TrackLocal{vt, at} {
+		if _, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			_ = pc.Close()
+			return nil, nil, nil, err
+		}
+	}
+	pub, err := mediatest.Negotiate(ctx, pc, base, "/whip/"+stream)
+	if err != nil {
+		_ = pc.Close()
+		return nil, nil, nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err = mediatest.WaitConnected(cctx, pc)
+	cancel()
+	if err != nil {
+		_ = pub.Close()
+		_ = pc.Close()
+		return nil, nil, nil, err
+	}
+	return vt, at, func() { _ = pub.Close(); _ = pc.Close() }, nil
+}
+
+// benchMeter counts what the viewers of a run receive while its window is open,
+// and the latency of each packet from the moment the publisher sent it.
+type benchMeter struct {
+	clock     *sendClock
+	sent      atomic.Int64
+	measuring atomic.Bool
+	delivered atomic.Int64
+	mu        sync.Mutex
+	lats      []time.Duration
+}
+
+// addViewers connects n WHEP viewers to stream. The viewers skip pion's stats
+// interceptor: only the load generator, which shares the cores with the serving
+// processes, gets cheaper.
+func (m *benchMeter) addViewers(ctx context.Context, base, stream string, n int) ([]*mediatest.Session, error) {
+	vapi, err := mediatest.APIWithoutStats()
+	if err != nil {
+		return nil, err
+	}
+	var views []*mediatest.Session
+	for i := range n {
 		vpc, err := vapi.NewPeerConnection(webrtc.Configuration{})
 		if err != nil {
-			return benchResult{}, err
+			return views, err
 		}
 		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 			_, _ = vpc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
 		}
-		vpc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-			kind := 0
-			if t.Kind() == webrtc.RTPCodecTypeAudio {
-				kind = 1
-			}
-			var local []time.Duration
-			for {
-				pkt, _, err := t.ReadRTP()
-				if err != nil {
-					break
-				}
-				if !measuring.Load() {
-					if len(local) > 0 {
-						latMu.Lock()
-						lats = append(lats, local...)
-						latMu.Unlock()
-						local = local[:0]
-					}
-					continue
-				}
-				delivered.Add(1)
-				if ts := clock.at[kind][pkt.SequenceNumber].Load(); ts != 0 {
-					local = append(local, time.Duration(time.Now().UnixNano()-ts))
-				}
-			}
-			latMu.Lock()
-			lats = append(lats, local...)
-			latMu.Unlock()
-		})
+		vpc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { m.read(t) })
 		var s *mediatest.Session
 		for attempt := 0; ; attempt++ {
 			s, err = mediatest.Negotiate(ctx, vpc, base, "/whep/"+stream)
@@ -262,47 +260,85 @@ func benchRun(ctx context.Context, base string, pid, n int, warmup, window time.
 			time.Sleep(100 * time.Millisecond)
 		}
 		if err != nil {
-			vpc.Close()
-			return benchResult{}, fmt.Errorf("viewer %d: %w", i, err)
+			_ = vpc.Close()
+			return views, fmt.Errorf("viewer %d: %w", i, err)
 		}
 		views = append(views, s)
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		err = mediatest.WaitConnected(cctx, vpc)
 		cancel()
 		if err != nil {
-			return benchResult{}, fmt.Errorf("viewer %d: %w", i, err)
+			return views, fmt.Errorf("viewer %d: %w", i, err)
 		}
 	}
-	time.Sleep(warmup)
+	return views, nil
+}
+
+// read counts one viewer track's packets until it ends.
+func (m *benchMeter) read(t *webrtc.TrackRemote) {
+	kind := 0
+	if t.Kind() == webrtc.RTPCodecTypeAudio {
+		kind = 1
+	}
+	var local []time.Duration
+	flush := func() {
+		m.mu.Lock()
+		m.lats = append(m.lats, local...)
+		m.mu.Unlock()
+		local = local[:0]
+	}
+	defer flush()
+	for {
+		pkt, _, err := t.ReadRTP()
+		if err != nil {
+			return
+		}
+		if !m.measuring.Load() {
+			if len(local) > 0 {
+				flush()
+			}
+			continue
+		}
+		m.delivered.Add(1)
+		if ts := m.clock.at[kind][pkt.SequenceNumber].Load(); ts != 0 {
+			local = append(local, time.Duration(time.Now().UnixNano()-ts))
+		}
+	}
+}
+
+// measure opens the window for its duration and sums up: the CPU of process pid
+// and its children per delivered packet, the latencies, and the loss against n
+// viewers.
+func (m *benchMeter) measure(pid, n int, window time.Duration, stderr io.Writer) (benchResult, error) {
 	kids := childPIDs(pid)
 	cpu0, kid0 := cpuTime([]int{pid}), cpuTime(kids)
-	sent0 := sent.Load()
-	measuring.Store(true)
+	sent0 := m.sent.Load()
+	m.measuring.Store(true)
 	start := time.Now()
 	time.Sleep(window)
-	measuring.Store(false)
+	m.measuring.Store(false)
 	elapsed := time.Since(start)
 	cpu1, kid1 := cpuTime([]int{pid}), cpuTime(childPIDs(pid))
 	if len(kids) > 0 {
 		fmt.Fprintf(stderr, "  CPU in the window: main process %s, node processes %s\n", cpu1-cpu0, kid1-kid0)
 	}
 	cpu1 += kid1 - kid0
-	sentN := sent.Load() - sent0
+	sentN := m.sent.Load() - sent0
 	time.Sleep(200 * time.Millisecond) // let the readers flush their samples
-	got := delivered.Load()
+	got := m.delivered.Load()
 	if got == 0 {
 		return benchResult{}, errors.New("no packet was delivered")
 	}
-	latMu.Lock()
-	defer latMu.Unlock()
-	slices.Sort(lats)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	slices.Sort(m.lats)
 	r := benchResult{
 		pps:       float64(got) / elapsed.Seconds(),
 		cpuPerPkt: float64((cpu1 - cpu0).Microseconds()) / float64(got),
 		loss:      max(0, 1-float64(got)/float64(sentN*int64(n))),
 	}
-	if len(lats) > 0 {
-		r.p50, r.p99 = lats[len(lats)/2], lats[len(lats)*99/100]
+	if len(m.lats) > 0 {
+		r.p50, r.p99 = m.lats[len(m.lats)/2], m.lats[len(m.lats)*99/100]
 	}
 	return r, nil
 }
