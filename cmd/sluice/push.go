@@ -308,6 +308,10 @@ func openIVF(path string) (source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--video: %w", err)
 	}
+	return newIVFSource(path, in)
+}
+
+func newIVFSource(path string, in io.ReadSeekCloser) (*ivfSource, error) {
 	s := &ivfSource{path: path, in: in}
 	if err := s.start(); err != nil {
 		in.Close()
@@ -399,6 +403,10 @@ func openOgg(path string) (source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--audio: %w", err)
 	}
+	return newOggSource(path, in)
+}
+
+func newOggSource(path string, in io.ReadSeekCloser) (*oggSource, error) {
 	s := &oggSource{path: path, in: in}
 	if err := s.start(); err != nil {
 		in.Close()

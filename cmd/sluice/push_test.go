@@ -14,6 +14,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +225,39 @@ func TestOpusPacketDurationsFromTheTOCByte(t *testing.T) {
 			t.Errorf("opusSamples(%x) = %d, want %d", c.p, got, c.want)
 		}
 	}
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+// FuzzPushSources feeds arbitrary bytes to the IVF and Ogg readers of
+// `sluice push` (its own Ogg packet splitting and Opus timing included): they
+// must return frames or an error, never panic or loop.
+func FuzzPushSources(f *testing.F) {
+	for _, path := range []string{"../../testdata/audio.ogg", "../../testdata/video.ivf"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b[:min(len(b), 4096)])
+		f.Add(b[:min(len(b), 200)])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, open := range []func() (source, error){
+			func() (source, error) { return newOggSource("fuzz", nopCloser{bytes.NewReader(b)}) },
+			func() (source, error) { return newIVFSource("fuzz", nopCloser{bytes.NewReader(b)}) },
+		} {
+			src, err := open()
+			if err != nil {
+				continue
+			}
+			src.Track()
+			for range 10000 {
+				if _, err := src.Next(); err != nil {
+					break
+				}
+			}
+		}
+	})
 }
