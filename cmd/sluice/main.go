@@ -22,6 +22,7 @@ Usage:
   sluice agent      run an agent: node processes for the streams placed on it
   sluice node       run one node process (started by an agent, not by hand)
   sluice status     show the process table of every agent in the cluster
+  sluice push       push VP8/Opus files or a live encoder to a gateway over MoQ (QUIC)
   sluice ca         make the cluster CA and member certificates
   sluice plugin     build, test and inspect Wasm policies
   sluice bench      measure the media path against a minimal pion relay
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCA(ctx, rest, stdout, stderr)
 	case "plugin":
 		return runPlugin(ctx, rest, stdout, stderr)
+	case "push":
+		return runPush(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
 	case "bench-relay":
