@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicegw/sluice/plugins"
 	"github.com/sluicegw/sluice/sdk/abi"
 )
 
@@ -23,8 +22,7 @@ import (
 func TestAThousandHotSwapsUnderLoadFailNoDecisionAndDoNotGrowTheProcess(t *testing.T) {
 	ctx := context.Background()
 	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 2, Deadline: 2 * time.Second, BreakerFailures: -1}}})
-	a, _ := plugins.Builtin("route-hrw")
-	b, _ := plugins.Builtin("route-least-loaded")
+	a, b := builtin(t, "route-hrw"), builtin(t, "route-least-loaded")
 	mods := [][]byte{a, b}
 	// Warm: both compiled once, so every swap below is a cached compile.
 	for i := 0; i < 4; i++ {
@@ -116,8 +114,7 @@ func TestRollbackReturnsToThePreviousModule(t *testing.T) {
 func TestAModuleSwappedInAgainIsNotRewrittenAgain(t *testing.T) {
 	ctx := context.Background()
 	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
-	a, _ := plugins.Builtin("route-hrw")
-	b, _ := plugins.Builtin("route-least-loaded")
+	a, b := builtin(t, "route-hrw"), builtin(t, "route-least-loaded")
 	h.rewrites.dir = t.TempDir() // none kept on disk yet
 	before := h.rewrites.made()  // the default module, loaded by New
 	for i := range 6 {
@@ -142,7 +139,7 @@ func TestAModuleSwappedInAgainIsNotRewrittenAgain(t *testing.T) {
 func TestARestartedHostReadsTheRewritesItKeptAndRewritesADamagedOne(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	b, _ := plugins.Builtin("route-least-loaded")
+	b := builtin(t, "route-least-loaded")
 	in := &abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(4)}
 	load := func() int {
 		h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
