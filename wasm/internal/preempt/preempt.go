@@ -47,6 +47,7 @@ package preempt
 import (
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Version numbers what Rewrite makes of a module: a host that keeps rewrites
@@ -91,6 +92,18 @@ func Rewrite(b []byte) ([]byte, error) {
 
 // structureLoops is false only in benchmarks that measure what loops.go is worth.
 var structureLoops = true
+
+var withoutLoops sync.Mutex
+
+// RewriteWithoutLoops is Rewrite without loops.go, for the A/B measurement in
+// ../../ab_test.go; calls must not overlap with Rewrite.
+func RewriteWithoutLoops(b []byte) ([]byte, error) {
+	withoutLoops.Lock()
+	defer withoutLoops.Unlock()
+	structureLoops = false
+	defer func() { structureLoops = true }()
+	return Rewrite(b)
+}
 
 // stats counts what the rewrite did beyond the polls, for tests.
 type stats struct {
