@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +36,7 @@ type Host struct {
 	cache    wazero.CompilationCache
 	slots    map[string]*slot
 	dog      *watchdog // stops calls of interruptible modules at their deadline
-	rewrites rewrites  // of the modules loaded last
+	tidy     chan struct{} // capacity 1: compiled code was closed (tidyUp)
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -62,11 +64,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*
 	if err != nil {
 		return nil, fmt.Errorf("wasm: compilation cache %s: %w", dir, err)
 	}
-	h := &Host{cfg: cfg, log: log, set: set, cache: cache, slots: map[string]*slot{}, stop: make(chan struct{})}
-	h.rewrites.dir = filepath.Join(dir, "sluice-preempt")
+	h := &Host{cfg: cfg, log: log, set: set, cache: cache, slots: map[string]*slot{}, stop: make(chan struct{}), tidy: make(chan struct{}, 1)}
 	h.dog = newWatchdog(watchdogTick(cfg), h.stop)
 	h.wg.Add(1)
 	go func() { defer h.wg.Done(); h.dog.run() }()
+	h.wg.Add(1)
+	go h.tidier()
 	for _, name := range []string{SlotRoute, SlotThrottle} {
 		sc, err := cfg.slot(name)
 		if err != nil {
@@ -332,6 +335,36 @@ func (h *Host) watch() {
 			_, _ = h.Load(ctx, name, b, path)
 			cancel()
 		}
+	}
+}
+
+// tidyUp asks the tidier to give the memory of closed code back to the
+// system; requests made while it works are served by its next round.
+func (h *Host) tidyUp() {
+	select {
+	case h.tidy <- struct{}{}:
+	default:
+	}
+}
+
+// tidier returns the memory of modules that left their slot to the system at
+// once, rather than when the Go heap gets round to it. A Go guest's compiled
+// module is ~10 MiB of machine code, which wazero unmaps in a finalizer, and
+// as much Go heap, which a finalizer keeps alive for one more collection: left
+// to the pacer, a few swaps grew the heap's goal to twice that garbage and the
+// process by half again (RATIONALE.md, Hot swap and memory). A swap is an
+// operator's action, so a full collection per swap (several swaps in a burst
+// share one) costs little; two, so that the finalizers' memory goes too.
+func (h *Host) tidier() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.tidy:
+		}
+		runtime.GC() // runs the finalizers that unmap the code
+		debug.FreeOSMemory()
 	}
 }
 
