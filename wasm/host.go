@@ -30,13 +30,13 @@ import (
 
 // Host runs the policy slots.
 type Host struct {
-	cfg      Config
-	log      *slog.Logger
-	set      *metrics.Set
-	cache    wazero.CompilationCache
-	slots    map[string]*slot
-	dog      *watchdog // stops calls of interruptible modules at their deadline
-	tidy     chan struct{} // capacity 1: compiled code was closed (tidyUp)
+	cfg   Config
+	log   *slog.Logger
+	set   *metrics.Set
+	cache wazero.CompilationCache
+	slots map[string]*slot
+	dog   *watchdog     // stops calls of interruptible modules at their deadline
+	tidy  chan struct{} // capacity 1: compiled code was closed (tidyUp)
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
