@@ -35,6 +35,12 @@ type Config struct {
 	// milliseconds after. Default: $XDG_CACHE_HOME/sluice/wazero (or a temporary
 	// directory when there is no cache home).
 	CacheDir string `yaml:"cacheDir"`
+	// KeepPrevious is how long a module that left its slot keeps its compiled
+	// code, so that swapping back or rolling back meanwhile compiles nothing.
+	// After it the code goes (a Go guest's is ~10 MiB of machine code and as
+	// much Go heap) and a rollback compiles the module again from the
+	// compilation cache. Default 10s; negative keeps none.
+	KeepPrevious time.Duration `yaml:"keepPrevious"`
 	// Slots configures each slot by name.
 	Slots map[string]SlotConfig `yaml:"slots"`
 

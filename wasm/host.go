@@ -52,6 +52,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*
 	if set == nil {
 		set = metrics.NewSet()
 	}
+	if cfg.KeepPrevious == 0 {
+		cfg.KeepPrevious = 10 * time.Second
+	}
 	dir := cfg.CacheDir
 	if dir == "" {
 		if base, err := os.UserCacheDir(); err == nil {
@@ -347,14 +350,15 @@ func (h *Host) tidyUp() {
 	}
 }
 
-// tidier returns the memory of modules that left their slot to the system at
-// once, rather than when the Go heap gets round to it. A Go guest's compiled
-// module is ~10 MiB of machine code, which wazero unmaps in a finalizer, and
-// as much Go heap, which a finalizer keeps alive for one more collection: left
-// to the pacer, a few swaps grew the heap's goal to twice that garbage and the
-// process by half again (RATIONALE.md, Hot swap and memory). A swap is an
-// operator's action, so a full collection per swap (several swaps in a burst
-// share one) costs little; two, so that the finalizers' memory goes too.
+// tidier returns the memory of modules that left their slot to the system,
+// rather than when the Go heap gets round to it. A Go guest's compiled module
+// is ~10 MiB of machine code, which wazero unmaps in a finalizer, and as much
+// Go heap, which that finalizer keeps alive for one more collection: left to
+// the pacer, a few swaps grew the heap's goal to twice that garbage and the
+// process by half again (RATIONALE.md, Hot swap and memory). It waits
+// tidyDelay after a module's code is closed, so that swaps in a burst share
+// one round and a swap does not compete with collections, then runs two full
+// collections (the first runs the finalizers) and returns the free heap.
 func (h *Host) tidier() {
 	defer h.wg.Done()
 	for {
@@ -363,10 +367,18 @@ func (h *Host) tidier() {
 			return
 		case <-h.tidy:
 		}
-		runtime.GC() // runs the finalizers that unmap the code
+		select {
+		case <-h.stop:
+			return
+		case <-time.After(tidyDelay):
+		}
+		runtime.GC()
 		debug.FreeOSMemory()
 	}
 }
+
+// tidyDelay is how long the tidier waits after compiled code was closed.
+const tidyDelay = time.Second
 
 // Close stops the host. It is safe to call twice.
 func (h *Host) Close(ctx context.Context) error {
@@ -374,6 +386,11 @@ func (h *Host) Close(ctx context.Context) error {
 		close(h.stop)
 		h.wg.Wait()
 		for _, s := range h.slots {
+			s.swapMu.Lock()
+			if s.forget != nil {
+				s.forget.Stop()
+			}
+			s.swapMu.Unlock()
 			_ = s.rt.Close(ctx)
 		}
 		_ = h.cache.Close(ctx)

@@ -28,7 +28,11 @@ type slot struct {
 
 	swapMu sync.Mutex // serialises swaps
 	cur    atomic.Pointer[module]
-	prev   *module // guarded by swapMu; released: its info and wasm, for a rollback
+	prev   *module // guarded by swapMu: what a rollback goes back to
+	// prevKept (guarded by swapMu) is whether prev still holds its compiled
+	// code, which it does for keepPrevious after it leaves (forget).
+	prevKept bool
+	forget   *time.Timer
 
 	calls, traps, fallbacks, swaps atomic.Uint64
 	lat                            latencies
@@ -154,7 +158,8 @@ func (s *slot) fail(err error) {
 
 // load compiles, checks, dry-runs and instantiates a module, then makes it
 // current. The old module finishes its calls in flight and is then closed. A
-// module that is the current or previous one again is not compiled again.
+// module that is the current or previous one again is not rewritten again,
+// nor compiled while its code is kept.
 func (s *slot) load(ctx context.Context, b []byte, source string) (ModuleInfo, error) {
 	sum := sha(b)
 	m, err := s.again(ctx, sum, source)
@@ -171,25 +176,37 @@ func (s *slot) load(ctx context.Context, b []byte, source string) (ModuleInfo, e
 	return m.info, nil
 }
 
-// again is the module whose sha256 is sum when it is the current one (on
-// its code) or the previous one (compiled again from what the slot compiled
-// before, with no rewrite), or nil. The previous module keeps no compiled
-// code: 10 MiB of machine code and as much Go heap for a 2.7 MB Go guest,
-// held for a rollback that a cached compile serves in tens of milliseconds.
+// again is the module whose sha256 is sum when it is the current one or the
+// previous one, on the code compiled for it when that is kept, or compiled
+// again from what the slot compiled before (no rewrite); or nil.
 func (s *slot) again(ctx context.Context, sum, source string) (*module, error) {
 	s.swapMu.Lock()
-	cur, prev := s.cur.Load(), s.prev
+	cur := s.cur.Load()
 	if cur != nil && cur.info.SHA256 == sum {
 		defer s.swapMu.Unlock() // cur's code is not let go of meanwhile
 		return cur.again(source), nil
 	}
 	s.swapMu.Unlock()
-	if prev != nil && prev.info.SHA256 == sum {
-		info := prev.info
-		info.Source = source
-		return s.compileWasm(ctx, prev.wasm, info)
+	return s.previous(ctx, sum, source)
+}
+
+// previous is the previous module as a new module value loaded from source,
+// if its sha256 is sum (any, when sum is empty); or nil.
+func (s *slot) previous(ctx context.Context, sum, source string) (*module, error) {
+	s.swapMu.Lock()
+	p, kept := s.prev, s.prevKept
+	if p == nil || sum != "" && p.info.SHA256 != sum {
+		s.swapMu.Unlock()
+		return nil, nil
 	}
-	return nil, nil
+	if kept {
+		defer s.swapMu.Unlock() // its code is not let go of meanwhile
+		return p.again(source), nil
+	}
+	s.swapMu.Unlock()
+	info := p.info
+	info.Source = source
+	return s.compileWasm(ctx, p.wasm, info)
 }
 
 // activate instantiates m, dry-runs it and swaps it in.
@@ -204,12 +221,23 @@ func (s *slot) activate(ctx context.Context, m *module) error {
 	m.info.LoadedAt = time.Now()
 	s.swapMu.Lock()
 	old := s.cur.Swap(m)
+	var displaced *module // the previous module, if it still holds its code
 	if old != nil {
-		s.prev = old
+		if s.prevKept {
+			displaced = s.prev
+		}
+		s.prev, s.prevKept = old, true
+		if s.forget != nil {
+			s.forget.Stop()
+		}
+		s.forget = time.AfterFunc(max(s.host.cfg.KeepPrevious, 0), func() { s.forgetCode(old) })
 	}
 	s.swapMu.Unlock()
 	if old != nil {
-		old.release() // its code stays while m shares it
+		old.retire() // its instances close as their calls return; its code stays a while
+	}
+	if displaced != nil {
+		displaced.release() // its code stays while m shares it
 	}
 	s.swaps.Add(1)
 	s.brMu.Lock()
@@ -217,6 +245,20 @@ func (s *slot) activate(ctx context.Context, m *module) error {
 	s.brMu.Unlock()
 	s.host.log.Info("wasm: module loaded", "slot", s.name, "sha256", m.info.SHA256[:12], "source", m.info.Source, "size", m.info.Size)
 	return nil
+}
+
+// forgetCode lets go of the compiled code of p, if it is still the previous
+// module and holds it.
+func (s *slot) forgetCode(p *module) {
+	s.swapMu.Lock()
+	forget := s.prev == p && s.prevKept
+	if forget {
+		s.prevKept = false
+	}
+	s.swapMu.Unlock()
+	if forget {
+		p.release()
+	}
 }
 
 // dryRun decides a canned input with one of m's instances; the output must decode.
@@ -264,7 +306,10 @@ func (s *slot) rollback(ctx context.Context) (ModuleInfo, error) {
 	if p == nil {
 		return ModuleInfo{}, fmt.Errorf("%w: %s", ErrNoPrevious, s.name)
 	}
-	m, err := s.compileWasm(ctx, p.wasm, p.info)
+	m, err := s.previous(ctx, "", p.info.Source)
+	if err == nil && m == nil {
+		err = fmt.Errorf("%w: %s", ErrNoPrevious, s.name) // swapped meanwhile
+	}
 	if err != nil {
 		return ModuleInfo{}, err
 	}

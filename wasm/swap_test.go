@@ -152,14 +152,15 @@ func TestRollbackReturnsToThePreviousModule(t *testing.T) {
 	}
 }
 
-// TestAModuleLeavingTheSlotLetsGoOfItsCodeAndTheCurrentOneIsNotCompiledAgain:
-// the compiled code of a module that is no longer current is closed once
-// nothing runs on it (the previous module keeps only what a rollback
-// compiles again), uploading the current module again reuses its code, and
-// swapping back and rolling back still decide with the right module.
-func TestAModuleLeavingTheSlotLetsGoOfItsCodeAndTheCurrentOneIsNotCompiledAgain(t *testing.T) {
+// TestAModuleLeavingTheSlotKeepsItsCodeForAWhileOnly: while a module that
+// left its slot keeps its compiled code, swapping back and rolling back
+// reuse it, as uploading the current module again does; once KeepPrevious
+// has passed the code is closed (nothing runs on it), and a rollback compiles
+// the module again and decides with it.
+func TestAModuleLeavingTheSlotKeepsItsCodeForAWhileOnly(t *testing.T) {
 	ctx := context.Background()
-	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
+	const keep = 300 * time.Millisecond
+	h := newHost(t, Config{KeepPrevious: keep, Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
 	s := h.slots[SlotRoute]
 	mods := swapModules(t)
 	in := &abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(4)}
@@ -169,32 +170,40 @@ func TestAModuleLeavingTheSlotLetsGoOfItsCodeAndTheCurrentOneIsNotCompiledAgain(
 			t.Fatalf("after loading %s: %+v, %v", mods[k].name, out, err)
 		}
 	}
+	load := func(k int, source string) *code {
+		t.Helper()
+		if _, err := h.Load(ctx, SlotRoute, mods[k].b, source); err != nil {
+			t.Fatal(err)
+		}
+		decides(k)
+		return s.cur.Load().code
+	}
 	hrw := s.cur.Load().code // route-hrw, the default module
-	if _, err := h.Load(ctx, SlotRoute, mods[1].b, "ll"); err != nil {
-		t.Fatal(err)
+	ll := load(1, "ll")
+	if load(0, "back") != hrw {
+		t.Fatal("swapping back to the previous module at once compiled it again")
+	}
+	if _, err := h.Rollback(ctx, SlotRoute); err != nil || s.cur.Load().code != ll {
+		t.Fatalf("rolling back at once compiled the module again (%v)", err)
 	}
 	decides(1)
-	ll := s.cur.Load().code
-	if _, err := h.Load(ctx, SlotRoute, mods[1].b, "again"); err != nil || s.cur.Load().code != ll {
-		t.Fatalf("uploading the current module again compiled it again (%v)", err)
+	if load(1, "again") != ll {
+		t.Fatal("uploading the current module again compiled it again")
 	}
-	decides(1)
-	if _, err := h.Load(ctx, SlotRoute, mods[0].b, "back"); err != nil {
-		t.Fatal(err)
+	if load(0, "back2") == hrw {
+		t.Fatal("route-hrw, two swaps back, kept its code")
 	}
-	decides(0)
-	if _, err := h.Rollback(ctx, SlotRoute); err != nil {
-		t.Fatal(err)
-	}
-	decides(1)
-	// Released modules let go of their code once their instances are closed.
-	for deadline := time.Now().Add(5 * time.Second); ll.refs.Load() != 0 || hrw.refs.Load() != 0; time.Sleep(10 * time.Millisecond) {
+	// route-least-loaded left the slot: its code goes after keep, once nothing runs on it.
+	for deadline := time.Now().Add(keep + 5*time.Second); ll.refs.Load() != 0 || hrw.refs.Load() != 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the code of modules that left the slot is still held: route-least-loaded's %d times, route-hrw's %d times",
-				ll.refs.Load(), hrw.refs.Load())
+			t.Fatalf("code is still held %s after its module left: route-least-loaded's %d times, route-hrw's %d", keep+5*time.Second, ll.refs.Load(), hrw.refs.Load())
 		}
 	}
-	if st := h.Status()[0]; st.Previous == nil || st.Previous.Source != "back" || st.Module.Source != "again" {
-		t.Fatalf("status after the rollback: %+v, previous %+v", st.Module, st.Previous)
+	if _, err := h.Rollback(ctx, SlotRoute); err != nil || s.cur.Load().code == ll {
+		t.Fatalf("a rollback after the code went: %v", err)
+	}
+	decides(1)
+	if st := h.Status()[0]; st.Previous == nil || st.Previous.Source != "back2" || st.Module.Source != "again" {
+		t.Fatalf("status after the rollbacks: %+v, previous %+v", st.Module, st.Previous)
 	}
 }
