@@ -8,11 +8,12 @@ import (
 	"testing"
 
 	"github.com/sluicegw/sluice/internal/benchlat"
-	"github.com/sluicegw/sluice/internal/policytest"
+	"github.com/sluicegw/sluice/plugins"
 	"github.com/sluicegw/sluice/plugins/policy"
 	"github.com/sluicegw/sluice/sdk/abi"
 	"github.com/sluicegw/sluice/sdk/sdktest"
 	"github.com/sluicegw/sluice/wasm"
+	"github.com/sluicegw/sluice/wasm/wasmtest"
 )
 
 // BenchmarkBuiltins is a decision of every built-in policy through the policy
@@ -29,7 +30,7 @@ func BenchmarkBuiltins(b *testing.B) {
 		h := builtinHost(b, wasm.SlotRoute, p.name, nil)
 		for _, n := range []int{16, 128} {
 			in := &abi.RouteInput{StreamID: "bench-stream", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay",
-				Candidates: policytest.Candidates(n), CandidatesVersion: 1}
+				Candidates: wasmtest.Candidates(n), CandidatesVersion: 1}
 			b.Run(p.name+"/host/"+strconv.Itoa(n), func(b *testing.B) {
 				benchlat.Report(b, func() {
 					if out, err := h.Route(ctx, in); err != nil || len(out.Agents) == 0 {
@@ -79,9 +80,13 @@ func BenchmarkBuiltins(b *testing.B) {
 
 // builtinHost is a policy host whose slot runs a built-in module.
 func builtinHost(b *testing.B, slot, name string, config map[string]string) *wasm.Host {
+	mod, err := plugins.Builtin(name)
+	if err != nil {
+		b.Fatal(err)
+	}
 	h, err := wasm.New(context.Background(), wasm.Config{CacheDir: b.TempDir(), Slots: map[string]wasm.SlotConfig{
 		slot: {Module: "builtin:" + name, Pool: 1, Config: config},
-	}}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	}, Builtins: map[string]wasm.Builtin{name: {Module: mod}}}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

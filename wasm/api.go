@@ -1,7 +1,6 @@
 package wasm
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -66,7 +65,7 @@ func (h *Host) Status() []SlotStatus {
 func (h *Host) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/plugins", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"slots": h.Status()})
+		problem.WriteJSON(w, http.StatusOK, map[string]any{"slots": h.Status()})
 	})
 	mux.HandleFunc("PUT /v1/plugins/{slot}", func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxModuleBytes))
@@ -79,7 +78,7 @@ func (h *Host) Handler() http.Handler {
 			writeErr(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, info)
+		problem.WriteJSON(w, http.StatusOK, info)
 	})
 	mux.HandleFunc("POST /v1/plugins/{slot}/rollback", func(w http.ResponseWriter, r *http.Request) {
 		info, err := h.Rollback(r.Context(), r.PathValue("slot"))
@@ -87,7 +86,7 @@ func (h *Host) Handler() http.Handler {
 			writeErr(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, info)
+		problem.WriteJSON(w, http.StatusOK, info)
 	})
 	return mux
 }
@@ -103,12 +102,4 @@ func writeErr(w http.ResponseWriter, err error) {
 	default:
 		problem.Write(w, http.StatusInternalServerError, "internal", "Internal error", err.Error())
 	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

@@ -2,10 +2,11 @@ package wasm
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/sluicegw/sluice/plugins/policy"
+	"github.com/sluicegw/sluice/sdk/abi"
 )
 
 // Slot names.
@@ -18,11 +19,13 @@ const (
 const (
 	FailOpen     = "open"     // route: candidates in the given order; throttle: admit
 	FailClosed   = "closed"   // refuse with 503
-	FailFallback = "fallback" // the native Go policy with the built-in's semantics
+	FailFallback = "fallback" // the slot's native policy (Config.Fallback)
 )
 
-// Config configures the policy host. The zero value loads the built-in policies
-// with the defaults below.
+// Config configures the policy host. The fields read from the config file
+// (plugins:) come first; the last three are what the program embedding the
+// host hands in, since the host knows no particular policy. The zero value
+// starts both slots with no module, failing open.
 type Config struct {
 	// Dir is watched for SLOT.wasm files (route.wasm, throttle.wasm): a file that
 	// appears or changes is loaded into its slot, as with PUT /v1/plugins/SLOT.
@@ -32,16 +35,80 @@ type Config struct {
 	// milliseconds after. Default: $XDG_CACHE_HOME/sluice/wazero (or a temporary
 	// directory when there is no cache home).
 	CacheDir string `yaml:"cacheDir"`
+	// KeepPrevious is how long a module that left its slot keeps its compiled
+	// code, so that swapping back or rolling back meanwhile compiles nothing.
+	// After it the code goes (a Go guest's is ~10 MiB of machine code and as
+	// much Go heap) and a rollback compiles the module again from the
+	// compilation cache. Default 10s; negative keeps none.
+	KeepPrevious time.Duration `yaml:"keepPrevious"`
 	// Slots configures each slot by name.
 	Slots map[string]SlotConfig `yaml:"slots"`
+
+	// Builtins are the modules the program ships, by name: a slot whose Module
+	// is "builtin:NAME" loads Builtins[NAME]. Set by the program (cmd/sluice
+	// hands in package plugins'), not read from the file. Default: none, and a
+	// "builtin:" module is refused.
+	Builtins map[string]Builtin `yaml:"-"`
+	// DefaultModules names, by slot, the module a slot loads when its Module is
+	// empty, for example {"route": "builtin:route-hrw"}. Not read from the file.
+	// Default: none: such a slot starts without a module and answers by its
+	// failure setting until one is loaded.
+	DefaultModules map[string]string `yaml:"-"`
+	// Fallback is the native policies of the fallback failure setting. Not read
+	// from the file. Default: none, and then a slot's failure defaults to open
+	// rather than fallback.
+	Fallback Fallback `yaml:"-"`
+}
+
+// Builtin is a module the program ships.
+type Builtin struct {
+	// Module is the module's bytes.
+	Module []byte
+	// CheckConfig reports the first value of a slot's config the module would
+	// refuse, naming its key, so that the file is refused at start rather than
+	// every call failing later. It is given the slot's config values. Default
+	// nil: nothing is checked.
+	CheckConfig func(config map[string]string) error
+}
+
+// Fallback holds a native Go policy per slot, which a slot whose failure
+// setting is fallback answers with when its module cannot decide. Both are
+// called concurrently.
+type Fallback struct {
+	// Route ranks the agents for the route slot. Default nil.
+	Route func(in *abi.RouteInput) abi.RouteOutput
+	// Throttle decides admission for the throttle slot, reading the slot's
+	// config values and shared store from env. Default nil.
+	Throttle func(env Env, in *abi.ThrottleInput) abi.ThrottleOutput
+}
+
+// Env is a slot's config values and shared store, as its native fallback
+// reads them.
+type Env interface {
+	Config(key string) (string, bool)
+	KVGet(key string) int64
+	KVSet(key string, v int64)
+}
+
+// has reports whether f has a native policy for the slot.
+func (f Fallback) has(slot string) bool {
+	switch slot {
+	case SlotRoute:
+		return f.Route != nil
+	case SlotThrottle:
+		return f.Throttle != nil
+	}
+	return false
 }
 
 // SlotConfig configures one slot. Zero values mean the documented defaults.
 type SlotConfig struct {
-	// Module is the path of the slot's .wasm, or "builtin:NAME". Default: the
-	// built-in policy of the slot (route-hrw, throttle-m2).
+	// Module is the path of the slot's .wasm, or "builtin:NAME" (one of
+	// Config.Builtins). Default: the slot's Config.DefaultModules entry
+	// (sluice: builtin:route-hrw, builtin:throttle-m2).
 	Module string `yaml:"module"`
-	// Failure is open, closed or fallback. Default fallback.
+	// Failure is open, closed or fallback. Default fallback when the program
+	// gave the slot a native policy (sluice does for both), open otherwise.
 	Failure string `yaml:"failure"`
 	// Config values the policy reads with sdk.Config.
 	Config map[string]string `yaml:"config"`
@@ -66,20 +133,28 @@ type SlotConfig struct {
 	BreakerBackoff  time.Duration `yaml:"breakerBackoff"`
 }
 
-func (c SlotConfig) withDefaults(slot string) (SlotConfig, error) {
+// slot returns the settings of the named slot with every default filled in.
+func (cfg Config) slot(slot string) (SlotConfig, error) {
+	c := cfg.Slots[slot]
 	if c.Module == "" {
-		switch slot {
-		case SlotRoute:
-			c.Module = "builtin:route-hrw"
-		case SlotThrottle:
-			c.Module = "builtin:throttle-m2"
+		c.Module = cfg.DefaultModules[slot]
+	}
+	if name, ok := strings.CutPrefix(c.Module, "builtin:"); ok && cfg.Builtins[name].Module == nil {
+		return c, fmt.Errorf("plugins.slots.%s.module: no built-in policy %q (have %s)", slot, name, strings.Join(cfg.builtinNames(), ", "))
+	}
+	native := cfg.Fallback.has(slot)
+	if c.Failure == "" {
+		c.Failure = FailOpen
+		if native {
+			c.Failure = FailFallback
 		}
 	}
-	if c.Failure == "" {
-		c.Failure = FailFallback
-	}
 	switch c.Failure {
-	case FailOpen, FailClosed, FailFallback:
+	case FailOpen, FailClosed:
+	case FailFallback:
+		if !native {
+			return c, fmt.Errorf("plugins.slots.%s.failure: fallback, but this program has no native %s policy", slot, slot)
+		}
 	default:
 		return c, fmt.Errorf("plugins.slots.%s.failure: %q is not open, closed or fallback", slot, c.Failure)
 	}
@@ -113,40 +188,34 @@ func (c SlotConfig) withDefaults(slot string) (SlotConfig, error) {
 	return c, nil
 }
 
-// Validate reports the first invalid field of c, naming it as in the config file.
-func (c Config) Validate() error {
-	for name, sc := range c.Slots {
+// Validate reports the first invalid field of c, naming it as in the config
+// file; a built-in module's config values are checked by its CheckConfig.
+func (cfg Config) Validate() error {
+	for name := range cfg.Slots {
 		if name != SlotRoute && name != SlotThrottle {
 			return fmt.Errorf("plugins.slots.%s: unknown slot (have route, throttle)", name)
 		}
-		sc, err := sc.withDefaults(name)
+	}
+	for _, name := range []string{SlotRoute, SlotThrottle} {
+		sc, err := cfg.slot(name)
 		if err != nil {
 			return err
 		}
-		if sc.Module == "builtin:throttle-m2" {
-			// The built-in reads its settings from the config values: check them now
-			// rather than have every request admitted with an error in the log.
-			purposes := map[string]bool{}
-			for k := range sc.Config {
-				if p, _, ok := strings.Cut(k, "."); ok {
-					purposes[p] = true
-				}
-			}
-			var list []string
-			for p := range purposes {
-				list = append(list, p)
-			}
-			if _, err := policy.NewM2(mapEnv(sc.Config), list...); err != nil {
-				return fmt.Errorf("plugins.slots.throttle.config: %w", err)
+		bname, ok := strings.CutPrefix(sc.Module, "builtin:")
+		if check := cfg.Builtins[bname].CheckConfig; ok && check != nil {
+			if err := check(sc.Config); err != nil {
+				return fmt.Errorf("plugins.slots.%s.config: %w", name, err)
 			}
 		}
 	}
 	return nil
 }
 
-// mapEnv is a config map as a policy.Env, for checking settings.
-type mapEnv map[string]string
-
-func (e mapEnv) Config(k string) (string, bool) { v, ok := e[k]; return v, ok }
-func (mapEnv) KVGet(string) int64               { return 0 }
-func (mapEnv) KVSet(string, int64)              {}
+func (cfg Config) builtinNames() []string {
+	var names []string
+	for n := range cfg.Builtins {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}

@@ -2,8 +2,10 @@
 // policies in named slots (route, throttle) on wazero, with a bounded pool of
 // instances per slot, per-slot memory and time limits, a failure setting and
 // native fallback per slot, a crash-loop breaker, and atomic hot swap with
-// rollback. The guest ABI is documented in ABI.md; RATIONALE.md says why the
-// host is built this way.
+// rollback. It knows no particular policy: the program hands in the modules
+// it ships, each slot's default module and the native fallbacks (Config).
+// The guest ABI is documented in ABI.md; RATIONALE.md says why the host is
+// built this way.
 package wasm
 
 import (
@@ -12,6 +14,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -21,33 +25,35 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
-	"github.com/sluicegw/sluice/plugins"
-	"github.com/sluicegw/sluice/plugins/policy"
 	"github.com/sluicegw/sluice/sdk/abi"
 )
 
 // Host runs the policy slots.
 type Host struct {
-	cfg      Config
-	log      *slog.Logger
-	set      *metrics.Set
-	cache    wazero.CompilationCache
-	slots    map[string]*slot
-	dog      *watchdog // stops calls of interruptible modules at their deadline
-	rewrites rewrites  // of the modules loaded last
-
-	m2Mu sync.Mutex
-	m2   *policy.M2 // native fallback of the throttle slot, built lazily
+	cfg   Config
+	log   *slog.Logger
+	set   *metrics.Set
+	cache wazero.CompilationCache
+	slots map[string]*slot
+	dog   *watchdog     // stops calls of interruptible modules at their deadline
+	tidy  chan struct{} // capacity 1: compiled code was closed (tidyUp)
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed sync.Once
 }
 
-// New starts the host and loads every slot's module (built-ins by default).
+// New starts the host and loads every slot's module (its default module when
+// the config names none). It refuses a config that Validate refuses.
 func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*Host, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if set == nil {
 		set = metrics.NewSet()
+	}
+	if cfg.KeepPrevious == 0 {
+		cfg.KeepPrevious = 10 * time.Second
 	}
 	dir := cfg.CacheDir
 	if dir == "" {
@@ -61,13 +67,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*
 	if err != nil {
 		return nil, fmt.Errorf("wasm: compilation cache %s: %w", dir, err)
 	}
-	h := &Host{cfg: cfg, log: log, set: set, cache: cache, slots: map[string]*slot{}, stop: make(chan struct{})}
-	h.rewrites.dir = filepath.Join(dir, "sluice-preempt")
+	h := &Host{cfg: cfg, log: log, set: set, cache: cache, slots: map[string]*slot{}, stop: make(chan struct{}), tidy: make(chan struct{}, 1)}
 	h.dog = newWatchdog(watchdogTick(cfg), h.stop)
 	h.wg.Add(1)
 	go func() { defer h.wg.Done(); h.dog.run() }()
+	h.wg.Add(1)
+	go h.tidier()
 	for _, name := range []string{SlotRoute, SlotThrottle} {
-		sc, err := cfg.Slots[name].withDefaults(name)
+		sc, err := cfg.slot(name)
 		if err != nil {
 			h.Close(ctx)
 			return nil, err
@@ -78,19 +85,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*
 			return nil, err
 		}
 		h.slots[name] = s
-		b, src, err := readModule(sc.Module)
+		if sc.Module == "" {
+			continue // no module until one is loaded; calls follow the failure setting
+		}
+		b, err := h.readModule(sc.Module)
 		if err == nil {
-			_, err = s.load(ctx, b, src)
+			_, err = s.load(ctx, b, sc.Module)
 		}
 		if err != nil {
 			h.Close(ctx)
 			return nil, fmt.Errorf("wasm: slot %s: %w", name, err)
-		}
-	}
-	for name := range cfg.Slots {
-		if h.slots[name] == nil {
-			h.Close(ctx)
-			return nil, fmt.Errorf("plugins.slots.%s: unknown slot (have route, throttle)", name)
 		}
 	}
 	if cfg.Dir != "" {
@@ -100,14 +104,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*
 	return h, nil
 }
 
-// readModule reads "builtin:NAME" or a file.
-func readModule(spec string) ([]byte, string, error) {
+// readModule reads "builtin:NAME" (one of the config's built-ins) or a file.
+func (h *Host) readModule(spec string) ([]byte, error) {
 	if name, ok := strings.CutPrefix(spec, "builtin:"); ok {
-		b, err := plugins.Builtin(name)
-		return b, spec, err
+		if b := h.cfg.Builtins[name].Module; b != nil {
+			return b, nil
+		}
+		return nil, fmt.Errorf("%w: no built-in policy %q", ErrRefused, name)
 	}
-	b, err := os.ReadFile(spec)
-	return b, spec, err
+	return os.ReadFile(spec)
 }
 
 func (h *Host) newSlot(ctx context.Context, name string, sc SlotConfig) (*slot, error) {
@@ -237,7 +242,7 @@ func (h *Host) Route(ctx context.Context, in *abi.RouteInput) (abi.RouteOutput, 
 	case FailClosed:
 		return abi.RouteOutput{Reject: &abi.Rejection{Status: 503, Reason: "route policy failed: " + err.Error()}}, nil
 	}
-	return policy.RouteHRW(in), nil
+	return h.cfg.Fallback.Route(in), nil // Validate made sure it is set
 }
 
 // Throttle decides admission with the throttle slot, following the slot's
@@ -258,35 +263,17 @@ func (h *Host) Throttle(ctx context.Context, in *abi.ThrottleInput) (abi.Throttl
 	case FailClosed:
 		return abi.ThrottleOutput{Action: abi.Reject, Status: 503, ContentType: "text/plain", Body: []byte("throttle policy failed\n")}, nil
 	}
-	return h.nativeThrottle(s, in), nil
+	return h.cfg.Fallback.Throttle(slotEnv{s}, in), nil // Validate made sure it is set
 }
 
-func (h *Host) nativeThrottle(s *slot, in *abi.ThrottleInput) abi.ThrottleOutput {
-	h.m2Mu.Lock()
-	if h.m2 == nil {
-		var purposes []string
-		for _, p := range in.Pools {
-			purposes = append(purposes, p.Purpose)
-		}
-		m, err := policy.NewM2(slotEnv{s}, purposes...)
-		if err != nil {
-			h.m2Mu.Unlock()
-			h.log.Error("wasm: native throttle fallback misconfigured; admitting", "err", err)
-			return abi.ThrottleOutput{Action: abi.Admit}
-		}
-		h.m2 = m
-	}
-	m := h.m2
-	h.m2Mu.Unlock()
-	return m.Decide(slotEnv{s}, in)
-}
-
-// slotEnv is a slot's config and shared store for native policies.
+// slotEnv is a slot's config and shared store, for its native fallback.
 type slotEnv struct{ s *slot }
 
 func (e slotEnv) Config(k string) (string, bool) { v, ok := e.s.cfg.Config[k]; return v, ok }
 func (e slotEnv) KVGet(k string) int64           { return e.s.kv.get(k) }
 func (e slotEnv) KVSet(k string, v int64)        { e.s.kv.set(k, v) }
+
+var _ Env = slotEnv{}
 
 // Load replaces a slot's module: it is compiled, checked and dry-run first, and
 // the current module stays when any of that fails.
@@ -354,12 +341,56 @@ func (h *Host) watch() {
 	}
 }
 
+// tidyUp asks the tidier to give the memory of closed code back to the
+// system; requests made while it works are served by its next round.
+func (h *Host) tidyUp() {
+	select {
+	case h.tidy <- struct{}{}:
+	default:
+	}
+}
+
+// tidier returns the memory of modules that left their slot to the system,
+// rather than when the Go heap gets round to it. A Go guest's compiled module
+// is ~10 MiB of machine code, which wazero unmaps in a finalizer, and as much
+// Go heap, which that finalizer keeps alive for one more collection: left to
+// the pacer, a few swaps grew the heap's goal to twice that garbage and the
+// process by half again (RATIONALE.md, Hot swap and memory). It waits
+// tidyDelay after a module's code is closed, so that swaps in a burst share
+// one round and a swap does not compete with collections, then runs two full
+// collections (the first runs the finalizers) and returns the free heap.
+func (h *Host) tidier() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.tidy:
+		}
+		select {
+		case <-h.stop:
+			return
+		case <-time.After(tidyDelay):
+		}
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
+}
+
+// tidyDelay is how long the tidier waits after compiled code was closed.
+const tidyDelay = time.Second
+
 // Close stops the host. It is safe to call twice.
 func (h *Host) Close(ctx context.Context) error {
 	h.closed.Do(func() {
 		close(h.stop)
 		h.wg.Wait()
 		for _, s := range h.slots {
+			s.swapMu.Lock()
+			if s.forget != nil {
+				s.forget.Stop()
+			}
+			s.swapMu.Unlock()
 			_ = s.rt.Close(ctx)
 		}
 		_ = h.cache.Close(ctx)

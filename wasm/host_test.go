@@ -16,10 +16,15 @@ import (
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// newHost starts a host with cfg, with sluice's built-ins unless cfg has
+// built-ins of its own, closed when the test ends.
 func newHost(t testing.TB, cfg Config) *Host {
 	t.Helper()
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = cacheDir(t)
+	}
+	if cfg.Builtins == nil {
+		cfg = withBuiltins(t, cfg)
 	}
 	h, err := New(context.Background(), cfg, quiet(), nil)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/sluicegw/sluice/sdk/abi"
 	"github.com/sluicegw/sluice/wasm/internal/preempt"
@@ -48,16 +49,32 @@ type ModuleInfo struct {
 
 // module is one compiled module and its pool of ready instances.
 type module struct {
-	info     ModuleInfo
-	bytes    []byte
-	compiled wazero.CompiledModule
-	slot     *slot
+	info ModuleInfo
+	wasm []byte // what was compiled: the module rewritten, unless its slot is trusted
+	code *code
+	slot *slot
 
 	pool     chan *instance
 	live     sync.WaitGroup // instances not yet closed
 	retired  atomic.Bool
 	gone     chan struct{} // closed when retired, wakes callers waiting for an instance
 	goneOnce sync.Once
+}
+
+// code is a compiled module that module values share: a module loaded again
+// while it is the slot's current one runs on the code compiled for it. The
+// last module value to release it closes it.
+type code struct {
+	compiled wazero.CompiledModule
+	refs     atomic.Int32
+	host     *Host
+}
+
+func (c *code) unref() {
+	if c.refs.Add(-1) == 0 {
+		_ = c.compiled.Close(context.Background())
+		c.host.tidyUp()
+	}
 }
 
 // errRetired tells a caller waiting on a module's pool that the module was
@@ -89,23 +106,31 @@ type instance struct {
 
 // compile compiles and checks a module for a slot: ABI version, exports with the
 // right signatures. It does not instantiate the pool.
-func (s *slot) compile(ctx context.Context, b []byte, source string) (*module, error) {
+func (s *slot) compile(ctx context.Context, b []byte, sum string, source string) (*module, error) {
 	if len(b) < 8 || string(b[:4]) != "\x00asm" {
 		return nil, fmt.Errorf("%w: %s is not a WebAssembly module (bad magic number)", ErrRefused, source)
 	}
-	sum := sha256.Sum256(b)
-	code := b
+	wasm := b
 	if !s.cfg.Trusted {
 		var err error
-		if code, err = s.host.rewrites.of(b, sum); err != nil {
+		if wasm, err = preempt.Rewrite(b); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v (a slot with trusted: true runs modules without this rewrite)", ErrRefused, source, err)
 		}
 	}
-	cm, err := s.rt.CompileModule(ctx, code)
+	return s.compileWasm(ctx, wasm, ModuleInfo{SHA256: sum, Size: len(b), Source: source})
+}
+
+// compileWasm compiles wasm, the module described by info as the slot runs it,
+// and checks its exports.
+func (s *slot) compileWasm(ctx context.Context, wasm []byte, info ModuleInfo) (*module, error) {
+	source := info.Source
+	cm, err := s.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("%w: compile %s: %v", ErrRefused, source, err)
 	}
-	m := &module{bytes: b, compiled: cm, slot: s, gone: make(chan struct{}), info: ModuleInfo{SHA256: hex.EncodeToString(sum[:]), Size: len(b), Source: source}}
+	info.Exports = nil
+	m := &module{wasm: wasm, code: &code{compiled: cm, host: s.host}, slot: s, gone: make(chan struct{}), info: info}
+	m.code.refs.Store(1)
 	exports := cm.ExportedFunctions()
 	for name := range exports {
 		if name == preempt.ExportName {
@@ -156,7 +181,7 @@ func (m *module) instantiate(ctx context.Context) (*instance, error) {
 		}
 		time.Sleep(time.Duration(ns))
 	})
-	mod, err := m.slot.rt.InstantiateModule(ctx, m.compiled, cfg)
+	mod, err := m.slot.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, guestMemory), m.code.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: instantiate %s: %v", ErrRefused, m.info.Source, err)
 	}
@@ -277,10 +302,13 @@ func (m *module) retire() {
 	m.drain()
 }
 
-// revive makes a fresh module value from a retired one's compiled code, for a
-// rollback: the old value may still be seen by callers that raced the swap.
-func (m *module) revive() *module {
-	return &module{info: m.info, bytes: m.bytes, compiled: m.compiled, slot: m.slot, gone: make(chan struct{})}
+// again makes a fresh module value on m's compiled code, loaded from source:
+// m may be retired, and may still be seen by callers that raced its swap.
+func (m *module) again(source string) *module {
+	m.code.refs.Add(1)
+	a := &module{info: m.info, wasm: m.wasm, code: m.code, slot: m.slot, gone: make(chan struct{})}
+	a.info.Source = source
+	return a
 }
 
 func (m *module) drain() {
@@ -294,12 +322,14 @@ func (m *module) drain() {
 	}
 }
 
-// release frees the compiled code once every instance is closed.
+// release retires m and lets go of its compiled code once every instance is
+// closed. Every module value is released once, when it stops being current
+// or fails to become current.
 func (m *module) release() {
 	m.retire()
 	go func() {
 		m.live.Wait()
-		_ = m.compiled.Close(context.Background())
+		m.code.unref()
 	}()
 }
 

@@ -26,9 +26,13 @@ type slot struct {
 	rt     wazero.Runtime
 	kv     *kvStore
 
-	swapMu sync.Mutex // serialises loads and rollbacks
+	swapMu sync.Mutex // serialises swaps
 	cur    atomic.Pointer[module]
-	prev   *module // guarded by swapMu
+	prev   *module // guarded by swapMu: what a rollback goes back to
+	// prevKept (guarded by swapMu) is whether prev still holds its compiled
+	// code, which it does for keepPrevious after it leaves (forget).
+	prevKept bool
+	forget   *time.Timer
 
 	calls, traps, fallbacks, swaps atomic.Uint64
 	lat                            latencies
@@ -153,17 +157,56 @@ func (s *slot) fail(err error) {
 }
 
 // load compiles, checks, dry-runs and instantiates a module, then makes it
-// current. The old module finishes its calls in flight and is then closed.
+// current. The old module finishes its calls in flight and is then closed. A
+// module that is the current or previous one again is not rewritten again,
+// nor compiled while its code is kept.
 func (s *slot) load(ctx context.Context, b []byte, source string) (ModuleInfo, error) {
-	m, err := s.compile(ctx, b, source)
+	sum := sha(b)
+	m, err := s.again(ctx, sum, source)
+	if m == nil && err == nil {
+		m, err = s.compile(ctx, b, sum, source)
+	}
 	if err != nil {
 		return ModuleInfo{}, err
 	}
 	if err := s.activate(ctx, m); err != nil {
-		_ = m.compiled.Close(ctx)
+		m.release()
 		return ModuleInfo{}, err
 	}
 	return m.info, nil
+}
+
+// again is the module whose sha256 is sum when it is the current one or the
+// previous one, on the code compiled for it when that is kept, or compiled
+// again from what the slot compiled before (no rewrite); or nil.
+func (s *slot) again(ctx context.Context, sum, source string) (*module, error) {
+	s.swapMu.Lock()
+	cur := s.cur.Load()
+	if cur != nil && cur.info.SHA256 == sum {
+		defer s.swapMu.Unlock() // cur's code is not let go of meanwhile
+		return cur.again(source), nil
+	}
+	s.swapMu.Unlock()
+	return s.previous(ctx, sum, source)
+}
+
+// previous is the previous module as a new module value loaded from source,
+// if its sha256 is sum (any, when sum is empty); or nil.
+func (s *slot) previous(ctx context.Context, sum, source string) (*module, error) {
+	s.swapMu.Lock()
+	p, kept := s.prev, s.prevKept
+	if p == nil || sum != "" && p.info.SHA256 != sum {
+		s.swapMu.Unlock()
+		return nil, nil
+	}
+	if kept {
+		defer s.swapMu.Unlock() // its code is not let go of meanwhile
+		return p.again(source), nil
+	}
+	s.swapMu.Unlock()
+	info := p.info
+	info.Source = source
+	return s.compileWasm(ctx, p.wasm, info)
 }
 
 // activate instantiates m, dry-runs it and swaps it in.
@@ -178,13 +221,23 @@ func (s *slot) activate(ctx context.Context, m *module) error {
 	m.info.LoadedAt = time.Now()
 	s.swapMu.Lock()
 	old := s.cur.Swap(m)
-	if s.prev != nil && s.prev.compiled != m.compiled {
-		s.prev.release()
+	var displaced *module // the previous module, if it still holds its code
+	if old != nil {
+		if s.prevKept {
+			displaced = s.prev
+		}
+		s.prev, s.prevKept = old, true
+		if s.forget != nil {
+			s.forget.Stop()
+		}
+		s.forget = time.AfterFunc(max(s.host.cfg.KeepPrevious, 0), func() { s.forgetCode(old) })
 	}
-	s.prev = old
 	s.swapMu.Unlock()
 	if old != nil {
-		old.retire() // keep the compiled code for a rollback
+		old.retire() // its instances close as their calls return; its code stays a while
+	}
+	if displaced != nil {
+		displaced.release() // its code stays while m shares it
 	}
 	s.swaps.Add(1)
 	s.brMu.Lock()
@@ -192,6 +245,20 @@ func (s *slot) activate(ctx context.Context, m *module) error {
 	s.brMu.Unlock()
 	s.host.log.Info("wasm: module loaded", "slot", s.name, "sha256", m.info.SHA256[:12], "source", m.info.Source, "size", m.info.Size)
 	return nil
+}
+
+// forgetCode lets go of the compiled code of p, if it is still the previous
+// module and holds it.
+func (s *slot) forgetCode(p *module) {
+	s.swapMu.Lock()
+	forget := s.prev == p && s.prevKept
+	if forget {
+		s.prevKept = false
+	}
+	s.swapMu.Unlock()
+	if forget {
+		p.release()
+	}
 }
 
 // dryRun decides a canned input with one of m's instances; the output must decode.
@@ -239,11 +306,17 @@ func (s *slot) rollback(ctx context.Context) (ModuleInfo, error) {
 	if p == nil {
 		return ModuleInfo{}, fmt.Errorf("%w: %s", ErrNoPrevious, s.name)
 	}
-	m := p.revive()
-	if err := s.activate(ctx, m); err != nil {
+	m, err := s.previous(ctx, "", p.info.Source)
+	if err == nil && m == nil {
+		err = fmt.Errorf("%w: %s", ErrNoPrevious, s.name) // swapped meanwhile
+	}
+	if err != nil {
 		return ModuleInfo{}, err
 	}
-	// p's compiled code now belongs to m; p itself only waits for its instances.
+	if err := s.activate(ctx, m); err != nil {
+		m.release()
+		return ModuleInfo{}, err
+	}
 	return m.info, nil
 }
 

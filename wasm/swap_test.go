@@ -2,8 +2,8 @@ package wasm
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+	"fmt"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -11,24 +11,58 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicegw/sluice/plugins"
+	"github.com/sluicegw/sluice/plugins/policy"
 	"github.com/sluicegw/sluice/sdk/abi"
 )
 
-// TestAThousandHotSwapsUnderLoadFailNoDecisionAndDoNotGrowTheProcess swaps the
-// route slot between two modules 1,000 times while goroutines decide at full
-// speed. Every decision must come from a module (the slot fails closed, so a
-// failure would show as a rejection), and RSS after the swaps must stay within
-// 10% of before.
-func TestAThousandHotSwapsUnderLoadFailNoDecisionAndDoNotGrowTheProcess(t *testing.T) {
+// swapModule is a route module for the swap tests and the native policy it
+// decides as.
+type swapModule struct {
+	name   string
+	b      []byte
+	native func(*abi.RouteInput) abi.RouteOutput
+}
+
+// swapModules are route-hrw, route-least-loaded and a third module of their
+// size that is neither: route-hrw with a custom section, which changes its
+// sha256 and nothing it decides, so that rotating through the three, every
+// swap loads a module that is not the slot's current or previous one.
+func swapModules(t testing.TB) []swapModule {
+	hrw := builtin(t, "route-hrw")
+	third := append(slices.Clip(hrw), 0, 7, 5, 't', 'h', 'i', 'r', 'd', 3) // custom section "third", one byte
+	return []swapModule{
+		{"route-hrw", hrw, policy.RouteHRW},
+		{"route-least-loaded", builtin(t, "route-least-loaded"), policy.RouteLeastLoaded},
+		{"route-hrw+section", third, policy.RouteHRW},
+	}
+}
+
+// TestAThousandHotSwapsUnderLoadTakeEffectAtOnceFailNoDecisionAndDoNotGrowTheProcess
+// swaps the route slot 1,000 times while three goroutines decide at full
+// speed: 500 swaps back and forth between route-hrw and route-least-loaded
+// (the module loaded is the slot's previous one), then 500 through three
+// modules (never the current or previous one, so each is rewritten and
+// compiled, from wazero's compilation cache). Every decision during the swaps
+// must be one of the two modules' answers (the slot fails closed, so a
+// failure shows as a rejection); the first decision after a swap returns must
+// be the new module's: a swap takes effect when Load returns, and the time
+// Load takes, logged, is how long an operator waits. RSS after the swaps must
+// stay within 10% of before.
+func TestAThousandHotSwapsUnderLoadTakeEffectAtOnceFailNoDecisionAndDoNotGrowTheProcess(t *testing.T) {
 	ctx := context.Background()
 	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 2, Deadline: 2 * time.Second, BreakerFailures: -1}}})
-	a, _ := plugins.Builtin("route-hrw")
-	b, _ := plugins.Builtin("route-least-loaded")
-	mods := [][]byte{a, b}
-	// Warm: both compiled once, so every swap below is a cached compile.
-	for i := 0; i < 4; i++ {
-		if _, err := h.Load(ctx, SlotRoute, mods[i%2], "warm"); err != nil {
+	mods := swapModules(t)
+	in := &abi.RouteInput{StreamID: "swap", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(16)}
+	want := make([]abi.RouteOutput, len(mods))
+	for i, m := range mods {
+		want[i] = m.native(in)
+	}
+	if reflect.DeepEqual(want[0], want[1]) {
+		t.Fatal("the two policies answer this input alike: the test could not tell them apart")
+	}
+	// Warm: every module compiled once, so every swap below is a cached compile.
+	for i := range 6 {
+		if _, err := h.Load(ctx, SlotRoute, mods[i%3].b, "warm"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,12 +72,10 @@ func TestAThousandHotSwapsUnderLoadFailNoDecisionAndDoNotGrowTheProcess(t *testi
 
 	stop := make(chan struct{})
 	var decided, failed atomic.Int64
+	var firstFailure atomic.Value
 	var wg sync.WaitGroup
-	in := &abi.RouteInput{StreamID: "swap", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(16)}
-	for g := 0; g < 3; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range 3 {
+		wg.Go(func() {
 			for {
 				select {
 				case <-stop:
@@ -51,40 +83,50 @@ func TestAThousandHotSwapsUnderLoadFailNoDecisionAndDoNotGrowTheProcess(t *testi
 				default:
 				}
 				out, err := h.Route(ctx, in)
-				if err != nil || out.Reject != nil || len(out.Agents) == 0 {
+				if err != nil || !reflect.DeepEqual(out, want[0]) && !reflect.DeepEqual(out, want[1]) {
 					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%+v %v", out, err))
 				}
 				decided.Add(1)
 			}
-		}()
+		})
 	}
-	const swaps = 1000
-	took := make([]time.Duration, 0, swaps)
-	for i := 0; i < swaps; i++ {
+	var took [2][]time.Duration // back and forth, through three
+	for i := range 1000 {
+		phase, k := 0, i%2
+		if i >= 500 {
+			phase, k = 1, i%3
+		}
 		start := time.Now()
-		if _, err := h.Load(ctx, SlotRoute, mods[i%2], "swap"); err != nil {
+		if _, err := h.Load(ctx, SlotRoute, mods[k].b, mods[k].name); err != nil {
 			t.Fatalf("swap %d: %v", i, err)
 		}
-		took = append(took, time.Since(start))
+		took[phase] = append(took[phase], time.Since(start))
+		if out, err := h.Route(ctx, in); err != nil || !reflect.DeepEqual(out, want[k]) {
+			t.Fatalf("swap %d to %s: the next decision was %+v, %v; want the new module's %v", i, mods[k].name, out, err, want[k].Agents)
+		}
 	}
 	close(stop)
 	wg.Wait()
 	time.Sleep(500 * time.Millisecond) // retired modules finish closing
 	debug.FreeOSMemory()               // count what is held, not what the Go heap has not returned yet
 	rss1 := rssBytes()
-	slices.Sort(took)
-	t.Logf("%d swaps: %d decisions, %d failed; swap time p50 %s p99 %s max %s; RSS %d → %d MiB",
-		swaps, decided.Load(), failed.Load(), took[len(took)/2], took[len(took)*99/100], took[len(took)-1], rss0>>20, rss1>>20)
-	if failed.Load() != 0 {
-		t.Fatalf("%d of %d decisions failed during the swaps", failed.Load(), decided.Load())
+	for phase, name := range []string{"back and forth", "through three"} {
+		ts := took[phase]
+		slices.Sort(ts)
+		t.Logf("500 swaps %s: p50 %s p99 %s max %s", name, ts[len(ts)/2], ts[len(ts)*99/100], ts[len(ts)-1])
 	}
-	if decided.Load() < swaps {
-		t.Fatalf("only %d decisions during %d swaps: the deciders did not run", decided.Load(), swaps)
+	t.Logf("%d decisions during the swaps, %d failed; RSS %d → %d MiB", decided.Load(), failed.Load(), rss0>>20, rss1>>20)
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d decisions failed during the swaps, the first: %v", failed.Load(), decided.Load(), firstFailure.Load())
+	}
+	if decided.Load() < 1000 {
+		t.Fatalf("only %d decisions during 1,000 swaps: the deciders did not run", decided.Load())
 	}
 	if rss1 > rss0+rss0/10 {
-		t.Fatalf("RSS grew from %d MiB to %d MiB over %d swaps (limit +10%%)", rss0>>20, rss1>>20, swaps)
+		t.Fatalf("RSS grew from %d MiB to %d MiB over 1,000 swaps (limit +10%%)", rss0>>20, rss1>>20)
 	}
-	if st := h.Status()[0]; st.Swaps < swaps {
+	if st := h.Status()[0]; st.Swaps < 1000 {
 		t.Fatalf("status counts %d swaps", st.Swaps)
 	}
 }
@@ -110,96 +152,58 @@ func TestRollbackReturnsToThePreviousModule(t *testing.T) {
 	}
 }
 
-// TestAModuleSwappedInAgainIsNotRewrittenAgain: the host keeps the rewrite of
-// the modules it loaded last, so alternating between two costs two rewrites,
-// and the module swapped back in still decides.
-func TestAModuleSwappedInAgainIsNotRewrittenAgain(t *testing.T) {
+// TestAModuleLeavingTheSlotKeepsItsCodeForAWhileOnly: while a module that
+// left its slot keeps its compiled code, swapping back and rolling back
+// reuse it, as uploading the current module again does; once KeepPrevious
+// has passed the code is closed (nothing runs on it), and a rollback compiles
+// the module again and decides with it.
+func TestAModuleLeavingTheSlotKeepsItsCodeForAWhileOnly(t *testing.T) {
 	ctx := context.Background()
-	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
-	a, _ := plugins.Builtin("route-hrw")
-	b, _ := plugins.Builtin("route-least-loaded")
-	h.rewrites.dir = t.TempDir() // none kept on disk yet
-	before := h.rewrites.made()  // the default module, loaded by New
-	for i := range 6 {
-		if _, err := h.Load(ctx, SlotRoute, [][]byte{a, b}[i%2], "alternate"); err != nil {
-			t.Fatal(err)
-		}
-		in := &abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(4)}
-		if out, err := h.Route(ctx, in); err != nil || len(out.Agents) == 0 {
-			t.Fatalf("swap %d: %v %v", i, out, err)
-		}
-	}
-	// route-hrw is the default module, so only route-least-loaded was new.
-	if n := h.rewrites.made() - before; n != 1 {
-		t.Fatalf("%d rewrites for two modules swapped in six times after the first was loaded, want 1", n)
-	}
-}
-
-// TestARestartedHostReadsTheRewritesItKeptAndRewritesADamagedOne: the host
-// keeps its rewrites beside wazero's compilation cache, so after a restart a
-// module loads without being rewritten again; a kept rewrite that was damaged
-// on disk is made again, and the module still loads and decides.
-func TestARestartedHostReadsTheRewritesItKeptAndRewritesADamagedOne(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	b, _ := plugins.Builtin("route-least-loaded")
+	const keep = 300 * time.Millisecond
+	h := newHost(t, Config{KeepPrevious: keep, Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
+	s := h.slots[SlotRoute]
+	mods := swapModules(t)
 	in := &abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(4)}
-	load := func() int {
-		h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
-		h.rewrites.dir = dir
-		before := h.rewrites.made()
-		if _, err := h.Load(ctx, SlotRoute, b, "route-least-loaded.wasm"); err != nil {
+	decides := func(k int) {
+		t.Helper()
+		if out, err := h.Route(ctx, in); err != nil || !reflect.DeepEqual(out, mods[k].native(in)) {
+			t.Fatalf("after loading %s: %+v, %v", mods[k].name, out, err)
+		}
+	}
+	load := func(k int, source string) *code {
+		t.Helper()
+		if _, err := h.Load(ctx, SlotRoute, mods[k].b, source); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := h.Route(ctx, in); err != nil || len(out.Agents) != 4 {
-			t.Fatalf("%v %v", out, err)
+		decides(k)
+		return s.cur.Load().code
+	}
+	hrw := s.cur.Load().code // route-hrw, the default module
+	ll := load(1, "ll")
+	if load(0, "back") != hrw {
+		t.Fatal("swapping back to the previous module at once compiled it again")
+	}
+	if _, err := h.Rollback(ctx, SlotRoute); err != nil || s.cur.Load().code != ll {
+		t.Fatalf("rolling back at once compiled the module again (%v)", err)
+	}
+	decides(1)
+	if load(1, "again") != ll {
+		t.Fatal("uploading the current module again compiled it again")
+	}
+	if load(0, "back2") == hrw {
+		t.Fatal("route-hrw, two swaps back, kept its code")
+	}
+	// route-least-loaded left the slot: its code goes after keep, once nothing runs on it.
+	for deadline := time.Now().Add(keep + 5*time.Second); ll.refs.Load() != 0 || hrw.refs.Load() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("code is still held %s after its module left: route-least-loaded's %d times, route-hrw's %d", keep+5*time.Second, ll.refs.Load(), hrw.refs.Load())
 		}
-		return h.rewrites.made() - before
 	}
-	if n := load(); n != 1 {
-		t.Fatalf("the first host made %d rewrites, want 1", n)
+	if _, err := h.Rollback(ctx, SlotRoute); err != nil || s.cur.Load().code == ll {
+		t.Fatalf("a rollback after the code went: %v", err)
 	}
-	if n := load(); n != 0 {
-		t.Fatalf("the restarted host made %d rewrites, want 0: it did not read the kept one", n)
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.wasm"))
-	if len(files) != 1 {
-		t.Fatalf("%d rewrites kept, want 1", len(files))
-	}
-	kept, _ := os.ReadFile(files[0])
-	kept[len(kept)/2] ^= 0xff
-	if err := os.WriteFile(files[0], kept, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if n := load(); n != 1 {
-		t.Fatalf("with the kept rewrite damaged the host made %d rewrites, want 1", n)
-	}
-}
-
-// TestTheRewritesKeptOnDiskAreTheMostRecentlyUsed: the directory keeps a
-// bounded number of rewrites, dropping the one used longest ago, so uploading a
-// new module on every deploy does not fill the disk.
-func TestTheRewritesKeptOnDiskAreTheMostRecentlyUsed(t *testing.T) {
-	r := &rewrites{dir: t.TempDir(), keep: 2}
-	sums := make([][32]byte, 4)
-	for i := range sums {
-		sums[i][0] = byte(i + 1)
-	}
-	at := time.Now().Add(-time.Hour)
-	write := func(i int) {
-		r.write(sums[i], []byte{byte(i)})
-		at = at.Add(time.Minute) // mtimes apart, however coarse the file system's
-		os.Chtimes(r.file(sums[i]), at, at)
-	}
-	write(0)
-	write(1)
-	if _, err := r.read(sums[0]); err != nil { // 0 is now the most recently used
-		t.Fatal(err)
-	}
-	write(2)
-	for i, want := range []bool{true, false, true} {
-		if _, err := r.read(sums[i]); (err == nil) != want {
-			t.Errorf("rewrite %d kept: %v, want %v", i, err == nil, want)
-		}
+	decides(1)
+	if st := h.Status()[0]; st.Previous == nil || st.Previous.Source != "back2" || st.Module.Source != "again" {
+		t.Fatalf("status after the rollbacks: %+v, previous %+v", st.Module, st.Previous)
 	}
 }

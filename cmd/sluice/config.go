@@ -33,7 +33,7 @@ func loadConfig(path string) (*fileConfig, error) {
 	}
 	wc, err := pluginsConfig(fc)
 	if err == nil {
-		err = wc.Validate()
+		err = withBuiltins(wc, slog.Default()).Validate()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)

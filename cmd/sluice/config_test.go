@@ -29,9 +29,10 @@ func TestEveryInvalidConfigFieldIsRefusedNamingTheField(t *testing.T) {
 		{"plugins:\n  slots:\n    route:\n      pool: 1000\n", "plugins.slots.route.pool"},
 		{"plugins:\n  slots:\n    auth: {}\n", "plugins.slots.auth"},
 		{"plugins:\n  slotz: {}\n", "slotz"},
+		{"plugins:\n  slots:\n    route:\n      module: builtin:nope\n", "plugins.slots.route.module"},
 		{"inspection:\n  process:\n    schedule: '61 * * * * *'\n", "inspection.process.schedule"},
 		{"inspection:\n  process:\n    retention: -1\n", "inspection.process.retention"},
-		{"plugins:\n  slots:\n    throttle:\n      config:\n        relay.enable: perhaps\n", "relay.enable"},
+		{"plugins:\n  slots:\n    throttle:\n      config:\n        relay.enable: perhaps\n", "plugins.slots.throttle.config: relay.enable"},
 		{"plugins:\n  slots:\n    throttle:\n      config:\n        relay.matchingList: '[{\"pattern\":\"x\",\"action\":\"boom\"}]'\n", "relay.matchingList[0].action"},
 	}
 	for _, c := range cases {

@@ -144,7 +144,7 @@ func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 1
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h, err := wasm.New(ctx, wasm.Config{Slots: map[string]wasm.SlotConfig{d.Slot: {Module: file, Config: d.Config, Failure: wasm.FailClosed, BreakerFailures: -1, Deadline: 10 * time.Second}}}, logger, nil)
+	h, err := wasm.New(ctx, withBuiltins(wasm.Config{Slots: map[string]wasm.SlotConfig{d.Slot: {Module: file, Config: d.Config, Failure: wasm.FailClosed, BreakerFailures: -1, Deadline: 10 * time.Second}}}, logger), logger, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice plugin test:", err)
 		return 1
@@ -207,7 +207,8 @@ func pluginInspect(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "module   %s\nsize     %d bytes\n", file, len(b))
 	// The ABI version and slot fit come from loading it the way the host does.
 	for _, slot := range []string{wasm.SlotRoute, wasm.SlotThrottle} {
-		h, err := wasm.New(ctx, wasm.Config{Slots: map[string]wasm.SlotConfig{slot: {Module: file, Pool: 1, Deadline: 10 * time.Second}}}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+		h, err := wasm.New(ctx, withBuiltins(wasm.Config{Slots: map[string]wasm.SlotConfig{slot: {Module: file, Pool: 1, Deadline: 10 * time.Second}}}, quiet), quiet, nil)
 		if err != nil {
 			fmt.Fprintf(stdout, "%-8s refused: %v\n", slot, err)
 			continue

@@ -3,9 +3,9 @@ package main
 import (
 	"testing"
 
-	"github.com/sluicegw/sluice/internal/policytest"
+	"github.com/sluicegw/sluice/wasm/wasmtest"
 )
 
 func TestThePolicyRanksAlikeInTheEmulatorAndInTheRealHost(t *testing.T) {
-	policytest.CheckRouteModule(t, ".")
+	wasmtest.CheckRouteModule(t, ".")
 }

@@ -5,9 +5,9 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/sluicegw/sluice/internal/policytest"
 	"github.com/sluicegw/sluice/sdk/abi"
 	"github.com/sluicegw/sluice/sdk/sdktest"
+	"github.com/sluicegw/sluice/wasm/wasmtest"
 )
 
 var config = map[string]string{
@@ -17,7 +17,7 @@ var config = map[string]string{
 
 func TestTheThrottleDecidesAlikeInTheEmulatorAndInTheRealHost(t *testing.T) {
 	emu := sdktest.New(config)
-	h := policytest.Host(t, ".", "throttle", config)
+	h := wasmtest.Host(t, ".", "throttle", config)
 	// The queue rises past concurrent×deactive, then falls below concurrent×reactive.
 	want := []abi.Action{abi.Admit, abi.Reject, abi.Reject, abi.Admit}
 	for i, queued := range []int{3, 4, 2, 1} {

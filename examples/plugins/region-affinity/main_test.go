@@ -3,13 +3,13 @@ package main
 import (
 	"testing"
 
-	"github.com/sluicegw/sluice/internal/policytest"
 	"github.com/sluicegw/sluice/sdk/abi"
 	"github.com/sluicegw/sluice/sdk/sdktest"
+	"github.com/sluicegw/sluice/wasm/wasmtest"
 )
 
 func input(region string) *abi.RouteInput {
-	in := &abi.RouteInput{StreamID: "cam-7", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: policytest.Candidates(9)}
+	in := &abi.RouteInput{StreamID: "cam-7", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: wasmtest.Candidates(9)}
 	if region != "" {
 		in.Headers = abi.MakePairs("X-Region", region)
 	}
@@ -40,7 +40,7 @@ func TestAgentsInTheClientsRegionComeFirst(t *testing.T) {
 }
 
 func tagOf(id string) string {
-	for _, c := range policytest.Candidates(9) {
+	for _, c := range wasmtest.Candidates(9) {
 		if c.ID == id {
 			return c.Tags.Value("region")
 		}
@@ -53,6 +53,6 @@ func tagOf(id string) string {
 func TestTheExampleBuildsLoadsAndDecidesInTheRealHost(t *testing.T) {
 	cfg := map[string]string{"default-region": "us"}
 	emu := sdktest.New(cfg)
-	h := policytest.Host(t, ".", "route", cfg)
-	policytest.SameRoutes(t, emu, h, []*abi.RouteInput{input("eu"), input("ap"), input("")})
+	h := wasmtest.Host(t, ".", "route", cfg)
+	wasmtest.SameRoutes(t, emu, h, []*abi.RouteInput{input("eu"), input("ap"), input("")})
 }

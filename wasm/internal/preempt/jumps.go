@@ -17,10 +17,7 @@ package preempt
 // open at the jump — the jump goes forward — branching straight to that block
 // lands on the same code with the same $pc, without the dispatcher. The
 // rewrite does that, and leaves backward jumps (loop back-edges) alone, so
-// every cycle still passes the loop header and its poll. (loops.go, which runs
-// first, gives a function's loops Wasm loops of their own, polled too, and
-// makes the jumps it can direct itself; what is left here is the jumps of the
-// functions it declines or that have no loop.)
+// every cycle still passes the loop header and its poll.
 //
 // Nothing here depends on Go: any loop that begins with empty blocks, then
 // local.get and br_table, and nothing else, dispatches exactly this way.

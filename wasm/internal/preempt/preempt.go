@@ -32,8 +32,7 @@
 //
 // Since it decodes every instruction anyway, it also takes most of their cost
 // out of the dispatch loops Go's Wasm backend compiles every function into:
-// loops.go gives each loop of the source a Wasm loop of its own, and jumps.go
-// makes the remaining forward jumps direct. Both keep every $pc reaching the
+// jumps.go makes their forward jumps direct, keeping every $pc reaching the
 // code it reached before, and every cycle polling.
 //
 // Rewrite decodes every instruction (MVP, sign extension, saturating conversions,
@@ -48,11 +47,6 @@ import (
 	"errors"
 	"fmt"
 )
-
-// Version numbers what Rewrite makes of a module: a host that keeps rewrites
-// (on disk, say) keys them by it. Change it with anything that changes the
-// output; TestVersionNamesWhatTheRewriteMakes fails until then.
-const Version = 3
 
 // ExportName is the export under which the stop global is reachable.
 const ExportName = "sluice_preempt"
@@ -89,13 +83,9 @@ func Rewrite(b []byte) ([]byte, error) {
 	return out, err
 }
 
-// structureLoops is false only in benchmarks that measure what loops.go is worth.
-var structureLoops = true
-
 // stats counts what the rewrite did beyond the polls, for tests.
 type stats struct {
 	direct int // jumps made direct (jumps.go)
-	loops  int // loops made (loops.go)
 }
 
 // rewrite is Rewrite, also counting the jumps it made direct.
@@ -293,7 +283,6 @@ func rewriteCode(body []byte, budget, stop uint32) (_ []byte, st stats, _ error)
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
 	var fn []byte
-	var lf loopifier
 	for i := uint32(0); i < n; i++ {
 		size := r.u32()
 		code := r.bytes(int(size))
@@ -302,12 +291,11 @@ func rewriteCode(body []byte, budget, stop uint32) (_ []byte, st stats, _ error)
 		}
 		var err error
 		var k stats
-		fn, k, err = rewriteFunc(fn[:0], code, check, budget, &lf)
+		fn, k, err = rewriteFunc(fn[:0], code, check, budget)
 		if err != nil {
 			return nil, st, fmt.Errorf("%w: function %d: %v", ErrMalformed, i, err)
 		}
 		st.direct += k.direct
-		st.loops += k.loops
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
@@ -317,11 +305,10 @@ func rewriteCode(body []byte, budget, stop uint32) (_ []byte, st stats, _ error)
 	return out, st, nil
 }
 
-// rewriteFunc copies one function body, structuring the loops of its dispatch
-// loop (loops.go), then adding check after its locals and after every loop's
-// block type and making the forward jumps left direct (jumps.go). The offsets
-// in its errors are those of the body after loops.go.
-func rewriteFunc(out, code, check []byte, firstNew uint32, lf *loopifier) (_ []byte, st stats, _ error) {
+// rewriteFunc copies one function body, adding check after its locals and
+// after every loop's block type and making the forward jumps of its dispatch
+// loops direct (jumps.go).
+func rewriteFunc(out, code, check []byte, firstNew uint32) (_ []byte, st stats, _ error) {
 	r := reader{b: code}
 	groups := r.u32()
 	for i := uint32(0); i < groups && r.err == nil; i++ {
@@ -330,11 +317,6 @@ func rewriteFunc(out, code, check []byte, firstNew uint32, lf *loopifier) (_ []b
 	}
 	if r.err != nil {
 		return nil, st, fmt.Errorf("locals: %v", r.err)
-	}
-	if body, ls := lf.loopify(code[r.p:]); ls.loops > 0 && structureLoops {
-		code = append(code[:r.p:r.p], body...)
-		r.b = code
-		st = ls
 	}
 	out = append(out, code[:r.p]...)
 	out = append(out, check...)

@@ -1,7 +1,8 @@
-// Package policytest runs a policy's decisions twice — natively through the SDK's
-// host emulator and as Wasm through the real policy host — so a plugin's tests
-// prove that both give the same answers.
-package policytest
+// Package wasmtest runs a policy's decisions twice — natively through the SDK's
+// host emulator (sdk/sdktest) and as Wasm through the real policy host — so a
+// plugin's tests prove that both give the same answers. It is for tests: it
+// builds modules with the Go toolchain and reports through testing.T.
+package wasmtest
 
 import (
 	"context"
@@ -20,14 +21,15 @@ import (
 )
 
 // Host builds the Go policy in dir to Wasm and loads it into a real host's slot,
-// with config values.
+// with config values; the slot fails closed with no breaker, so every failure
+// shows. The other slot has no module. The host is closed when the test ends.
 func Host(t *testing.T, dir, slot string, config map[string]string) *wasm.Host {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "policy.wasm")
 	if err := wasmbuild.Build(dir, out); err != nil {
 		t.Fatal(err)
 	}
-	cache := filepath.Join(os.TempDir(), "sluice-policytest-cache")
+	cache := filepath.Join(os.TempDir(), "sluice-wasmtest-cache")
 	h, err := wasm.New(context.Background(), wasm.Config{CacheDir: cache, Slots: map[string]wasm.SlotConfig{
 		slot: {Module: out, Config: config, Failure: wasm.FailClosed, BreakerFailures: -1},
 	}}, slog.New(slog.NewTextHandler(testLog{t}, nil)), nil)
