@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -293,6 +294,44 @@ func (tl *timeline) rewind() {
 	tl.base, tl.started = tl.last+tl.step, false
 }
 
+// maxIVFFrame bounds one IVF frame: a VP8 keyframe of 4K video is a few MB.
+const maxIVFFrame = 16 << 20
+
+const ivfFileHeaderSize = 32
+
+// ivfFrameLimit passes an IVF stream through and refuses a frame whose header
+// announces more than max bytes, before pion's reader allocates the frame (it
+// makes a buffer of whatever size the header says, up to 4 GiB).
+type ivfFrameLimit struct {
+	r    io.Reader
+	max  uint32
+	pos  int64 // bytes passed on
+	next int64 // offset of the next frame header
+	size [4]byte
+}
+
+func (l *ivfFrameLimit) Read(p []byte) (int, error) {
+	end := l.next + 4 // the frame size field ends here
+	if l.pos < end && l.pos+int64(len(p)) > end {
+		p = p[:end-l.pos] // stop after the size field, to judge it first
+	}
+	n, err := l.r.Read(p)
+	for i := range n {
+		if at := l.pos + int64(i); at >= l.next && at < end {
+			l.size[at-l.next] = p[i]
+		}
+	}
+	l.pos += int64(n)
+	if l.pos == end {
+		size := binary.LittleEndian.Uint32(l.size[:])
+		if size > l.max {
+			return n, fmt.Errorf("an IVF frame of %d bytes; at most %d are allowed", size, l.max)
+		}
+		l.next = end + 8 + int64(size)
+	}
+	return n, err
+}
+
 // ivfSource reads VP8 frames from IVF.
 type ivfSource struct {
 	path  string
@@ -325,7 +364,7 @@ func newIVFSource(path string, in io.ReadSeekCloser) (*ivfSource, error) {
 }
 
 func (s *ivfSource) start() error {
-	r, hdr, err := ivfreader.NewWith(s.in)
+	r, hdr, err := ivfreader.NewWith(&ivfFrameLimit{r: s.in, max: maxIVFFrame, next: ivfFileHeaderSize})
 	if err != nil {
 		return fmt.Errorf("--video %s: not an IVF file: %w", s.path, err)
 	}

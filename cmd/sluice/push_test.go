@@ -261,3 +261,29 @@ func FuzzPushSources(f *testing.F) {
 		}
 	})
 }
+
+// An IVF frame header that announces more than the limit is refused before any
+// buffer of that size is made, and a real file passes through unchanged.
+func TestAnIVFFrameOverTheLimitIsRefusedAndARealFilePassesUnchanged(t *testing.T) {
+	real, err := os.ReadFile("../../testdata/video.ivf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := io.Copy(&out, &ivfFrameLimit{r: bytes.NewReader(real), max: maxIVFFrame, next: ivfFileHeaderSize}); err != nil || !bytes.Equal(out.Bytes(), real) {
+		t.Fatalf("the real file did not pass through: %v (%d of %d bytes)", err, out.Len(), len(real))
+	}
+	bad := append([]byte(nil), real[:ivfFileHeaderSize]...)
+	bad = append(bad, 0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0) // a 4 GiB frame
+	s, err := newIVFSource("bad.ivf", nopSeekCloser{bytes.NewReader(bad)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Next(); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("a 4 GiB frame header: %v", err)
+	}
+}
+
+type nopSeekCloser struct{ *bytes.Reader }
+
+func (nopSeekCloser) Close() error { return nil }
