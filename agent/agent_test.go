@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/sluicegw/sluice/agent/node"
 	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/freeport"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/wire"
 )
@@ -41,21 +41,12 @@ func TestMain(m *testing.M) {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startAgent runs a real agent (cluster member, API, node processes) with pools.
 func startAgent(t testing.TB, pools map[string]Pool, mut ...func(*Config)) *Agent {
 	t.Helper()
 	ca, _ := pki.NewCA("test")
 	id, _ := ca.Issue("agent-t", []string{"127.0.0.1"})
-	c, err := cluster.Start(context.Background(), cluster.Config{Name: "agent-t", Bind: freeAddr(t), Dev: true, TagInterval: 50 * time.Millisecond,
+	c, err := cluster.Start(context.Background(), cluster.Config{Name: "agent-t", Bind: freeport.Loopback(t), Dev: true, TagInterval: 50 * time.Millisecond,
 		Tags: map[string]string{wire.TagRole: wire.RoleAgent}}, quiet())
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +117,7 @@ func TestInspectionWritesProcessTableSnapshotsAndKeepsTheLastRetention(t *testin
 func TestSIGTERMDrainsTagsDrainingTakesNoNewStreamsAndWaitsForLiveOnes(t *testing.T) {
 	ca, _ := pki.NewCA("test")
 	id, _ := ca.Issue("agent-d", []string{"127.0.0.1"})
-	c, err := cluster.Start(context.Background(), cluster.Config{Name: "agent-d", Bind: freeAddr(t), Dev: true, TagInterval: 50 * time.Millisecond}, quiet())
+	c, err := cluster.Start(context.Background(), cluster.Config{Name: "agent-d", Bind: freeport.Loopback(t), Dev: true, TagInterval: 50 * time.Millisecond}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

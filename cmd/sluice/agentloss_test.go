@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"github.com/sluicegw/sluice/internal/freeport"
 )
 
 // TestWhenTheAgentCarryingAStreamDiesTheGatewayReplacesItOnAnotherAgent kills
@@ -19,7 +20,7 @@ func TestWhenTheAgentCarryingAStreamDiesTheGatewayReplacesItOnAnotherAgent(t *te
 	// first.cmd.Args is [sluice agent --tls-dir DIR --tls-name agent-1 --bind SERF …].
 	dir := first.cmd.Args[3]
 	sluiceOK(t, "ca", "issue", "--dir", dir, "--name", "agent-2", "--host", "127.0.0.1")
-	second := start(t, "agent", "--tls-dir", dir, "--tls-name", "agent-2", "--bind", freePort(t), "--api", "127.0.0.1:0",
+	second := start(t, "agent", "--tls-dir", dir, "--tls-name", "agent-2", "--bind", freeport.Loopback(t), "--api", "127.0.0.1:0",
 		"--join", first.cmd.Args[7])
 	second.waitLine(regexp.MustCompile(`sluice agent agent-2 is ready`), 30*time.Second)
 	base := bases[0]

@@ -3,23 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-)
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+	"github.com/sluicegw/sluice/internal/freeport"
+)
 
 func sluiceOK(t *testing.T, args ...string) string {
 	t.Helper()
@@ -37,13 +28,13 @@ func startCluster(t *testing.T, gateways int) (agent *proc, bases []string) {
 	dir := t.TempDir()
 	sluiceOK(t, "ca", "init", "--dir", dir)
 	sluiceOK(t, "ca", "issue", "--dir", dir, "--name", "agent-1", "--host", "127.0.0.1")
-	agentSerf := freePort(t)
+	agentSerf := freeport.Loopback(t)
 	agent = start(t, "agent", "--tls-dir", dir, "--tls-name", "agent-1", "--bind", agentSerf, "--api", "127.0.0.1:0")
 	agent.waitLine(regexp.MustCompile(`sluice agent agent-1 is ready`), 30*time.Second)
 	for i := 1; i <= gateways; i++ {
 		name := fmt.Sprintf("gw-%d", i)
 		sluiceOK(t, "ca", "issue", "--dir", dir, "--name", name, "--host", "127.0.0.1")
-		gw := start(t, "gateway", "--tls-dir", dir, "--tls-name", name, "--bind", freePort(t), "--join", agentSerf,
+		gw := start(t, "gateway", "--tls-dir", dir, "--tls-name", name, "--bind", freeport.Loopback(t), "--join", agentSerf,
 			"--http", "127.0.0.1:0", "--ice-port", "-1")
 		m := gw.waitLine(regexp.MustCompile(`ready on (http://\S+)/ `), 30*time.Second)
 		waitReady(t, m[1])

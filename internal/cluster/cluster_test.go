@@ -5,22 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
-)
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	// serf binds the same port on TCP and UDP; pick one free on TCP, close it.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+	"github.com/sluicegw/sluice/internal/freeport"
+)
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -39,12 +29,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestEncryptedMembersSeeEachOtherAndTagChanges(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	ctx := context.Background()
-	a, err := Start(ctx, Config{Name: "a", Bind: freeAddr(t), Key: key, Tags: map[string]string{"role": "agent"}, TagInterval: 50 * time.Millisecond}, quiet())
+	a, err := Start(ctx, Config{Name: "a", Bind: freeport.Loopback(t), Key: key, Tags: map[string]string{"role": "agent"}, TagInterval: 50 * time.Millisecond}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := Start(ctx, Config{Name: "b", Bind: freeAddr(t), Key: key, Join: []string{a.Addr()}, Tags: map[string]string{"role": "gateway"}}, quiet())
+	b, err := Start(ctx, Config{Name: "b", Bind: freeport.Loopback(t), Key: key, Join: []string{a.Addr()}, Tags: map[string]string{"role": "gateway"}}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,12 +82,12 @@ func TestEncryptedMembersSeeEachOtherAndTagChanges(t *testing.T) {
 
 func TestMemberWithWrongKeyCannotJoin(t *testing.T) {
 	ctx := context.Background()
-	a, err := Start(ctx, Config{Name: "a", Bind: freeAddr(t), Key: []byte("0123456789abcdef")}, quiet())
+	a, err := Start(ctx, Config{Name: "a", Bind: freeport.Loopback(t), Key: []byte("0123456789abcdef")}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := Start(ctx, Config{Name: "b", Bind: freeAddr(t), Key: []byte("fedcba9876543210"), Join: []string{a.Addr()}}, quiet())
+	b, err := Start(ctx, Config{Name: "b", Bind: freeport.Loopback(t), Key: []byte("fedcba9876543210"), Join: []string{a.Addr()}}, quiet())
 	if err == nil {
 		b.Close()
 		t.Fatal("a member with another key joined")
@@ -106,7 +96,7 @@ func TestMemberWithWrongKeyCannotJoin(t *testing.T) {
 
 func TestPlaintextGossipIsRefusedOutsideDevLoopback(t *testing.T) {
 	ctx := context.Background()
-	if _, err := Start(ctx, Config{Name: "a", Bind: freeAddr(t)}, quiet()); err == nil || !strings.Contains(err.Error(), "encrypted") {
+	if _, err := Start(ctx, Config{Name: "a", Bind: freeport.Loopback(t)}, quiet()); err == nil || !strings.Contains(err.Error(), "encrypted") {
 		t.Fatalf("unencrypted non-dev member: err = %v", err)
 	}
 	if _, err := Start(ctx, Config{Name: "a", Bind: "0.0.0.0:0", Dev: true}, quiet()); err == nil || !strings.Contains(err.Error(), "loopback") {
@@ -115,7 +105,7 @@ func TestPlaintextGossipIsRefusedOutsideDevLoopback(t *testing.T) {
 }
 
 func TestTagsOverTheSerfLimitAreRefusedAndTheOldOnesKept(t *testing.T) {
-	c, err := Start(context.Background(), Config{Name: "a", Bind: freeAddr(t), Dev: true, Tags: map[string]string{"role": "agent"}}, quiet())
+	c, err := Start(context.Background(), Config{Name: "a", Bind: freeport.Loopback(t), Dev: true, Tags: map[string]string{"role": "agent"}}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

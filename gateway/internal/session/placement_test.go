@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/freeport"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/wire"
 )
@@ -70,16 +70,6 @@ func (p *countingPolicy) Route(ctx context.Context, in *RouteInput) (RouteOutput
 	return p.eligiblePolicy.Route(ctx, in)
 }
 
-func freeGossipAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // clusterOf starts a real one-gateway serf cluster with an agent member for each
 // agentAPI, and a core on it.
 func clusterOf(t *testing.T, pol Policy, agents ...*agentAPI) *Core {
@@ -94,7 +84,7 @@ func clusterOf(t *testing.T, pol Policy, agents ...*agentAPI) *Core {
 	}
 	quiet := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-	gw, err := cluster.Start(ctx, cluster.Config{Name: "gw", Bind: freeGossipAddr(t), Dev: true, Tags: map[string]string{wire.TagRole: wire.RoleGateway}}, quiet)
+	gw, err := cluster.Start(ctx, cluster.Config{Name: "gw", Bind: freeport.Loopback(t), Dev: true, Tags: map[string]string{wire.TagRole: wire.RoleGateway}}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +98,7 @@ func clusterOf(t *testing.T, pol Policy, agents ...*agentAPI) *Core {
 		a.srv.TLS = id.ServerTLS()
 		a.srv.StartTLS()
 		t.Cleanup(a.srv.Close)
-		m, err := cluster.Start(ctx, cluster.Config{Name: a.id, Bind: freeGossipAddr(t), Dev: true, Join: []string{gw.Addr()},
+		m, err := cluster.Start(ctx, cluster.Config{Name: a.id, Bind: freeport.Loopback(t), Dev: true, Join: []string{gw.Addr()},
 			Tags: map[string]string{wire.TagRole: wire.RoleAgent, wire.TagID: a.id, wire.TagAPI: a.srv.Listener.Addr().String(),
 				wire.TagPurposes: "relay", wire.TagCapacity: "10", wire.TagLoad: "0"}}, quiet)
 		if err != nil {
