@@ -7,6 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,4 +262,106 @@ func badClients(ctx context.Context, addr, stream string) error {
 		}
 	}
 	return nil
+}
+
+// A MoQ push keeps its QUIC connection when the agent carrying its stream is
+// killed: the gateway places the stream on the other agent and the WHEP
+// viewer gets media again on the same sessions, neither client reconnecting.
+func TestAMoQPushSurvivesTheLossOfItsAgentOnTheSameConnection(t *testing.T) {
+	dir := t.TempDir()
+	sluiceOK(t, "ca", "init", "--dir", dir)
+	for _, n := range []string{"agent-1", "agent-2", "gw-1"} {
+		sluiceOK(t, "ca", "issue", "--dir", dir, "--name", n, "--host", "127.0.0.1")
+	}
+	serf := freePort(t)
+	agents := map[string]*proc{}
+	agents["agent-1"] = start(t, "agent", "--tls-dir", dir, "--tls-name", "agent-1", "--bind", serf, "--api", "127.0.0.1:0")
+	agents["agent-1"].waitLine(regexp.MustCompile(`sluice agent agent-1 is ready`), 30*time.Second)
+	agents["agent-2"] = start(t, "agent", "--tls-dir", dir, "--tls-name", "agent-2", "--bind", freePort(t), "--api", "127.0.0.1:0", "--join", serf)
+	agents["agent-2"].waitLine(regexp.MustCompile(`sluice agent agent-2 is ready`), 30*time.Second)
+	moqAddr := freeMoQAddr(t)
+	cfg := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(cfg, []byte("gateway:\n  moq:\n    listen: "+moqAddr+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := start(t, "gateway", "--config", cfg, "--tls-dir", dir, "--tls-name", "gw-1", "--bind", freePort(t), "--join", serf,
+		"--http", "127.0.0.1:0", "--ice-port", "-1")
+	base := gw.waitLine(regexp.MustCompile(`ready on (http://\S+)/ `), 30*time.Second)[1]
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		_, body := get(t, base+"/readyz")
+		var r struct{ Agents int }
+		if json.Unmarshal([]byte(body), &r) == nil && r.Agents == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway does not see 2 agents: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	ctx := ctxT(t, 90*time.Second)
+	video, audio := knownMedia(t)
+	cl, err := moqtest.Dial(ctx, moqAddr, moqt.Draft19, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Announce(ctx, moqt.Namespace{"moq-loss.hang"}, vp8OpusCatalog()); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.WaitSubscribed(ctx, hang.CatalogTrack, "video/hd", "audio/data"); err != nil {
+		t.Fatal(err)
+	}
+	// Every video frame a keyframe (the first of the file), so the viewer can
+	// decode from any of them after the stream moved.
+	pushing, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		vt, at := cl.Track("video/hd"), cl.Track("audio/data")
+		for i := uint64(0); pushing.Err() == nil; i++ {
+			_ = vt.WriteFrame(pushing, true, i*33_333, video[0])
+			_ = at.WriteFrame(pushing, true, i*33_333, audio[i%uint64(len(audio))])
+			time.Sleep(33 * time.Millisecond)
+		}
+	}()
+	api, _ := mediatest.API()
+	var view *mediatest.Viewer
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		view, err = mediatest.Play(ctx, api, base, "moq-loss")
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("WHEP play: %v", err)
+	}
+	defer view.Close()
+	if err := mediatest.WaitConnected(ctx, view.PC); err != nil {
+		t.Fatal(err)
+	}
+	waitPackets(t, view, 20, 20*time.Second)
+	_, body := get(t, base+"/v1/streams/moq-loss")
+	var sv struct{ Agent string }
+	_ = json.Unmarshal([]byte(body), &sv)
+	victim := agents[sv.Agent]
+	if victim == nil {
+		t.Fatalf("the stream is on %q: %s", sv.Agent, body)
+	}
+	_ = syscall.Kill(victim.cmd.Process.Pid, syscall.SIGKILL)
+	killed := time.Now()
+	time.Sleep(100 * time.Millisecond) // what the dead node had in flight
+	waitPackets(t, view, 20, 20*time.Second)
+	t.Logf("media again %s after the agent carrying the MoQ push was killed", time.Since(killed))
+	select {
+	case <-cl.Done():
+		t.Fatal("the publisher's QUIC connection ended")
+	default:
+	}
+	_, body = get(t, base+"/v1/streams/moq-loss")
+	var after struct{ Agent string }
+	_ = json.Unmarshal([]byte(body), &after)
+	if after.Agent == sv.Agent || after.Agent == "" {
+		t.Fatalf("the stream is on %q after %s died: %s", after.Agent, sv.Agent, body)
+	}
 }
