@@ -57,7 +57,11 @@ type broadcast struct {
 	out     map[string]*rtpTrack
 	next    uint8 // the next Publication track index
 	ended   bool
-	timer   *time.Timer // ends an announced broadcast whose catalog never comes
+	// cataloged is closed when the first catalog has been applied: a pushed
+	// track's first frames may overtake the catalog and wait for it.
+	cataloged     chan struct{}
+	catalogedOnce sync.Once
+	timer         *time.Timer // ends an announced broadcast whose catalog never comes
 }
 
 // RequestKeyframe implements session.Source. MoQT has no keyframe request a
@@ -66,8 +70,9 @@ type broadcast struct {
 func (b *broadcast) RequestKeyframe(uint8) {}
 
 // openBroadcast admits, authorizes and places a new broadcast for ns, the
-// same as WHIP does for a POST.
-func (s *moqSession) openBroadcast(ns moqt.Namespace, token []byte) (*broadcast, *refusal) {
+// same as WHIP does for a POST. announce is its PUBLISH_NAMESPACE (nil: the
+// PUBLISH flow).
+func (s *moqSession) openBroadcast(ns moqt.Namespace, token []byte, announce *request) (*broadcast, *refusal) {
 	stream, err := streamOf(ns)
 	if err != nil {
 		return nil, &refusal{moqt.ReqUninterested, err.Error()}
@@ -94,7 +99,8 @@ func (s *moqSession) openBroadcast(ns moqt.Namespace, token []byte) (*broadcast,
 		s.srv.core.Refused()
 		return nil, s.refusalOf(err)
 	}
-	b := &broadcast{s: s, ns: ns, stream: stream, pub: pub, media: map[string]*track{}, out: map[string]*rtpTrack{}}
+	b := &broadcast{s: s, ns: ns, stream: stream, pub: pub, announce: announce, media: map[string]*track{}, out: map[string]*rtpTrack{},
+		cataloged: make(chan struct{})}
 	s.mu.Lock()
 	if s.ctx.Err() != nil {
 		s.mu.Unlock()
@@ -140,12 +146,11 @@ func (s *moqSession) refusalOf(err error) *refusal {
 // then subscribe to the catalog, whose tracks are subscribed in turn.
 func (s *moqSession) onPublishNamespace(r *request, m *moqt.PublishNamespace) {
 	tok, _ := m.Params.Get(moqt.ParamAuthToken)
-	b, ref := s.openBroadcast(m.Namespace, tok.Bytes)
+	b, ref := s.openBroadcast(m.Namespace, tok.Bytes, r)
 	if ref != nil {
 		r.refuse(ref.code, ref.reason)
 		return
 	}
-	b.announce = r
 	r.handle(func(m message) {
 		if _, ok := m.(*moqt.PublishNamespaceDone); ok {
 			r.release()
@@ -184,6 +189,10 @@ func (s *moqSession) onPublish(r *request, m *moqt.Publish) {
 		r.refuse(moqt.ReqUninterested, err.Error())
 		return
 	}
+	// PUBLISHes of one namespace may come back to back: the first makes the
+	// broadcast, the others wait for it.
+	s.openMu.Lock()
+	defer s.openMu.Unlock()
 	s.mu.Lock()
 	b := s.bcasts[stream]
 	s.mu.Unlock()
@@ -194,7 +203,7 @@ func (s *moqSession) onPublish(r *request, m *moqt.Publish) {
 	if b == nil {
 		tok, _ := m.Params.Get(moqt.ParamAuthToken)
 		var ref *refusal
-		if b, ref = s.openBroadcast(m.Namespace, tok.Bytes); ref != nil {
+		if b, ref = s.openBroadcast(m.Namespace, tok.Bytes, nil); ref != nil {
 			r.refuse(ref.code, ref.reason)
 			return
 		}
@@ -300,6 +309,7 @@ func (b *broadcast) onCatalog(c *hang.Catalog) {
 		b.pub.AddTrack(added...)
 		b.s.log.Info("moq: tracks", "stream", b.stream, "tracks", trackNames(added))
 	}
+	b.catalogedOnce.Do(func() { close(b.cataloged) })
 	sort.Strings(subscribe)
 	for _, name := range subscribe {
 		tr, err := b.s.subscribe(b, name)
@@ -369,12 +379,28 @@ func pickRenditions(c *hang.Catalog) map[string]rendition {
 	return out
 }
 
-// output is the RTP track a media track's frames go to, if the catalog picked it.
+// output is the RTP track a media track's frames go to, if the catalog picked
+// it. Before the first catalog it waits for one up to catalogWait.
 func (b *broadcast) output(name string) *rtpTrack {
+	select {
+	case <-b.cataloged:
+	default:
+		t := time.NewTimer(catalogWait)
+		select {
+		case <-b.cataloged:
+		case <-t.C:
+		case <-b.s.ctx.Done():
+		}
+		t.Stop()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.out[name]
 }
+
+// catalogWait is how long a frame that overtook its broadcast's first catalog
+// waits for it.
+const catalogWait = time.Second
 
 // end stops the broadcast once: its tracks' subscriptions, the announcement
 // (with ref, when we end it: PUBLISH_NAMESPACE_CANCEL or a reset), and the

@@ -34,7 +34,8 @@ type moqSession struct {
 	ctrl    Stream     // draft 16: the client's bidirectional control stream
 	ctrlOut SendStream // draft 17+: our unidirectional control stream
 
-	setupToken []byte // AUTHORIZATION_TOKEN of the client's SETUP
+	setupToken []byte     // AUTHORIZATION_TOKEN of the client's SETUP
+	openMu     sync.Mutex // PUBLISH: one broadcast per namespace
 
 	mu       sync.Mutex
 	nextOurs uint64              // our next request id (odd)

@@ -46,6 +46,7 @@ func sendFrames(t *testing.T, ctx context.Context, cl *moqtest.Client, n int) {
 		if err := audio.WriteFrame(ctx, true, uint64(i)*20_000, []byte{0xfc, byte(i)}); err != nil {
 			t.Fatal(err)
 		}
+		time.Sleep(5 * time.Millisecond) // faster than real time, but paced as a publisher paces
 	}
 }
 

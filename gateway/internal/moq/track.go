@@ -22,11 +22,11 @@ type track struct {
 	req     *request
 	catalog bool
 
-	got   atomic.Bool // an object arrived
-	once  sync.Once   // ended, by either side
-	timer *time.Timer
+	got  atomic.Bool // an object arrived
+	once sync.Once   // ended, by either side
 
 	mu       sync.Mutex
+	timer    *time.Timer
 	catGroup uint64 // the catalog group applied
 	catSeen  bool
 }
@@ -65,6 +65,8 @@ func (s *moqSession) lookupTrack(alias uint64) *track {
 
 // watch ends a track that sends nothing within TrackTimeout.
 func (tr *track) watch() {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
 	tr.timer = time.AfterFunc(tr.s.srv.cfg.TrackTimeout, func() {
 		if !tr.got.Load() {
 			tr.s.log.Info("moq: track sent nothing", "stream", tr.b.stream, "track", tr.name, "after", tr.s.srv.cfg.TrackTimeout)
@@ -135,9 +137,11 @@ func (tr *track) cancel(code moqt.ErrorCode) {
 }
 
 func (tr *track) stop() {
+	tr.mu.Lock()
 	if tr.timer != nil {
 		tr.timer.Stop()
 	}
+	tr.mu.Unlock()
 	tr.s.dropTrack(tr)
 }
 
