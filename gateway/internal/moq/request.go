@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/sluicegw/sluice/gateway/internal/moq/transport"
 	"github.com/sluicegw/sluice/sdk/moqt"
 )
 
@@ -98,7 +99,7 @@ type request struct {
 	s      *moqSession
 	id     uint64
 	ours   bool
-	stream Stream // nil: on the draft 16 control stream
+	stream transport.Stream // nil: on the draft 16 control stream
 	wmu    sync.Mutex
 
 	mu     sync.Mutex
@@ -253,7 +254,7 @@ func requestID(m message) uint64 {
 // even (client-initiated), not in use, in draft 16 below the MAX_REQUEST_ID
 // we granted. In 17+ a client over MaxRequests open requests is refused with
 // REQUEST_ERROR (nil request, nil error).
-func (s *moqSession) peerRequest(m message, st Stream) (*request, error) {
+func (s *moqSession) peerRequest(m message, st transport.Stream) (*request, error) {
 	id := requestID(m)
 	r := &request{s: s, id: id, stream: st}
 	s.mu.Lock()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicegw/sluice/gateway/internal/moq/transport"
 	"github.com/sluicegw/sluice/gateway/internal/session"
 	"github.com/sluicegw/sluice/sdk/moqt"
 )
@@ -102,7 +103,7 @@ type Server struct {
 	core *session.Core
 	log  *slog.Logger
 	m    *serverMetrics
-	ep   *endpoint
+	ep   *transport.Endpoint
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -128,8 +129,8 @@ func New(cfg Config, core *session.Core, log *slog.Logger) (*Server, error) {
 	for _, v := range moqt.Supported {
 		protos = append(protos, v.ALPN())
 	}
-	ep, err := listenEndpoint(endpointConfig{listen: cfg.Listen, tls: cfg.TLS, hosts: cfg.Hosts, protocols: protos,
-		handle: s.handle, log: log})
+	ep, err := transport.Listen(transport.Config{Listen: cfg.Listen, TLS: cfg.TLS, Hosts: cfg.Hosts, Protocols: protos,
+		Handle: s.handle, Log: log})
 	if err != nil {
 		s.cancel()
 		return nil, err
@@ -161,16 +162,16 @@ func (s *Server) Serve(ctx context.Context) error {
 			cancel()
 		}
 	}()
-	s.ep.serve(ctx)
+	s.ep.Serve(ctx)
 	return nil
 }
 
 // Addr is the bound UDP address.
-func (s *Server) Addr() net.Addr { return s.ep.addr() }
+func (s *Server) Addr() net.Addr { return s.ep.Addr() }
 
 // CertificateHash is the hex SHA-256 of the self-signed certificate that
 // /certificate.sha256 serves, or "" with a configured certificate.
-func (s *Server) CertificateHash() string { return s.ep.certificateHash() }
+func (s *Server) CertificateHash() string { return s.ep.CertificateHash() }
 
 // Close ends every session (NO_ERROR, "shutting down"), stops the endpoint and
 // waits for every goroutine. It is safe to call twice.
@@ -186,7 +187,7 @@ func (s *Server) Close() error {
 		for _, ms := range live {
 			ms.terminate(moqt.CodeNoError, "gateway shutting down")
 		}
-		s.ep.close()
+		s.ep.Close()
 		s.wg.Wait()
 	})
 	return nil
@@ -194,7 +195,7 @@ func (s *Server) Close() error {
 
 // handle runs one session on an accepted transport; the endpoint owns the
 // goroutine and waits for it on close.
-func (s *Server) handle(conn Conn, protocol string) {
+func (s *Server) handle(conn transport.Conn, protocol string) {
 	v, ok := moqt.VersionFromALPN(protocol)
 	if !ok {
 		_ = conn.CloseWithError(uint64(moqt.CodeVersionNegotiationFailed), "no common MoQT version")

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicegw/sluice/gateway/internal/moq/transport"
 	"github.com/sluicegw/sluice/sdk/moqt"
 )
 
@@ -20,7 +21,7 @@ const implementation = "sluice"
 // is in wg and ends with ctx, which ends with the session.
 type moqSession struct {
 	srv    *Server
-	conn   Conn
+	conn   transport.Conn
 	v      moqt.Version
 	log    *slog.Logger
 	client string
@@ -31,8 +32,8 @@ type moqSession struct {
 	once   sync.Once
 
 	ctrlMu  sync.Mutex
-	ctrl    Stream     // draft 16: the client's bidirectional control stream
-	ctrlOut SendStream // draft 17+: our unidirectional control stream
+	ctrl    transport.Stream     // draft 16: the client's bidirectional control stream
+	ctrlOut transport.SendStream // draft 17+: our unidirectional control stream
 
 	setupToken []byte     // AUTHORIZATION_TOKEN of the client's SETUP
 	openMu     sync.Mutex // PUBLISH: one broadcast per namespace
@@ -48,7 +49,7 @@ type moqSession struct {
 	dataOpen int
 }
 
-func newSession(srv *Server, conn Conn, v moqt.Version) *moqSession {
+func newSession(srv *Server, conn transport.Conn, v moqt.Version) *moqSession {
 	s := &moqSession{srv: srv, conn: conn, v: v, client: conn.RemoteAddr().String(), nextOurs: 1,
 		granted: 2 * uint64(srv.cfg.MaxRequests),
 		reqs:    map[uint64]*request{}, tracks: map[uint64]*track{}, bcasts: map[string]*broadcast{}}
@@ -229,7 +230,7 @@ func (s *moqSession) setupParams(ps moqt.Params) error {
 
 // readPeerControl reads the client's draft 17+ control stream, which carries
 // only GOAWAY after SETUP; closing it is a protocol violation.
-func (s *moqSession) readPeerControl(in ReceiveStream) error {
+func (s *moqSession) readPeerControl(in transport.ReceiveStream) error {
 	for {
 		m, err := readMessage(in, s.v)
 		if errors.Is(err, io.EOF) {
@@ -260,14 +261,14 @@ func (s *moqSession) serve() error {
 // shared bidirectional one) within WriteTimeout; a client that stops reading
 // loses the session.
 func (s *moqSession) writeControl(m moqt.Message) error {
-	var w SendStream = s.ctrlOut
+	var w transport.SendStream = s.ctrlOut
 	if s.v == moqt.Draft16 {
 		w = s.ctrl
 	}
 	return s.write(&s.ctrlMu, w, m)
 }
 
-func (s *moqSession) write(mu *sync.Mutex, w SendStream, m moqt.Message) error {
+func (s *moqSession) write(mu *sync.Mutex, w transport.SendStream, m moqt.Message) error {
 	mu.Lock()
 	defer mu.Unlock()
 	_ = w.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
@@ -368,7 +369,7 @@ func (s *moqSession) acceptRequests() {
 
 // serveRequestStream reads a request stream's first message within
 // SetupTimeout, serves the request, then follows the stream until it ends.
-func (s *moqSession) serveRequestStream(st Stream) error {
+func (s *moqSession) serveRequestStream(st transport.Stream) error {
 	_ = st.SetReadDeadline(time.Now().Add(s.srv.cfg.SetupTimeout))
 	m, err := readMessage(st, s.v)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicegw/sluice/gateway/internal/moq/transport"
 	"github.com/sluicegw/sluice/sdk/moqt"
 	"github.com/sluicegw/sluice/sdk/moqt/hang"
 )
@@ -221,7 +222,7 @@ func (s *moqSession) resetLoad() moqt.ErrorCode {
 	return moqt.ResetExcessiveLoad
 }
 
-func (s *moqSession) stopStream(rs ReceiveStream, code moqt.ErrorCode) {
+func (s *moqSession) stopStream(rs transport.ReceiveStream, code moqt.ErrorCode) {
 	rs.CancelRead(uint64(code))
 	s.srv.m.streamError(code)
 }
@@ -229,7 +230,7 @@ func (s *moqSession) stopStream(rs ReceiveStream, code moqt.ErrorCode) {
 // readData reads one subgroup stream's objects into its track. A malformed
 // stream ends the session; an object over MaxObjectBytes ends its track's
 // subscription; a stream silent for StreamIdleTimeout is stopped.
-func (s *moqSession) readData(rs ReceiveStream) error {
+func (s *moqSession) readData(rs transport.ReceiveStream) error {
 	idle := s.srv.cfg.StreamIdleTimeout
 	_ = rs.SetReadDeadline(time.Now().Add(idle))
 	t, err := moqt.ReadVarint(rs, s.v)
@@ -264,7 +265,7 @@ func (s *moqSession) readData(rs ReceiveStream) error {
 // streamFailed sorts a data stream's end: a clean end or a reset by the
 // client is nothing; a protocol error ends the session; an object over the
 // limit ends the track; silence stops the stream.
-func (s *moqSession) streamFailed(rs ReceiveStream, tr *track, err error) error {
+func (s *moqSession) streamFailed(rs transport.ReceiveStream, tr *track, err error) error {
 	var pe *moqt.ProtocolError
 	var te interface{ Timeout() bool }
 	switch {
