@@ -1,4 +1,4 @@
-package moq
+package transport
 
 import (
 	"context"
@@ -19,16 +19,17 @@ import (
 	"github.com/sluicegw/sluice/sdk/moqt"
 )
 
-// endpoint is the MoQ listener: one UDP port serving raw QUIC (an ALPN per MoQT
+// Endpoint is the MoQ listener: one UDP port serving raw QUIC (an ALPN per MoQT
 // draft) and WebTransport over HTTP/3 (ALPN h3, the draft chosen from the
 // client's WT-Available-Protocols), and, for a self-signed certificate, the same
 // port number on TCP serving /certificate.sha256 so browsers can pin it.
-type endpoint struct {
+type Endpoint struct {
 	log       *slog.Logger
 	protocols []string // MoQT ALPNs / WebTransport protocols, most preferred first
 	handle    func(conn Conn, protocol string)
 
 	udp   net.PacketConn
+	tr    *quic.Transport
 	ln    *quic.Listener
 	wt    *webtransport.Server
 	self  *selfCert // nil with a configured certificate
@@ -38,25 +39,33 @@ type endpoint struct {
 	closed sync.Once
 }
 
-// endpointConfig is what an endpoint is made from.
-type endpointConfig struct {
-	listen    string
-	tls       *tls.Config // nil: a rotating self-signed certificate for hosts
-	hosts     []string
-	protocols []string
-	handle    func(conn Conn, protocol string)
-	log       *slog.Logger
-	now       func() time.Time
+// Config is what an Endpoint is made from.
+type Config struct {
+	// Listen is the UDP address (and the self-signed hash's TCP address).
+	Listen string
+	// TLS is the certificate; nil: a rotating self-signed one for Hosts.
+	TLS   *tls.Config
+	Hosts []string
+	// Protocols are the MoQT ALPNs / WebTransport protocols, most preferred first.
+	Protocols []string
+	// Handle serves one session on its own goroutine (the Endpoint's for raw
+	// QUIC, http3's for WebTransport) and returns when it ends.
+	Handle func(conn Conn, protocol string)
+	Log    *slog.Logger
+	// Now is the clock of certificate rotation. Default time.Now.
+	Now func() time.Time
 }
 
-func listenEndpoint(cfg endpointConfig) (*endpoint, error) {
-	e := &endpoint{log: cfg.log, protocols: cfg.protocols, handle: cfg.handle}
-	tlsConf := cfg.tls
+// Listen binds the endpoint's UDP port (and, self-signed, the TCP port of
+// /certificate.sha256). Nothing is accepted until Serve.
+func Listen(cfg Config) (*Endpoint, error) {
+	e := &Endpoint{log: cfg.Log, protocols: cfg.Protocols, handle: cfg.Handle}
+	tlsConf := cfg.TLS
 	if tlsConf == nil {
-		if cfg.now == nil {
-			cfg.now = time.Now
+		if cfg.Now == nil {
+			cfg.Now = time.Now
 		}
-		self, err := newSelfCert(cfg.hosts, cfg.now)
+		self, err := newSelfCert(cfg.Hosts, cfg.Now)
 		if err != nil {
 			return nil, err
 		}
@@ -65,13 +74,14 @@ func listenEndpoint(cfg endpointConfig) (*endpoint, error) {
 	}
 	tlsConf = tlsConf.Clone()
 	tlsConf.MinVersion = tls.VersionTLS13
-	tlsConf.NextProtos = append([]string{http3.NextProtoH3}, cfg.protocols...)
-	udp, err := net.ListenPacket("udp", cfg.listen)
+	tlsConf.NextProtos = append([]string{http3.NextProtoH3}, cfg.Protocols...)
+	udp, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("moq: listen %s: %w", cfg.listen, err)
+		return nil, fmt.Errorf("moq: listen %s: %w", cfg.Listen, err)
 	}
 	e.udp = udp
-	e.ln, err = (&quic.Transport{Conn: udp}).Listen(tlsConf, &quic.Config{
+	e.tr = &quic.Transport{Conn: udp}
+	e.ln, err = e.tr.Listen(tlsConf, &quic.Config{
 		EnableDatagrams:                  true, // WebTransport requires both
 		EnableStreamResetPartialDelivery: true,
 		MaxIdleTimeout:                   30 * time.Second,
@@ -86,7 +96,7 @@ func listenEndpoint(cfg endpointConfig) (*endpoint, error) {
 	mux := http.NewServeMux()
 	e.wt = &webtransport.Server{
 		H3:                   &http3.Server{Handler: mux},
-		ApplicationProtocols: cfg.protocols,
+		ApplicationProtocols: cfg.Protocols,
 		// Any page may publish: admission and auth decide, as for WHIP.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
@@ -104,7 +114,7 @@ func listenEndpoint(cfg endpointConfig) (*endpoint, error) {
 
 // serveHash serves the certificate's hash on TCP at the UDP port's address, where
 // moq-dev's browser client looks for it: GET /certificate.sha256, 64 hex digits.
-func (e *endpoint) serveHash(addr string) error {
+func (e *Endpoint) serveHash(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("moq: certificate hash listener %s: %w", addr, err)
@@ -130,8 +140,8 @@ func (e *endpoint) serveHash(addr string) error {
 	return nil
 }
 
-// serve accepts connections until the endpoint closes.
-func (e *endpoint) serve(ctx context.Context) {
+// Serve accepts connections until ctx ends or the endpoint closes.
+func (e *Endpoint) Serve(ctx context.Context) {
 	for {
 		conn, err := e.ln.Accept(ctx)
 		if err != nil {
@@ -154,7 +164,7 @@ func (e *endpoint) serve(ctx context.Context) {
 
 // upgrade turns an extended CONNECT into a WebTransport session and serves it
 // with the MoQT draft both sides prefer.
-func (e *endpoint) upgrade(w http.ResponseWriter, r *http.Request) {
+func (e *Endpoint) upgrade(w http.ResponseWriter, r *http.Request) {
 	sess, err := e.wt.Upgrade(w, r)
 	if err != nil {
 		e.log.Debug("moq: WebTransport upgrade refused", "client", r.RemoteAddr, "err", err)
@@ -170,8 +180,8 @@ func (e *endpoint) upgrade(w http.ResponseWriter, r *http.Request) {
 	e.handle(wtConn{sess}, proto)
 }
 
-// certificateHash is the hex SHA-256 of the self-signed certificate, or "".
-func (e *endpoint) certificateHash() string {
+// CertificateHash is the hex SHA-256 of the self-signed certificate, or "".
+func (e *Endpoint) CertificateHash() string {
 	if e.self == nil {
 		return ""
 	}
@@ -179,14 +189,16 @@ func (e *endpoint) certificateHash() string {
 	return h
 }
 
-func (e *endpoint) addr() net.Addr { return e.udp.LocalAddr() }
+// Addr is the bound UDP address.
+func (e *Endpoint) Addr() net.Addr { return e.udp.LocalAddr() }
 
-// close stops accepting, ends every connection and waits for their handlers. It
-// is safe to call twice.
-func (e *endpoint) close() {
+// Close stops accepting, ends every connection and waits for the raw QUIC
+// handlers. It is safe to call twice.
+func (e *Endpoint) Close() {
 	e.closed.Do(func() {
 		_ = e.wt.Close()
 		_ = e.ln.Close()
+		_ = e.tr.Close() // closes the accepted connections too
 		if e.hashH != nil {
 			_ = e.hashH.Close()
 		}
