@@ -1,4 +1,5 @@
-// Package gateway is sluice's edge: it terminates WHIP and WHEP (WebRTC with pion),
+// Package gateway is sluice's edge: it terminates WHIP and WHEP (WebRTC with pion)
+// and Media over QUIC (package internal/moq: raw QUIC and WebTransport),
 // admits requests through the throttle policy, places streams on agents through the
 // route policy, carries media to and from node processes over the internal QUIC
 // media link, and serves the HTTP API, metrics and the dashboard.
@@ -13,6 +14,8 @@
 package gateway
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +26,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/sluicegw/sluice/gateway/internal/moq"
 	"github.com/sluicegw/sluice/gateway/internal/session"
 	"github.com/sluicegw/sluice/gateway/internal/whip"
 	"github.com/sluicegw/sluice/internal/cluster"
@@ -60,6 +64,19 @@ type Config struct {
 	RouteHeaders []string
 	// Purpose is the node purpose that carries WebRTC streams. Default "relay".
 	Purpose string
+	// MoQ is the Media over QUIC endpoint. Default: off.
+	MoQ MoQConfig
+}
+
+// MoQConfig configures the MoQ endpoint: MoQT over raw QUIC and WebTransport
+// on one UDP port.
+type MoQConfig struct {
+	// Listen is the UDP address (and, with a self-signed certificate, the TCP
+	// address of /certificate.sha256). Empty turns the endpoint off.
+	Listen string
+	// TLS is the endpoint's certificate. Nil means a rotating self-signed
+	// ECDSA certificate, allowed only on a loopback Listen address.
+	TLS *tls.Config
 }
 
 func (c Config) withDefaults() Config {
@@ -98,6 +115,8 @@ type Gateway struct {
 	policy  Policy
 	core    *session.Core
 	webrtc  *whip.Server
+	moq     *moq.Server // nil when off
+	moqDone chan struct{}
 	mux     http.Handler
 	extras  []route
 	closed  sync.Once
@@ -145,8 +164,39 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		core.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	if cfg.MoQ.Listen != "" {
+		g.moq, err = moq.New(moq.Config{Listen: cfg.MoQ.Listen, TLS: cfg.MoQ.TLS, Metrics: set}, core, log.With("component", "moq"))
+		if err != nil {
+			g.webrtc.Close()
+			core.Close()
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		g.moqDone = make(chan struct{})
+		go func() {
+			defer close(g.moqDone)
+			_ = g.moq.Serve(context.Background()) // until Close
+		}()
+	}
 	g.mux = g.routes(set)
 	return g, nil
+}
+
+// MoQAddr is the bound MoQ UDP address, or nil when the endpoint is off.
+func (g *Gateway) MoQAddr() net.Addr {
+	if g.moq == nil {
+		return nil
+	}
+	return g.moq.Addr()
+}
+
+// MoQCertificateHash is the hex SHA-256 of the MoQ endpoint's self-signed
+// certificate (what /certificate.sha256 serves), or "" when it has a
+// configured certificate or is off.
+func (g *Gateway) MoQCertificateHash() string {
+	if g.moq == nil {
+		return ""
+	}
+	return g.moq.CertificateHash()
 }
 
 func (c Config) webrtcConfig() whip.Config {
@@ -174,6 +224,10 @@ func (g *Gateway) ServingAgents() int { return g.core.ServingAgents() }
 // twice.
 func (g *Gateway) Close() error {
 	g.closed.Do(func() {
+		if g.moq != nil {
+			_ = g.moq.Close()
+			<-g.moqDone
+		}
 		g.webrtc.Close()
 		g.core.Close()
 	})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -47,6 +48,7 @@ type gatewaySettings struct {
 	Listen      string
 	ACMEDomains []string
 	ACMEEmail   string
+	MoQ         config.MoQ
 }
 
 func (c *fileConfig) gatewayConfig() gatewaySettings {
@@ -59,6 +61,7 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 		Listen:      g.Listen,
 		ACMEDomains: g.ACME.Domains,
 		ACMEEmail:   g.ACME.Email,
+		MoQ:         g.MoQ,
 	}
 	if s.Listen == "" {
 		s.Listen = "127.0.0.1:8080"
@@ -153,4 +156,30 @@ func (m member) joinCluster(ctx context.Context, tags map[string]string, log log
 		return nil, nil, err
 	}
 	return c, id, nil
+}
+
+// moqTLS is the MoQ endpoint's certificate: the configured file pair, or nil
+// for the endpoint's own self-signed one (which it allows on loopback only).
+func (s gatewaySettings) moqTLS() (*tls.Config, error) {
+	if s.MoQ.Cert == "" && s.MoQ.Key == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.MoQ.Cert, s.MoQ.Key)
+	if err != nil {
+		return nil, fmt.Errorf("gateway.moq.cert/key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
+}
+
+// withMoQ fills the gateway's MoQ endpoint from gateway.moq.
+func (s *gatewaySettings) withMoQ() error {
+	if s.MoQ.Listen == "" {
+		return nil
+	}
+	tc, err := s.moqTLS()
+	if err != nil {
+		return err
+	}
+	s.Config.MoQ = gateway.MoQConfig{Listen: s.MoQ.Listen, TLS: tc}
+	return nil
 }

@@ -27,6 +27,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	icePort := fs.Int("ice-port", 8189, "UDP port for every WebRTC session (0 picks one)")
 	serfAddr := fs.String("serf", "127.0.0.1:7946", "gossip address (0 port picks one)")
 	apiAddr := fs.String("agent-api", "127.0.0.1:7443", "agent API address (mutual TLS)")
+	moqAddr := fs.String("moq", "", "MoQ endpoint UDP address, raw QUIC and WebTransport (default gateway.moq.listen, else "+devMoQ+")")
 	cfgPath := fs.String("config", "", "YAML config file (optional)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -37,7 +38,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sluice dev:", err)
 		return 2
 	}
-	for _, a := range []string{*httpAddr, *serfAddr, *apiAddr} {
+	moqListen, moqSet := devMoQListen(cfg, *moqAddr)
+	for _, a := range []string{*httpAddr, *serfAddr, *apiAddr, moqListen} {
 		if !isLoopbackAddr(a) {
 			fmt.Fprintf(stderr, "sluice dev: %s is not a loopback address; dev mode listens on loopback only (use sluice gateway / sluice agent for a real cluster)\n", a)
 			return 2
@@ -48,6 +50,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var id *pki.Identity
 		id, err = ca.Issue("dev", []string{"127.0.0.1", "localhost"})
 		if err == nil {
+			if !moqSet && !udpAndTCPFree(moqListen) {
+				log.Warn("the default MoQ port is taken; using a free one", "default", moqListen)
+				moqListen = "127.0.0.1:0"
+			}
+			cfg.Gateway.MoQ.Listen = moqListen
 			return devRun(ctx, cfg, id, *httpAddr, *icePort, *serfAddr, *apiAddr, stdout, stderr, log)
 		}
 	}
@@ -85,6 +92,10 @@ func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr str
 	defer closePol()
 	gcfg := cfg.gatewayConfig()
 	gcfg.ID = "dev"
+	if err := gcfg.withMoQ(); err != nil {
+		fmt.Fprintln(stderr, "sluice dev:", err)
+		return 1
+	}
 	gcfg.ICEUDPPort = icePort
 	if icePort == 0 {
 		gcfg.ICEUDPPort = -1
@@ -116,6 +127,9 @@ func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr str
 		base := "http://" + a.String()
 		fmt.Fprintf(stdout, "sluice dev is ready\n  dashboard  %s/\n  WHIP       %s/whip/{stream}\n  WHEP       %s/whep/{stream}\n  API        %s/v1/cluster  %s/v1/streams  %s/v1/plugins\n  metrics    %s/metrics\n  ICE (UDP)  %s\n",
 			base, base, base, base, base, base, base, gw.ICEAddr())
+		if a := gw.MoQAddr(); a != nil {
+			fmt.Fprintf(stdout, "  MoQ        moqt://%s (QUIC)  https://%s/ (WebTransport)  certificate http://%s/certificate.sha256\n", a, a, a)
+		}
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice dev:", err)
@@ -137,4 +151,34 @@ func resolvePort(addr string) (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// devMoQ is the MoQ endpoint of `sluice dev` unless configured.
+const devMoQ = "127.0.0.1:4443"
+
+// devMoQListen is the dev MoQ address: the flag, the config, or devMoQ; set
+// says it was chosen, so a taken port is an error rather than replaced.
+func devMoQListen(cfg *fileConfig, flagAddr string) (addr string, set bool) {
+	switch {
+	case flagAddr != "":
+		return flagAddr, true
+	case cfg.Gateway.MoQ.Listen != "":
+		return cfg.Gateway.MoQ.Listen, true
+	}
+	return devMoQ, false
+}
+
+// udpAndTCPFree reports whether addr's port is free on UDP (QUIC) and TCP
+// (the certificate hash).
+func udpAndTCPFree(addr string) bool {
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	defer u.Close()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	return l.Close() == nil
 }

@@ -59,6 +59,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	defer closePol()
 	gcfg.ID = m.name
+	if err := gcfg.withMoQ(); err != nil {
+		return fail(err)
+	}
 	gw, err := gateway.New(gcfg.Config, c, id, log.With("component", "gateway"), set, pol.options()...)
 	if err != nil {
 		return fail(err)
@@ -69,6 +72,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	err = serveHTTP(ctx, gcfg.Listen, gw.Handler(), gcfg.ACMEDomains, gcfg.ACMEEmail, log, func(a net.Addr) {
 		fmt.Fprintf(stdout, "sluice gateway %s is ready on http://%s/ (ICE %s), cluster %s via %s\n", m.name, a, gw.ICEAddr(), c.Addr(), strings.Join(m.join, ","))
+		if ma := gw.MoQAddr(); ma != nil {
+			fmt.Fprintf(stdout, "  MoQ        moqt://%s (QUIC)  https://%s/ (WebTransport)\n", ma, ma)
+		}
 	})
 	if err != nil {
 		return fail(err)

@@ -53,6 +53,14 @@ type Gateway struct {
 	MaxOfferBytes int64    `yaml:"maxOfferBytes"` // default 65536
 	RouteHeaders  []string `yaml:"routeHeaders"`  // headers the route policy sees; default [X-Region]
 	ACME          ACME     `yaml:"acme"`
+	MoQ           MoQ      `yaml:"moq"`
+}
+
+// MoQ is the gateway's Media over QUIC endpoint (raw QUIC and WebTransport).
+type MoQ struct {
+	Listen string `yaml:"listen"` // UDP address; default off (sluice dev: 127.0.0.1:4443)
+	Cert   string `yaml:"cert"`   // PEM certificate (chain) file, with key; default a self-signed one, loopback only
+	Key    string `yaml:"key"`    // PEM private key file
 }
 
 // ACME turns on HTTPS with certificates from certmagic.

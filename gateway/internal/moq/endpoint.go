@@ -29,6 +29,7 @@ type endpoint struct {
 	handle    func(conn Conn, protocol string)
 
 	udp   net.PacketConn
+	tr    *quic.Transport
 	ln    *quic.Listener
 	wt    *webtransport.Server
 	self  *selfCert // nil with a configured certificate
@@ -71,7 +72,8 @@ func listenEndpoint(cfg endpointConfig) (*endpoint, error) {
 		return nil, fmt.Errorf("moq: listen %s: %w", cfg.listen, err)
 	}
 	e.udp = udp
-	e.ln, err = (&quic.Transport{Conn: udp}).Listen(tlsConf, &quic.Config{
+	e.tr = &quic.Transport{Conn: udp}
+	e.ln, err = e.tr.Listen(tlsConf, &quic.Config{
 		EnableDatagrams:                  true, // WebTransport requires both
 		EnableStreamResetPartialDelivery: true,
 		MaxIdleTimeout:                   30 * time.Second,
@@ -187,6 +189,7 @@ func (e *endpoint) close() {
 	e.closed.Do(func() {
 		_ = e.wt.Close()
 		_ = e.ln.Close()
+		_ = e.tr.Close() // closes the accepted connections too
 		if e.hashH != nil {
 			_ = e.hashH.Close()
 		}

@@ -160,11 +160,13 @@ func (w wtConn) CloseWithError(code uint64, reason string) error {
 // WebTransport stream error codes are 32 bits; MoQT's stream codes are small.
 type wtStream struct{ s *webtransport.Stream }
 
-func (s wtStream) Read(b []byte) (int, error)         { return s.s.Read(b) }
-func (s wtStream) Write(b []byte) (int, error)        { return s.s.Write(b) }
-func (s wtStream) Close() error                       { return s.s.Close() }
-func (s wtStream) CancelRead(code uint64)             { s.s.CancelRead(webtransport.StreamErrorCode(uint32(code))) }
-func (s wtStream) CancelWrite(code uint64)            { s.s.CancelWrite(webtransport.StreamErrorCode(uint32(code))) }
+func (s wtStream) Read(b []byte) (int, error)  { return s.s.Read(b) }
+func (s wtStream) Write(b []byte) (int, error) { return s.s.Write(b) }
+func (s wtStream) Close() error                { return s.s.Close() }
+func (s wtStream) CancelRead(code uint64)      { s.s.CancelRead(webtransport.StreamErrorCode(uint32(code))) }
+func (s wtStream) CancelWrite(code uint64) {
+	s.s.CancelWrite(webtransport.StreamErrorCode(uint32(code)))
+}
 func (s wtStream) SetReadDeadline(t time.Time) error  { return s.s.SetReadDeadline(t) }
 func (s wtStream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }
 

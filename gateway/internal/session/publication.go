@@ -123,10 +123,11 @@ func (p *Publication) End() {
 	})
 }
 
-// AddTrack announces a track of the source to the node.
-func (p *Publication) AddTrack(t medialink.Track) {
+// AddTrack announces tracks of the source to the node. Tracks given in one
+// call are announced together, so a viewer joining meanwhile sees all of them.
+func (p *Publication) AddTrack(ts ...medialink.Track) {
 	p.mu.Lock()
-	p.tracks = append(p.tracks, t)
+	p.tracks = append(p.tracks, ts...)
 	msg := p.tracksMsgLocked()
 	p.mu.Unlock()
 	p.link.writeControl(msg)
