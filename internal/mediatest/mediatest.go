@@ -280,7 +280,7 @@ type Viewer struct {
 	mu      sync.Mutex
 	video   [][]byte
 	audio   [][]byte
-	tracks  chan string
+	codecs  []string // MIME types of the tracks received, in arrival order
 }
 
 // Play opens a WHEP session for stream and starts collecting frames.
@@ -295,14 +295,17 @@ func Play(ctx context.Context, api *webrtc.API, base, stream string) (*Viewer, e
 			return nil, err
 		}
 	}
-	v := &Viewer{tracks: make(chan string, 4)}
+	v := &Viewer{}
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		v.tracks <- t.Codec().MimeType
-		var dep rtp.Depacketizer = &codecs.VP8Packet{}
-		if t.Kind() == webrtc.RTPCodecTypeAudio {
-			dep = &codecs.OpusPacket{}
+		mime := t.Codec().MimeType
+		v.mu.Lock()
+		v.codecs = append(v.codecs, mime)
+		v.mu.Unlock()
+		dep, maxLate := depacketizer(mime)
+		if dep == nil {
+			return // a codec the viewer cannot reassemble: Codecs shows it
 		}
-		sb := samplebuilder.New(64, dep, t.Codec().ClockRate)
+		sb := samplebuilder.New(maxLate, dep, t.Codec().ClockRate)
 		for {
 			pkt, _, err := t.ReadRTP()
 			if err != nil {
@@ -328,6 +331,31 @@ func Play(ctx context.Context, api *webrtc.API, base, stream string) (*Viewer, e
 	}
 	v.Session = s
 	return v, nil
+}
+
+// depacketizer reassembles frames of the codec named by mime (VP8 and Opus from
+// the test files, H.264 from browsers' cameras), or is nil for any other, with
+// how many packets the sample builder may hold while it waits for a late one.
+// H.264 access units come out in Annex B (start codes before each NAL unit); a
+// camera's keyframe can be a hundred packets or more, which the builder must
+// hold whole to emit it.
+func depacketizer(mime string) (dep rtp.Depacketizer, maxLate uint16) {
+	switch {
+	case strings.EqualFold(mime, webrtc.MimeTypeVP8):
+		return &codecs.VP8Packet{}, 64
+	case strings.EqualFold(mime, webrtc.MimeTypeH264):
+		return &codecs.H264Packet{}, 512
+	case strings.EqualFold(mime, webrtc.MimeTypeOpus):
+		return &codecs.OpusPacket{}, 64
+	}
+	return nil, 0
+}
+
+// Codecs returns the MIME types of the tracks received so far, in arrival order.
+func (v *Viewer) Codecs() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]string(nil), v.codecs...)
 }
 
 // Packets is the number of RTP packets received so far, on every track.
