@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,32 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicegw/sluice/internal/freeport"
 	"github.com/sluicegw/sluice/internal/mediatest"
 	"github.com/sluicegw/sluice/internal/moqtest"
 	"github.com/sluicegw/sluice/sdk/moqt"
 	"github.com/sluicegw/sluice/sdk/moqt/hang"
 )
-
-// freeMoQAddr is a loopback port free on both UDP (QUIC) and TCP (the
-// certificate hash).
-func freeMoQAddr(t *testing.T) string {
-	t.Helper()
-	for range 20 {
-		u, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := u.LocalAddr().String()
-		l, err := net.Listen("tcp", addr)
-		u.Close()
-		if err == nil {
-			l.Close()
-			return addr
-		}
-	}
-	t.Fatal("no port free on both UDP and TCP")
-	return ""
-}
 
 func vp8OpusCatalog() *hang.Catalog {
 	return &hang.Catalog{
@@ -178,7 +157,7 @@ func sleepUntil(ctx context.Context, t time.Time) {
 // viewer through `sluice dev` and its node process, and the stream shows in
 // /v1/streams as published over moq.
 func TestDevRelaysAMoQPushOfTheKnownVP8AndOpusSequenceToWHEP(t *testing.T) {
-	moqAddr := freeMoQAddr(t)
+	moqAddr := freeport.Loopback(t)
 	_, base := startDev(t, "--moq", moqAddr)
 	for _, v := range []moqt.Version{moqt.Draft16, moqt.Draft19} {
 		t.Run(v.String(), func(t *testing.T) {
@@ -212,7 +191,7 @@ func streamIsMoQ(t *testing.T, base, stream string) error {
 // messages, announce a namespace that is no stream id, and try to publish the
 // same stream: each gets its own error, and the push loses nothing.
 func TestBadMoQInputEndsOnlyItsSessionWhileAnotherPushFlows(t *testing.T) {
-	moqAddr := freeMoQAddr(t)
+	moqAddr := freeport.Loopback(t)
 	_, base := startDev(t, "--moq", moqAddr)
 	stream := "moq-steady"
 	errs := make(chan error, 1)
@@ -273,18 +252,18 @@ func TestAMoQPushSurvivesTheLossOfItsAgentOnTheSameConnection(t *testing.T) {
 	for _, n := range []string{"agent-1", "agent-2", "gw-1"} {
 		sluiceOK(t, "ca", "issue", "--dir", dir, "--name", n, "--host", "127.0.0.1")
 	}
-	serf := freePort(t)
+	serf := freeport.Loopback(t)
 	agents := map[string]*proc{}
 	agents["agent-1"] = start(t, "agent", "--tls-dir", dir, "--tls-name", "agent-1", "--bind", serf, "--api", "127.0.0.1:0")
 	agents["agent-1"].waitLine(regexp.MustCompile(`sluice agent agent-1 is ready`), 30*time.Second)
-	agents["agent-2"] = start(t, "agent", "--tls-dir", dir, "--tls-name", "agent-2", "--bind", freePort(t), "--api", "127.0.0.1:0", "--join", serf)
+	agents["agent-2"] = start(t, "agent", "--tls-dir", dir, "--tls-name", "agent-2", "--bind", freeport.Loopback(t), "--api", "127.0.0.1:0", "--join", serf)
 	agents["agent-2"].waitLine(regexp.MustCompile(`sluice agent agent-2 is ready`), 30*time.Second)
-	moqAddr := freeMoQAddr(t)
+	moqAddr := freeport.Loopback(t)
 	cfg := filepath.Join(dir, "gateway.yaml")
 	if err := os.WriteFile(cfg, []byte("gateway:\n  moq:\n    listen: "+moqAddr+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	gw := start(t, "gateway", "--config", cfg, "--tls-dir", dir, "--tls-name", "gw-1", "--bind", freePort(t), "--join", serf,
+	gw := start(t, "gateway", "--config", cfg, "--tls-dir", dir, "--tls-name", "gw-1", "--bind", freeport.Loopback(t), "--join", serf,
 		"--http", "127.0.0.1:0", "--ice-port", "-1")
 	base := gw.waitLine(regexp.MustCompile(`ready on (http://\S+)/ `), 30*time.Second)[1]
 	for deadline := time.Now().Add(15 * time.Second); ; {

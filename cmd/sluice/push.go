@@ -373,7 +373,7 @@ func (s *ivfSource) start() error {
 }
 
 func (s *ivfSource) Track() push.Track {
-	t := push.Track{Codec: push.VP8, Width: int(s.hdr.Width), Height: int(s.hdr.Height)}
+	t := push.Track{Name: "video", Codec: push.VP8, Width: int(s.hdr.Width), Height: int(s.hdr.Height)}
 	if s.hdr.TimebaseNumerator == 1 && s.hdr.TimebaseDenominator <= 240 {
 		t.Framerate = float64(s.hdr.TimebaseDenominator) // ffmpeg writes 1/fps
 	}
@@ -466,7 +466,7 @@ func (s *oggSource) start() error {
 
 func (s *oggSource) Track() push.Track {
 	// Opus always runs at 48 kHz inside; the header's rate is the input's.
-	return push.Track{Codec: push.Opus, SampleRate: 48000, Channels: int(s.hdr.Channels)}
+	return push.Track{Name: "audio", Codec: push.Opus, SampleRate: 48000, Channels: int(s.hdr.Channels)}
 }
 
 func (s *oggSource) Next() (frame, error) {
