@@ -28,7 +28,7 @@ func (c *Core) Admit(ctx context.Context, a Admission) (out ThrottleOutput, ok b
 	switch out.Action {
 	case Admit, Queue, Origin:
 		// Queue: the agent's own wait queue holds the request; Origin: this
-		// gateway is the origin for media, so origin is Admission.
+		// gateway is the origin for media, so origin is admission.
 		return out, true, nil
 	}
 	c.m.throttled.Inc()

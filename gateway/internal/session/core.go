@@ -1,6 +1,6 @@
 // Package session is the gateway's protocol-neutral core. A stream on a gateway
-// has at most one Publication — a protocol's Source (a WHIP publisher, a MoQ
-// publisher) carried to the stream's node — and at most one Subscription: a link
+// has at most one publication — a protocol's Source (a WHIP publisher, a MoQ
+// publisher) carried to the stream's node — and at most one subscription: a link
 // from the node fanned out to the Sinks of every protocol its local viewers use.
 // Admission (the throttle policy), placement (the route policy and the cluster's
 // agents), the media link to the node (dial, re-attach after a node is replaced
@@ -59,8 +59,8 @@ type Core struct {
 	media   *medialink.Endpoint // the one socket of every media link to nodes
 
 	mu       sync.Mutex
-	pubs     map[string]*Publication  // stream id → Publication through this gateway
-	subs     map[string]*Subscription // stream id → shared Subscription on this gateway
+	pubs     map[string]*Publication  // stream id → publication through this gateway
+	subs     map[string]*Subscription // stream id → shared subscription on this gateway
 	watching map[string]bool          // agent API addresses whose events are followed
 	links    linkSet                  // every node link, for the agents' events
 
@@ -117,7 +117,7 @@ func (c *Core) Close() {
 // Agents is the mutual-TLS client of the agents' API, for the operator API.
 func (c *Core) Agents() *AgentClient { return c.agents }
 
-// Refused counts a request a protocol refused after Admission.
+// Refused counts a request a protocol refused after admission.
 func (c *Core) Refused() { c.m.refused.Inc() }
 
 // goOwned runs f on a goroutine owned by the core; Close waits for it.

@@ -14,7 +14,7 @@ import (
 )
 
 // nodeLink is one direction of a stream's media between this gateway and the node
-// that carries it: a Publication's uplink or a Subscription's downlink. It owns
+// that carries it: a publication's uplink or a subscription's downlink. It owns
 // the stream's placement and keeps the QUIC media link to that node up, finding the
 // stream again (relocate) whenever the link drops — the node was replaced, or the
 // agent lost — until its context ends or the node says the stream is gone.

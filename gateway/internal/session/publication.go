@@ -108,7 +108,7 @@ func (p *Publication) Abort() {
 	p.core.closeAgentSession(p.link.placement())
 }
 
-// End stops the Publication: the media link closes with the "ended" code, so
+// End stops the publication: the media link closes with the "ended" code, so
 // the node ends the stream for its viewers, and the agent session closes.
 func (p *Publication) End() {
 	p.once.Do(func() {

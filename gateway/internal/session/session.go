@@ -9,11 +9,11 @@ import (
 	"github.com/sluicegw/sluice/internal/medialink"
 )
 
-// The session core. A stream on this gateway has at most one Publication — a
-// Source (a WHIP publisher; a MoQ publisher next) feeding the stream's node over
-// an uplink — and at most one Subscription: a downlink from the node, fanned out
-// to the Sinks of every protocol its local viewers use (WHEP today). Admission
-// (Admission.go), placement (placement.go) and the node link (nodelink.go) are
+// The session core. A stream on this gateway has at most one publication — a
+// Source (a WHIP or MoQ publisher) feeding the stream's node over an uplink —
+// and at most one subscription: a downlink from the node, fanned out to the
+// Sinks of every protocol its local viewers use (WHEP today). admission
+// (admission.go), placement (placement.go) and the node link (nodelink.go) are
 // the same for every protocol; a protocol adds only a Source or a Sink.
 
 // Source is a protocol's publisher of one stream. The core calls it from its own
@@ -25,7 +25,7 @@ type Source interface {
 
 // Sink is one protocol's viewers of a stream on this gateway, all of them: it
 // gets each packet once and delivers it to every viewer. Its calls come from the
-// Subscription's goroutines, one track's packets in order; they must not block.
+// subscription's goroutines, one track's packets in order; they must not block.
 type Sink interface {
 	// AddTrack adds a track of the stream before its first packet.
 	AddTrack(t medialink.Track)

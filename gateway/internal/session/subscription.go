@@ -41,7 +41,7 @@ type Subscription struct {
 	rate           rateMeter
 }
 
-// Subscribe joins the stream's shared Subscription, opening it if needed, and
+// Subscribe joins the stream's shared subscription, opening it if needed, and
 // waits until its tracks are known. The caller must call leave when its viewer
 // is gone (or never came).
 func (c *Core) Subscribe(ctx context.Context, stream string) (*Subscription, error) {
@@ -106,7 +106,7 @@ func (s *Subscription) run() {
 	_ = s.link.run(s.ctx)
 }
 
-// Sink returns the Subscription's sink for a protocol, making it with mk (and
+// Sink returns the subscription's sink for a protocol, making it with mk (and
 // giving it the known tracks) the first time.
 func (s *Subscription) Sink(protocol string, mk func() Sink) Sink {
 	s.mu.Lock()
@@ -130,7 +130,7 @@ func (s *Subscription) Tracks() []medialink.Track {
 }
 
 // Viewing counts a member as a viewer receiving media. It reports false when the
-// Subscription has ended meanwhile.
+// subscription has ended meanwhile.
 func (s *Subscription) Viewing() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,7 +143,7 @@ func (s *Subscription) Viewing() bool {
 }
 
 // Leave removes a member (a viewer, if it was viewing); the last to leave ends
-// the Subscription.
+// the subscription.
 func (s *Subscription) Leave(wasViewing bool) {
 	s.mu.Lock()
 	s.members--
@@ -183,7 +183,7 @@ func (s *Subscription) setTracks(tracks []medialink.Track, expect int) {
 // newest are dropped (and NACKed by the viewers): ~2 s of video.
 const trackQueue = 512
 
-// inlineViewers is the most viewers a Subscription may have for its packets to be
+// inlineViewers is the most viewers a subscription may have for its packets to be
 // written to them on the media endpoint's goroutine, as they arrive. Above it each
 // track fans out on its own goroutine. A hand-off to a goroutine costs a thread
 // wake-up per packet (the largest cost of the path at small audiences), while
@@ -223,7 +223,7 @@ func (s *Subscription) onPacket(p []byte) {
 	}
 }
 
-// fanOut writes a track's queued RTP to the sinks until the Subscription ends.
+// fanOut writes a track's queued RTP to the sinks until the subscription ends.
 func (s *Subscription) fanOut(track uint8, q chan []byte) {
 	for {
 		select {
@@ -298,7 +298,7 @@ func (s *Subscription) KeyframeAll() {
 	}
 }
 
-// End closes the Subscription: its viewers' sessions, the link and the agent
+// end closes the subscription: its viewers' sessions, the link and the agent
 // session.
 func (s *Subscription) end() {
 	s.cancel()

@@ -64,7 +64,7 @@ func framedRTP(track uint8, seq uint16) []byte {
 	return pkt
 }
 
-// A Subscription delivers every packet, in order, whether it fans out on the
+// A subscription delivers every packet, in order, whether it fans out on the
 // media goroutine (few viewers) or hands packets to the track's goroutine (many),
 // and when it switches between the two as viewers come and go.
 func TestASubscriptionDeliversEveryPacketInOrderWithFewOrManyViewers(t *testing.T) {
@@ -111,8 +111,8 @@ func TestASubscriptionDeliversEveryPacketInOrderWithFewOrManyViewers(t *testing.
 	}
 }
 
-// A sink that joins a Subscription late is told of the tracks already known, and
-// every sink of the Subscription gets every packet: a stream watched over two
+// A sink that joins a subscription late is told of the tracks already known, and
+// every sink of the subscription gets every packet: a stream watched over two
 // protocols at once is parsed once and delivered to both.
 func TestEverySinkOfAStreamGetsItsTracksAndPacketsWhenItJoins(t *testing.T) {
 	c := testCore()
