@@ -39,6 +39,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	viewers := fs.String("viewers", "10,100", "comma list of viewer counts")
 	window := fs.Duration("duration", 10*time.Second, "steady-state measurement window per run")
 	warmup := fs.Duration("warmup", 3*time.Second, "time after the last viewer connects before measuring")
+	ingest := fs.String("ingest", "whip", "comma list of how sluice takes the stream: whip, moq (pushed as sluice push does)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,13 +57,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "sluice bench:", err)
 		return 1
 	}
-	targets := []struct {
-		name string
-		args []string
-		re   *regexp.Regexp
-	}{
-		{"pion relay (baseline)", []string{"bench-relay"}, regexp.MustCompile(`ready on (http://\S+)`)},
-		{"sluice (gateway+node)", []string{"dev", "--http", "127.0.0.1:0", "--ice-port", "0", "--serf", "127.0.0.1:0", "--agent-api", "127.0.0.1:0"}, regexp.MustCompile(`dashboard\s+(http://\S+)/`)},
+	devArgs := []string{"dev", "--http", "127.0.0.1:0", "--ice-port", "0", "--serf", "127.0.0.1:0", "--agent-api", "127.0.0.1:0", "--moq", "127.0.0.1:0"}
+	targets := []benchTarget{{name: "pion relay (baseline)", args: []string{"bench-relay"}, re: relayReadyRE}}
+	for _, in := range strings.Split(*ingest, ",") {
+		switch strings.TrimSpace(in) {
+		case "whip":
+			targets = append(targets, benchTarget{name: "sluice (gateway+node)", args: devArgs, re: devReadyRE})
+		case "moq":
+			targets = append(targets, benchTarget{name: "sluice, MoQ ingest", args: devArgs, re: devReadyRE, moq: true})
+		default:
+			fmt.Fprintf(stderr, "sluice bench: bad --ingest %q (whip, moq)\n", in)
+			return 2
+		}
 	}
 	type result struct {
 		target         string
@@ -73,13 +79,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	var results []result
 	for _, tg := range targets {
-		srv, base, err := startServer(ctx, self, tg.args, tg.re)
+		srv, urls, err := startServer(ctx, self, tg.args, tg.re, tg.moq)
 		if err != nil {
 			fmt.Fprintf(stderr, "sluice bench: start %s: %v\n", tg.name, err)
 			return 1
 		}
 		for _, n := range ns {
-			r, err := benchRun(ctx, base, srv.Process.Pid, n, *warmup, *window, stderr)
+			run := benchRun
+			if tg.moq {
+				run = func(ctx context.Context, base string, pid, n int, warmup, window time.Duration, stderr io.Writer) (benchResult, error) {
+					return benchRunMoQ(ctx, base, urls[1], pid, n, warmup, window, stderr)
+				}
+			}
+			r, err := run(ctx, urls[0], srv.Process.Pid, n, *warmup, *window, stderr)
 			if err != nil {
 				fmt.Fprintf(stderr, "sluice bench: %s with %d viewers: %v\n", tg.name, n, err)
 				stopServer(srv)
@@ -96,49 +108,75 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "| %d | %s | %.0f | %.1f | %.2f ms | %.2f ms | %.2f%% |\n", r.n, r.target, r.pps, r.cpuPerPkt,
 			float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, 100*r.loss)
 	}
-	fmt.Fprintf(stdout, "\n| viewers | CPU per packet, sluice ÷ baseline | median latency added by sluice vs baseline |\n|---|---|---|\n")
+	fmt.Fprintf(stdout, "\n| viewers | path | CPU per packet ÷ baseline | median latency added vs baseline |\n|---|---|---|---|\n")
 	for _, n := range ns {
-		var base, sl *result
+		var base *result
 		for i := range results {
-			if results[i].n == n {
-				if base == nil {
-					base = &results[i]
-				} else {
-					sl = &results[i]
-				}
+			r := &results[i]
+			if r.n != n {
+				continue
 			}
-		}
-		if base != nil && sl != nil {
-			fmt.Fprintf(stdout, "| %d | %.2f× | %+.2f ms |\n", n, sl.cpuPerPkt/base.cpuPerPkt, float64((sl.p50-base.p50).Microseconds())/1000)
+			if base == nil {
+				base = r
+				continue
+			}
+			fmt.Fprintf(stdout, "| %d | %s | %.2f× | %+.2f ms |\n", n, r.target, r.cpuPerPkt/base.cpuPerPkt, float64((r.p50-base.p50).Microseconds())/1000)
 		}
 	}
 	return 0
 }
 
-func startServer(ctx context.Context, self string, args []string, re *regexp.Regexp) (*exec.Cmd, string, error) {
+// benchTarget is a server the bench measures.
+type benchTarget struct {
+	name string
+	args []string
+	re   *regexp.Regexp // its ready line; the first group is its base URL
+	moq  bool           // the publisher pushes over MoQ instead of WHIP
+}
+
+var (
+	relayReadyRE = regexp.MustCompile(`ready on (http://\S+)`)
+	devReadyRE   = regexp.MustCompile(`dashboard\s+(http://\S+)/`)
+	devMoQRE     = regexp.MustCompile(`MoQ\s+(moqt://\S+)`)
+)
+
+// startServer runs the bench's server and waits for its ready line (and, with
+// moq, its MoQ line); it returns the base URL and the MoQ URL.
+func startServer(ctx context.Context, self string, args []string, re *regexp.Regexp, moq bool) (*exec.Cmd, []string, error) {
 	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = append(os.Environ(), "SLUICE_LOG=warn")
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = nil
 	if err := cmd.Start(); err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	found := make(chan string, 1)
+	want := []*regexp.Regexp{re}
+	if moq {
+		want = append(want, devMoQRE)
+	}
+	found := make(chan []string, 1)
 	go func() {
+		urls := make([]string, len(want))
+		seen := 0
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
+			for i, w := range want {
+				if m := w.FindStringSubmatch(sc.Text()); m != nil && urls[i] == "" {
+					urls[i] = m[1]
+					if seen++; seen == len(want) {
+						found <- urls
+					}
+				}
 			}
 		}
 	}()
 	select {
-	case base := <-found:
-		return cmd, base, nil
+	case urls := <-found:
+		return cmd, urls, nil
 	case <-time.After(30 * time.Second):
 		stopServer(cmd)
-		return nil, "", errors.New("not ready within 30 s")
+		return nil, nil, errors.New("not ready within 30 s")
 	}
 }
 
@@ -225,7 +263,8 @@ func benchPublishWHIP(ctx context.Context, api *webrtc.API, base, stream string)
 // benchMeter counts what the viewers of a run receive while its window is open,
 // and the latency of each packet from the moment the publisher sent it.
 type benchMeter struct {
-	clock     *sendClock
+	clock     *sendClock // when each packet was sent, by sequence number (WHIP)
+	stamped   bool       // the send time is in each frame instead (MoQ)
 	sent      atomic.Int64
 	measuring atomic.Bool
 	delivered atomic.Int64
@@ -300,7 +339,13 @@ func (m *benchMeter) read(t *webrtc.TrackRemote) {
 			continue
 		}
 		m.delivered.Add(1)
-		if ts := m.clock.at[kind][pkt.SequenceNumber].Load(); ts != 0 {
+		var ts int64
+		if m.stamped {
+			ts, _ = stampOf(kind, pkt.Payload)
+		} else {
+			ts = m.clock.at[kind][pkt.SequenceNumber].Load()
+		}
+		if ts != 0 {
 			local = append(local, time.Duration(time.Now().UnixNano()-ts))
 		}
 	}
