@@ -40,6 +40,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	window := fs.Duration("duration", 10*time.Second, "steady-state measurement window per run")
 	warmup := fs.Duration("warmup", 3*time.Second, "time after the last viewer connects before measuring")
 	ingest := fs.String("ingest", "whip", "comma list of how sluice takes the stream: whip, moq (pushed as sluice push does)")
+	pushes := fs.Int("pushes", 0, "also push this many ~1 Mbit/s streams over MoQ at once, each with one WHEP viewer, and report their loss")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -102,6 +103,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				tg.name, n, r.pps, r.cpuPerPkt, r.p50, r.p99, 100*r.loss)
 		}
 		stopServer(srv)
+	}
+	if *pushes > 0 {
+		r, err := benchManyPushes(ctx, self, devArgs, *pushes, *warmup, *window, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice bench: %d pushes: %v\n", *pushes, err)
+			return 1
+		}
+		results = append(results, result{fmt.Sprintf("sluice, %d MoQ pushes of ~1 Mbit/s", *pushes), 1, r.pps, r.cpuPerPkt, r.p50, r.p99, r.loss})
 	}
 	fmt.Fprintf(stdout, "| viewers | path | delivered pkt/s | CPU µs / delivered pkt | latency p50 | latency p99 | loss |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
@@ -270,6 +279,17 @@ type benchMeter struct {
 	delivered atomic.Int64
 	mu        sync.Mutex
 	lats      []time.Duration
+
+	// Stamped streams count loss by frame, exactly: the frames written in the
+	// window (unix-nano bounds), and how many of them reached a viewer, whenever.
+	winStart, winEnd      atomic.Int64
+	framesSent, framesGot atomic.Int64
+}
+
+// inWindow reports whether a frame stamped at ts was written in the window.
+func (m *benchMeter) inWindow(ts int64) bool {
+	start, end := m.winStart.Load(), m.winEnd.Load()
+	return start != 0 && ts >= start && (end == 0 || ts < end)
 }
 
 // addViewers connects n WHEP viewers to stream. The viewers skip pion's stats
@@ -332,6 +352,11 @@ func (m *benchMeter) read(t *webrtc.TrackRemote) {
 		if err != nil {
 			return
 		}
+		if m.stamped {
+			if ts, ok := stampOf(kind, pkt.Payload); ok && m.inWindow(ts) {
+				m.framesGot.Add(1)
+			}
+		}
 		if !m.measuring.Load() {
 			if len(local) > 0 {
 				flush()
@@ -358,10 +383,12 @@ func (m *benchMeter) measure(pid, n int, window time.Duration, stderr io.Writer)
 	kids := childPIDs(pid)
 	cpu0, kid0 := cpuTime([]int{pid}), cpuTime(kids)
 	sent0 := m.sent.Load()
+	m.winStart.Store(time.Now().UnixNano())
 	m.measuring.Store(true)
 	start := time.Now()
 	time.Sleep(window)
 	m.measuring.Store(false)
+	m.winEnd.Store(time.Now().UnixNano())
 	elapsed := time.Since(start)
 	cpu1, kid1 := cpuTime([]int{pid}), cpuTime(childPIDs(pid))
 	if len(kids) > 0 {
@@ -369,7 +396,7 @@ func (m *benchMeter) measure(pid, n int, window time.Duration, stderr io.Writer)
 	}
 	cpu1 += kid1 - kid0
 	sentN := m.sent.Load() - sent0
-	time.Sleep(200 * time.Millisecond) // let the readers flush their samples
+	time.Sleep(500 * time.Millisecond) // let the readers flush their samples, and the last frames arrive
 	got := m.delivered.Load()
 	if got == 0 {
 		return benchResult{}, errors.New("no packet was delivered")
@@ -381,6 +408,9 @@ func (m *benchMeter) measure(pid, n int, window time.Duration, stderr io.Writer)
 		pps:       float64(got) / elapsed.Seconds(),
 		cpuPerPkt: float64((cpu1 - cpu0).Microseconds()) / float64(got),
 		loss:      max(0, 1-float64(got)/float64(sentN*int64(n))),
+	}
+	if m.stamped {
+		r.loss = max(0, 1-float64(m.framesGot.Load())/float64(m.framesSent.Load()*int64(n)))
 	}
 	if len(m.lats) > 0 {
 		r.p50, r.p99 = m.lats[len(m.lats)/2], m.lats[len(m.lats)*99/100]
