@@ -1,7 +1,14 @@
-package moq
+// Package egress turns a stream's RTP, as the session core fans it out, into
+// hang tracks for MoQ viewers: frames built once per track with pion's
+// samplebuilder, a group per keyframe, the current group kept for late
+// joiners, each object offered to every viewer of the track, and the hang
+// catalog of the tracks. Package moq answers the viewers' requests and owns
+// their sessions; this package knows nothing of requests.
+package egress
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 
@@ -9,43 +16,67 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
-	"github.com/sluicegw/sluice/gateway/internal/session"
 	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/sdk/moqt/hang"
 )
 
 // Bounds on the group a track keeps for late joiners: past them the group is
-// no longer kept and a joiner waits for the next keyframe.
+// no longer kept and a joiner waits for the next keyframe. A viewer's queue
+// should take MaxHeldObjects, so a late joiner gets the whole group.
 const (
-	maxHeldObjects = 1024
+	MaxHeldObjects = 1024
 	maxHeldBytes   = 8 << 20
 )
 
-// object is one MoQT object of a served track: a hang frame (or, on the
+// Object is one MoQT object of a served track: a hang frame (or, on the
 // catalog track, the catalog JSON) at its group and object id.
-type object struct {
-	group, id uint64
-	payload   []byte
+type Object struct {
+	Group, ID uint64
+	Payload   []byte
 }
 
-// sink is a stream's MoQ viewers on this gateway, the session.Sink of its
+// Viewer is one subscription to a served track.
+type Viewer interface {
+	// Offer queues an object without blocking (it is called under the
+	// sink's lock) and reports whether it was taken. A viewer that does not
+	// take one gets nothing more of that group.
+	Offer(o Object) bool
+	// End ends the viewer: the stream is over.
+	End(reason string)
+}
+
+// Config is what a Sink needs from its host.
+type Config struct {
+	Stream string
+	Log    *slog.Logger
+	// Keyframe asks the publisher for a keyframe on a track (nil: never). It
+	// is called on a goroutine of its own.
+	Keyframe func(track uint8)
+	// Dropped counts objects a viewer did not get, and frames lost to
+	// missing packets.
+	Dropped func()
+}
+
+// member is a viewer's state in the sink.
+type member struct {
+	dropping bool // the rest of the current group is dropped
+}
+
+// Sink is a stream's MoQ viewers on this gateway, the session.Sink of its
 // subscription for protocol "moq": it depacketizes each track's RTP into
 // frames once (pion's samplebuilder), groups them from keyframe to keyframe,
 // keeps the current group for late joiners, and hands each object to every
 // viewer of the track. It serves the hang catalog built from the tracks.
-type sink struct {
-	srv    *Server
-	stream string
-	sub    *session.Subscription
+type Sink struct {
+	cfg Config
 
 	mu      sync.Mutex
 	tracks  [medialink.MaxTracks]*outTrack
 	names   map[string]*outTrack
 	order   []*outTrack // in the order the tracks came: names and catalog follow it
-	catalog object      // the current catalog, a group of one object
-	catSubs map[*viewer]struct{}
+	catalog Object      // the current catalog, a group of one object
+	catSubs map[Viewer]*member
 	ended   bool
-	reason  string
 }
 
 // outTrack is one served track: its frame builder and its current group.
@@ -68,28 +99,32 @@ type outTrack struct {
 	group   uint64 // the current group's id
 	started bool   // a group is open (its keyframe was seen)
 	next    uint64 // the next object id in the group
-	held    []object
+	held    []Object
 	heldLen int
 	holding bool // the current group is kept whole for late joiners
-	viewers map[*viewer]struct{}
+	viewers map[Viewer]*member
 }
 
-func newSink(srv *Server, stream string, sub *session.Subscription) *sink {
-	k := &sink{srv: srv, stream: stream, sub: sub, names: map[string]*outTrack{}, catSubs: map[*viewer]struct{}{}}
-	k.catalog = object{payload: k.buildCatalog()}
+// New makes the sink of a stream.
+func New(cfg Config) *Sink {
+	if cfg.Dropped == nil {
+		cfg.Dropped = func() {}
+	}
+	k := &Sink{cfg: cfg, names: map[string]*outTrack{}, catSubs: map[Viewer]*member{}}
+	k.catalog = Object{Payload: k.buildCatalog()}
 	return k
 }
 
 // AddTrack implements session.Sink: a track whose codec a hang viewer decodes
 // (VP8, H.264, Opus) is served, named by its kind ("video", "audio"; a second
 // one of a kind "video2", …); others are left out of the catalog.
-func (k *sink) AddTrack(t medialink.Track) {
+func (k *Sink) AddTrack(t medialink.Track) {
 	if int(t.Index) >= medialink.MaxTracks {
 		return
 	}
 	ot, err := newOutTrack(t)
 	if err != nil {
-		k.srv.log.Info("moq: track not served to MoQ viewers", "stream", k.stream, "track", t.Index, "error", err)
+		k.cfg.Log.Info("moq: track not served to MoQ viewers", "stream", k.cfg.Stream, "track", t.Index, "error", err)
 		return
 	}
 	k.mu.Lock()
@@ -104,15 +139,15 @@ func (k *sink) AddTrack(t medialink.Track) {
 	k.tracks[t.Index] = ot
 	k.names[ot.name] = ot
 	k.order = append(k.order, ot)
-	k.catalog = object{group: k.catalog.group + 1, payload: k.buildCatalog()}
-	for v := range k.catSubs {
-		v.offer(k.catalog)
+	k.catalog = Object{Group: k.catalog.Group + 1, Payload: k.buildCatalog()}
+	for v, m := range k.catSubs {
+		k.offer(v, m, k.catalog)
 	}
 }
 
 // newOutTrack picks a track's depacketizer and catalog codec.
 func newOutTrack(t medialink.Track) (*outTrack, error) {
-	ot := &outTrack{info: t, viewers: map[*viewer]struct{}{}}
+	ot := &outTrack{info: t, viewers: map[Viewer]*member{}}
 	switch strings.ToLower(t.MimeType) {
 	case "video/vp8":
 		ot.codec, ot.keyframe, ot.flush = "vp8", vp8Keyframe, true
@@ -148,7 +183,7 @@ func profileLevelID(fmtp string) string {
 
 // buildCatalog is the hang catalog of the served tracks; k.mu is held (or k
 // is new).
-func (k *sink) buildCatalog() []byte {
+func (k *Sink) buildCatalog() []byte {
 	var c hang.Catalog
 	for _, t := range k.order {
 		if t.audio {
@@ -171,7 +206,7 @@ func (k *sink) buildCatalog() []byte {
 	if err != nil {
 		// Only our own names and codec strings go in: this is a bug, and an
 		// empty catalog is what a viewer can still read.
-		k.srv.log.Error("moq: catalog", "stream", k.stream, "error", err)
+		k.cfg.Log.Error("moq: catalog", "stream", k.cfg.Stream, "error", err)
 		return []byte("{}")
 	}
 	return b
@@ -179,7 +214,7 @@ func (k *sink) buildCatalog() []byte {
 
 // WriteRTP implements session.Sink: the packet goes to the track's frame
 // builder, and each frame it completes to the track's viewers.
-func (k *sink) WriteRTP(track uint8, pkt *rtp.Packet) int {
+func (k *Sink) WriteRTP(track uint8, pkt *rtp.Packet) int {
 	if int(track) >= medialink.MaxTracks {
 		return 0
 	}
@@ -210,7 +245,7 @@ func (k *sink) WriteRTP(track uint8, pkt *rtp.Packet) int {
 // frame groups one frame: a keyframe (every audio frame) opens a group; a
 // video frame after a loss closes the group until the next keyframe, which
 // is asked for.
-func (k *sink) frame(t *outTrack, data []byte, ts uint32, lost bool) {
+func (k *Sink) frame(t *outTrack, data []byte, ts uint32, lost bool) {
 	us := t.ts.micros(ts, t.info.ClockRate)
 	key := t.audio || t.keyframe(data)
 	switch {
@@ -223,32 +258,43 @@ func (k *sink) frame(t *outTrack, data []byte, ts uint32, lost bool) {
 	case lost && t.started:
 		t.started = false
 		t.group++
-		k.srv.m.dropped.Inc()
+		k.cfg.Dropped()
 		k.keyframe(t.info.Index)
 		return
 	case !t.started:
 		return
 	}
-	o := object{group: t.group, id: t.next, payload: hang.Frame{TimestampMicros: us, Payload: data}.Append(nil)}
+	o := Object{Group: t.group, ID: t.next, Payload: hang.Frame{TimestampMicros: us, Payload: data}.Append(nil)}
 	t.next++
 	if t.holding {
-		if len(t.held) < maxHeldObjects && t.heldLen+len(o.payload) <= maxHeldBytes {
+		if len(t.held) < MaxHeldObjects && t.heldLen+len(o.Payload) <= maxHeldBytes {
 			t.held = append(t.held, o)
-			t.heldLen += len(o.payload)
+			t.heldLen += len(o.Payload)
 		} else {
 			t.holding, t.held, t.heldLen = false, nil, 0
 		}
 	}
-	for v := range t.viewers {
-		v.offer(o)
+	for v, m := range t.viewers {
+		k.offer(v, m, o)
+	}
+}
+
+// offer hands o to a viewer unless it is dropping the rest of o's group.
+func (k *Sink) offer(v Viewer, m *member, o Object) {
+	if o.ID == 0 {
+		m.dropping = false
+	}
+	if m.dropping || !v.Offer(o) {
+		m.dropping = true
+		k.cfg.Dropped()
 	}
 }
 
 // End implements session.Sink: the stream is over for every viewer.
-func (k *sink) End(reason string) {
+func (k *Sink) End(reason string) {
 	k.mu.Lock()
-	k.ended, k.reason = true, reason
-	var all []*viewer
+	k.ended = true
+	var all []Viewer
 	for v := range k.catSubs {
 		all = append(all, v)
 	}
@@ -259,37 +305,38 @@ func (k *sink) End(reason string) {
 	}
 	k.mu.Unlock()
 	for _, v := range all {
-		v.finish(doneTrackEnded, reason)
+		v.End(reason)
 	}
 }
 
-// attach adds a viewer of a track (name "catalog.json" for the catalog) and
-// queues what it gets at once: the catalog, or the current group from its
-// keyframe. It reports false when the track is not served.
-func (k *sink) attach(v *viewer, name string) bool {
+// Attach adds a viewer of a track (name "catalog.json" for the catalog) and
+// offers what it gets at once: the catalog, or the current group from its
+// keyframe. It reports false when the track is not served or the stream has
+// ended.
+func (k *Sink) Attach(v Viewer, name string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.ended {
 		return false
 	}
+	m := &member{}
 	if name == hang.CatalogTrack {
-		k.catSubs[v] = struct{}{}
-		v.offer(k.catalog)
+		k.catSubs[v] = m
+		k.offer(v, m, k.catalog)
 		return true
 	}
 	t := k.names[name]
 	if t == nil {
 		return false
 	}
-	v.track = t
-	t.viewers[v] = struct{}{}
+	t.viewers[v] = m
 	if t.started && t.holding {
 		for _, o := range t.held {
-			v.offer(o)
+			k.offer(v, m, o)
 		}
 	} else {
 		// The current group's start is gone: the viewer waits for the next.
-		v.dropping = true
+		m.dropping = true
 		if !t.audio {
 			k.keyframe(t.info.Index)
 		}
@@ -297,38 +344,46 @@ func (k *sink) attach(v *viewer, name string) bool {
 	return true
 }
 
-// has reports whether a track is served, and its largest object so far.
-func (k *sink) has(name string) (served, content bool, group, id uint64) {
+// TrackState is what a SUBSCRIBE's answer says of a served track.
+type TrackState struct {
+	Audio bool
+	// Content says the track has objects; Group and Object are the largest.
+	Content       bool
+	Group, Object uint64
+}
+
+// Track reports whether a track is served, and its state.
+func (k *Sink) Track(name string) (TrackState, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if name == hang.CatalogTrack {
-		return true, true, k.catalog.group, 0
+		return TrackState{Content: true, Group: k.catalog.Group}, true
 	}
 	t := k.names[name]
 	if t == nil {
-		return false, false, 0, 0
+		return TrackState{}, false
 	}
 	if !t.started || t.next == 0 {
-		return true, false, 0, 0
+		return TrackState{Audio: t.audio}, true
 	}
-	return true, true, t.group, t.next - 1
+	return TrackState{Audio: t.audio, Content: true, Group: t.group, Object: t.next - 1}, true
 }
 
 // keyframe asks the publisher for a keyframe, off the caller's goroutine:
 // the request may wait on the link, and the caller holds k.mu.
-func (k *sink) keyframe(track uint8) {
-	if k.sub != nil {
-		go k.sub.Keyframe(track)
+func (k *Sink) keyframe(track uint8) {
+	if k.cfg.Keyframe != nil {
+		go k.cfg.Keyframe(track)
 	}
 }
 
-// detach removes a viewer.
-func (k *sink) detach(v *viewer) {
+// Detach removes a viewer.
+func (k *Sink) Detach(v Viewer) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	delete(k.catSubs, v)
-	if v.track != nil {
-		delete(v.track.viewers, v)
+	for _, t := range k.order {
+		delete(t.viewers, v)
 	}
 }
 

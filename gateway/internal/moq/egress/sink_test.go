@@ -1,11 +1,10 @@
-package moq
+package egress
 
 import (
 	"bytes"
 	"log/slog"
 	"testing"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 
@@ -14,18 +13,22 @@ import (
 )
 
 // testSink is a sink with no subscription behind it, fed RTP by the test.
-func testSink() *sink {
-	srv := &Server{log: slog.New(slog.DiscardHandler), m: newServerMetrics(metrics.NewSet())}
-	return newSink(srv, "cam1", nil)
+func testSink() *Sink {
+	return New(Config{Stream: "cam1", Log: slog.New(slog.DiscardHandler)})
 }
 
 // testViewer is a viewer whose queue the test reads.
-func testViewer(k *sink, n int) *viewer {
-	return &viewer{s: &moqSession{srv: k.srv}, q: make(chan object, n)}
+type testViewer struct {
+	*Queue
+	ended string
 }
 
-func drain(v *viewer) []object {
-	var out []object
+func (v *testViewer) End(reason string) { v.ended = reason }
+
+func newViewer(_ *Sink, n int) *testViewer { return &testViewer{Queue: NewQueue(n)} }
+
+func drain(v *testViewer) []Object {
+	var out []Object
 	for {
 		select {
 		case o := <-v.q:
@@ -63,8 +66,8 @@ func packetize(frames [][]byte, clock, step uint32, pl rtp.Payloader) []*rtp.Pac
 func TestRTPBecomesHangFramesGroupedFromKeyframeToKeyframe(t *testing.T) {
 	k := testSink()
 	k.AddTrack(medialink.Track{Index: 0, Kind: "video", MimeType: "video/VP8", ClockRate: 90000})
-	v := testViewer(k, 1000)
-	if !k.attach(v, "video") {
+	v := newViewer(k, 1000)
+	if !k.Attach(v, "video") {
 		t.Fatal("video is not served")
 	}
 	frames := vp8Frames(35)
@@ -76,7 +79,7 @@ func TestRTPBecomesHangFramesGroupedFromKeyframeToKeyframe(t *testing.T) {
 		t.Fatalf("%d objects for %d frames", len(got), len(frames))
 	}
 	for i, o := range got {
-		f, err := hang.ParseFrame(o.payload)
+		f, err := hang.ParseFrame(o.Payload)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,8 +89,8 @@ func TestRTPBecomesHangFramesGroupedFromKeyframeToKeyframe(t *testing.T) {
 		if want := uint64(i) * 3000 * 1_000_000 / 90000; f.TimestampMicros != want {
 			t.Errorf("frame %d at %d µs, want %d", i, f.TimestampMicros, want)
 		}
-		if o.group != uint64(i/10) || o.id != uint64(i%10) {
-			t.Errorf("frame %d is object %d of group %d, want %d of %d", i, o.id, o.group, i%10, i/10)
+		if o.Group != uint64(i/10) || o.ID != uint64(i%10) {
+			t.Errorf("frame %d is object %d of group %d, want %d of %d", i, o.ID, o.Group, i%10, i/10)
 		}
 	}
 }
@@ -97,13 +100,13 @@ func TestALateJoinerGetsTheCurrentGroupFromItsKeyframeAtOnce(t *testing.T) {
 	k.AddTrack(medialink.Track{Index: 0, Kind: "video", MimeType: "video/VP8", ClockRate: 90000})
 	frames := vp8Frames(25)
 	pkts := packetize(frames, 90000, 3000, &codecs.VP8Payloader{EnablePictureID: true})
-	late := testViewer(k, 1000)
+	late := newViewer(k, 1000)
 	done := 0
 	for _, p := range pkts {
 		k.WriteRTP(0, p)
 		if p.Marker {
 			if done++; done == 23 { // mid-way through the third group
-				k.attach(late, "video")
+				k.Attach(late, "video")
 			}
 		}
 	}
@@ -111,9 +114,9 @@ func TestALateJoinerGetsTheCurrentGroupFromItsKeyframeAtOnce(t *testing.T) {
 	if len(got) == 0 {
 		t.Fatal("the late joiner got nothing")
 	}
-	f, _ := hang.ParseFrame(got[0].payload)
-	if got[0].group != 2 || got[0].id != 0 || !bytes.Equal(f.Payload, frames[20]) {
-		t.Errorf("the late joiner starts at object %d of group %d, want the keyframe opening group 2", got[0].id, got[0].group)
+	f, _ := hang.ParseFrame(got[0].Payload)
+	if got[0].Group != 2 || got[0].ID != 0 || !bytes.Equal(f.Payload, frames[20]) {
+		t.Errorf("the late joiner starts at object %d of group %d, want the keyframe opening group 2", got[0].ID, got[0].Group)
 	}
 	if len(got) != 5 {
 		t.Errorf("the late joiner got %d frames, want the 5 of the current group", len(got))
@@ -123,12 +126,12 @@ func TestALateJoinerGetsTheCurrentGroupFromItsKeyframeAtOnce(t *testing.T) {
 func TestASlowViewerDropsTheRestOfItsGroupWithoutHoldingAnother(t *testing.T) {
 	k := testSink()
 	k.AddTrack(medialink.Track{Index: 0, Kind: "video", MimeType: "video/VP8", ClockRate: 90000})
-	fast, slow := testViewer(k, 1000), testViewer(k, 3)
-	k.attach(fast, "video")
-	k.attach(slow, "video")
+	fast, slow := newViewer(k, 1000), newViewer(k, 3)
+	k.Attach(fast, "video")
+	k.Attach(slow, "video")
 	frames := vp8Frames(20)
 	pkts := packetize(frames, 90000, 3000, &codecs.VP8Payloader{EnablePictureID: true})
-	var slowGot []object
+	var slowGot []Object
 	markers := 0
 	for _, p := range pkts {
 		k.WriteRTP(0, p)
@@ -143,19 +146,19 @@ func TestASlowViewerDropsTheRestOfItsGroupWithoutHoldingAnother(t *testing.T) {
 	if n := len(drain(fast)); n != 20 {
 		t.Errorf("the fast viewer got %d of 20 frames", n)
 	}
-	var want []object
+	var want []Object
 	for i := 0; i < 3; i++ { // what fit of group 0
-		want = append(want, object{group: 0, id: uint64(i)})
+		want = append(want, Object{Group: 0, ID: uint64(i)})
 	}
 	for i := 0; i < 10; i++ { // group 1, whole: the drop ended with group 0
-		want = append(want, object{group: 1, id: uint64(i)})
+		want = append(want, Object{Group: 1, ID: uint64(i)})
 	}
 	if len(slowGot) != len(want) {
 		t.Fatalf("the slow viewer got %d objects, want %d (3 of group 0, all of group 1)", len(slowGot), len(want))
 	}
 	for i, o := range slowGot {
-		if o.group != want[i].group || o.id != want[i].id {
-			t.Errorf("slow object %d is %d/%d, want %d/%d", i, o.group, o.id, want[i].group, want[i].id)
+		if o.Group != want[i].Group || o.ID != want[i].ID {
+			t.Errorf("slow object %d is %d/%d, want %d/%d", i, o.Group, o.ID, want[i].Group, want[i].ID)
 		}
 	}
 }
@@ -165,16 +168,16 @@ func TestEveryOpusFrameIsAGroupAndTheCatalogNamesTheTracks(t *testing.T) {
 	k.AddTrack(medialink.Track{Index: 0, Kind: "video", MimeType: "video/H264", ClockRate: 90000, SDPFmtpLine: "packetization-mode=1;profile-level-id=640028"})
 	k.AddTrack(medialink.Track{Index: 1, Kind: "audio", MimeType: "audio/opus", ClockRate: 48000, Channels: 2})
 	k.AddTrack(medialink.Track{Index: 2, Kind: "video", MimeType: "video/VP8", ClockRate: 90000})
-	cat, err := hang.ParseCatalog(k.catalog.payload)
+	cat, err := hang.ParseCatalog(k.catalog.Payload)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cat.Video.Renditions["video"].Codec != "avc1.640028" || cat.Video.Renditions["video2"].Codec != "vp8" ||
 		cat.Audio.Renditions["audio"].Codec != "opus" || cat.Audio.Renditions["audio"].SampleRate != 48000 {
-		t.Errorf("catalog %s", k.catalog.payload)
+		t.Errorf("catalog %s", k.catalog.Payload)
 	}
-	a := testViewer(k, 100)
-	k.attach(a, "audio")
+	a := newViewer(k, 100)
+	k.Attach(a, "audio")
 	var frames [][]byte
 	for i := 0; i < 10; i++ {
 		frames = append(frames, bytes.Repeat([]byte{byte(i + 1)}, 80))
@@ -187,8 +190,8 @@ func TestEveryOpusFrameIsAGroupAndTheCatalogNamesTheTracks(t *testing.T) {
 		t.Fatalf("%d audio objects for 10 frames (every complete frame is released at once)", len(got))
 	}
 	for i, o := range got {
-		if o.group != uint64(i) || o.id != 0 {
-			t.Errorf("audio frame %d is object %d of group %d", i, o.id, o.group)
+		if o.Group != uint64(i) || o.ID != 0 {
+			t.Errorf("audio frame %d is object %d of group %d", i, o.ID, o.Group)
 		}
 	}
 }
@@ -196,8 +199,8 @@ func TestEveryOpusFrameIsAGroupAndTheCatalogNamesTheTracks(t *testing.T) {
 func TestAnH264AccessUnitComesOutAnnexBAndAnIDROpensAGroup(t *testing.T) {
 	k := testSink()
 	k.AddTrack(medialink.Track{Index: 0, Kind: "video", MimeType: "video/H264", ClockRate: 90000})
-	v := testViewer(k, 100)
-	k.attach(v, "video")
+	v := newViewer(k, 100)
+	k.Attach(v, "video")
 	sps := []byte{0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f}
 	pps := []byte{0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80}
 	idr := append([]byte{0, 0, 0, 1, 0x65}, bytes.Repeat([]byte{7}, 3000)...)
@@ -212,22 +215,22 @@ func TestAnH264AccessUnitComesOutAnnexBAndAnIDROpensAGroup(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("%d objects, want 2", len(got))
 	}
-	f, _ := hang.ParseFrame(got[0].payload)
+	f, _ := hang.ParseFrame(got[0].Payload)
 	for _, nal := range [][]byte{{0x67, 0x42}, {0x68, 0xce}, {0x65, 7, 7}} {
 		if !bytes.Contains(f.Payload, append([]byte{0, 0, 1}, nal...)) {
 			t.Errorf("the keyframe lacks NAL % x in Annex B", nal)
 		}
 	}
-	if got[0].id != 0 || got[1].id != 1 || got[1].group != got[0].group || !bytes.Equal(got[1].payload[len(got[1].payload)-len(inter):], inter) {
-		t.Errorf("objects %d, %d of groups %d, %d, want the IDR and the inter frame after it in one group", got[0].id, got[1].id, got[0].group, got[1].group)
+	if got[0].ID != 0 || got[1].ID != 1 || got[1].Group != got[0].Group || !bytes.Equal(got[1].Payload[len(got[1].Payload)-len(inter):], inter) {
+		t.Errorf("objects %d, %d of groups %d, %d, want the IDR and the inter frame after it in one group", got[0].ID, got[1].ID, got[0].Group, got[1].Group)
 	}
 }
 
 func TestALostPacketEndsTheGroupUntilTheNextKeyframe(t *testing.T) {
 	k := testSink()
 	k.AddTrack(medialink.Track{Index: 0, Kind: "video", MimeType: "video/VP8", ClockRate: 90000})
-	v := testViewer(k, 1000)
-	k.attach(v, "video")
+	v := newViewer(k, 1000)
+	k.Attach(v, "video")
 	frames := vp8Frames(80)
 	pkts := packetize(frames, 90000, 3000, &codecs.VP8Payloader{EnablePictureID: true})
 	lost := len(pkts) / 16 // inside group 0 or 1
@@ -240,17 +243,17 @@ func TestALostPacketEndsTheGroupUntilTheNextKeyframe(t *testing.T) {
 	seenGap := false
 	for i := 1; i < len(got); i++ {
 		prev, o := got[i-1], got[i]
-		if o.group == prev.group && o.id != prev.id+1 {
-			t.Errorf("object %d follows %d in group %d: a group must not have holes", o.id, prev.id, o.group)
+		if o.Group == prev.Group && o.ID != prev.ID+1 {
+			t.Errorf("object %d follows %d in group %d: a group must not have holes", o.ID, prev.ID, o.Group)
 		}
-		if o.group != prev.group {
-			if o.id != 0 {
-				t.Errorf("group %d starts at object %d", o.group, o.id)
+		if o.Group != prev.Group {
+			if o.ID != 0 {
+				t.Errorf("group %d starts at object %d", o.Group, o.ID)
 			}
-			if f, _ := hang.ParseFrame(o.payload); !vp8Keyframe(f.Payload) {
-				t.Errorf("group %d starts with an inter frame", o.group)
+			if f, _ := hang.ParseFrame(o.Payload); !vp8Keyframe(f.Payload) {
+				t.Errorf("group %d starts with an inter frame", o.Group)
 			}
-			if prev.id != 9 {
+			if prev.ID != 9 {
 				seenGap = true
 			}
 		}
@@ -258,7 +261,7 @@ func TestALostPacketEndsTheGroupUntilTheNextKeyframe(t *testing.T) {
 	if !seenGap {
 		t.Error("no group was cut short by the loss")
 	}
-	if last, _ := hang.ParseFrame(got[len(got)-1].payload); !bytes.Equal(last.Payload, frames[79]) {
+	if last, _ := hang.ParseFrame(got[len(got)-1].Payload); !bytes.Equal(last.Payload, frames[79]) {
 		t.Error("the stream did not go on after the loss")
 	}
 }
@@ -284,9 +287,9 @@ func FuzzSinkTakesAnyRTP(f *testing.F) {
 		k.AddTrack(medialink.Track{Index: 0, Kind: "video", MimeType: "video/VP8", ClockRate: 90000})
 		k.AddTrack(medialink.Track{Index: 1, Kind: "video", MimeType: "video/H264", ClockRate: 90000})
 		k.AddTrack(medialink.Track{Index: 2, Kind: "audio", MimeType: "audio/opus", ClockRate: 48000})
-		vs := []*viewer{testViewer(k, 1000), testViewer(k, 1000), testViewer(k, 1000)}
+		vs := []*testViewer{newViewer(k, 1000), newViewer(k, 1000), newViewer(k, 1000)}
 		for i, name := range []string{"video", "video2", "audio"} {
-			k.attach(vs[i], name)
+			k.Attach(vs[i], name)
 		}
 		// The same packet four times over, at rising sequence numbers.
 		var p rtp.Packet
@@ -302,12 +305,12 @@ func FuzzSinkTakesAnyRTP(f *testing.F) {
 		for _, v := range vs {
 			got := drain(v)
 			for i, o := range got {
-				if i == 0 || o.group != got[i-1].group {
-					if o.id != 0 {
-						t.Fatalf("group %d starts at object %d", o.group, o.id)
+				if i == 0 || o.Group != got[i-1].Group {
+					if o.ID != 0 {
+						t.Fatalf("group %d starts at object %d", o.Group, o.ID)
 					}
-				} else if o.id != got[i-1].id+1 {
-					t.Fatalf("object %d after %d", o.id, got[i-1].id)
+				} else if o.ID != got[i-1].ID+1 {
+					t.Fatalf("object %d after %d", o.ID, got[i-1].ID)
 				}
 			}
 		}
