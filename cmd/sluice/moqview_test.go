@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluicegw/sluice/internal/freeport"
 	"github.com/sluicegw/sluice/internal/mediatest"
+	"github.com/sluicegw/sluice/internal/moqtest"
 	"github.com/sluicegw/sluice/sdk/moqt"
 	"github.com/sluicegw/sluice/sdk/moqt/hang"
 )
@@ -269,28 +270,74 @@ func payloads(os []viewedObject) [][]byte {
 	return out
 }
 
-// A stream published over WHIP is watched by MoQ subscribers through `sluice
-// dev`, in draft 16 and draft 19: the catalog lists its VP8 and Opus tracks
-// as "video" and "audio", the frames arrive in order byte for byte (≥ 95%),
-// and a subscriber that joins mid-stream starts at a keyframe, the first
-// object of its group.
-func TestDevServesAWHIPStreamToMoQSubscribers(t *testing.T) {
+// mediaSource publishes the known sequence: warm sends the first frames (a
+// keyframe) once, send the rest in real time.
+type mediaSource struct {
+	warm func(ctx context.Context)
+	send func(ctx context.Context, video, audio [][]byte) error
+}
+
+func whipSource(t *testing.T, ctx context.Context, base, stream string, video, audio [][]byte) mediaSource {
+	api, _ := mediatest.API()
+	pub, err := mediatest.Publish(ctx, api, base, stream)
+	if err != nil {
+		t.Fatalf("WHIP publish: %v", err)
+	}
+	t.Cleanup(func() { _ = pub.Close() })
+	if err := mediatest.WaitConnected(ctx, pub.PC); err != nil {
+		t.Fatal(err)
+	}
+	return mediaSource{warm: func(ctx context.Context) { _ = pub.Send(ctx, video[:1], audio[:1]) }, send: pub.Send}
+}
+
+func moqSource(t *testing.T, ctx context.Context, moqAddr, hash, stream string, video, audio [][]byte) mediaSource {
+	cl, err := moqtest.Dial(ctx, moqAddr, moqt.Draft19, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if err := cl.Announce(ctx, moqt.Namespace{stream + hang.Suffix}, vp8OpusCatalog()); err != nil {
+		t.Fatalf("announce: %v", err)
+	}
+	if err := cl.WaitSubscribed(ctx, hang.CatalogTrack, "video/hd", "audio/data"); err != nil {
+		t.Fatal(err)
+	}
+	vt, at := cl.Track("video/hd"), cl.Track("audio/data")
+	var us uint64
+	return mediaSource{
+		warm: func(ctx context.Context) {
+			_ = vt.WriteFrame(ctx, true, us, video[0])
+			_ = at.WriteFrame(ctx, true, us, audio[0])
+			us += 100_000
+		},
+		send: func(ctx context.Context, video, audio [][]byte) error { return sendMoQ(ctx, vt, at, us, video, audio) },
+	}
+}
+
+// A live stream is watched by MoQ subscribers through `sluice dev`, whether
+// it is published over WHIP or pushed over MoQ, in draft 16 and draft 19:
+// the catalog lists its VP8 and Opus tracks as "video" and "audio", the
+// frames arrive in order byte for byte (≥ 95%), a subscriber that joins
+// mid-stream starts at a keyframe, the first object of its group, each
+// session counts as one viewer and closing them leaves the stream.
+func TestDevServesALiveStreamToMoQSubscribers(t *testing.T) {
 	moqAddr := freeport.Loopback(t)
 	_, base := startDev(t, "--moq", moqAddr)
 	_, hash := get(t, "http://"+moqAddr+"/certificate.sha256")
 	video, audio := knownMedia(t)
-	for _, v := range []moqt.Version{moqt.Draft16, moqt.Draft19} {
-		t.Run(v.String(), func(t *testing.T) {
+	for _, c := range []struct {
+		from string
+		v    moqt.Version
+	}{{"whip", moqt.Draft16}, {"whip", moqt.Draft19}, {"moq", moqt.Draft16}} {
+		t.Run(c.from+"/"+c.v.String(), func(t *testing.T) {
+			v := c.v
 			ctx := ctxT(t, 90*time.Second)
-			stream := fmt.Sprintf("moq-view-%d", uint32(v)&0xff)
-			api, _ := mediatest.API()
-			pub, err := mediatest.Publish(ctx, api, base, stream)
-			if err != nil {
-				t.Fatalf("WHIP publish: %v", err)
-			}
-			defer pub.Close()
-			if err := mediatest.WaitConnected(ctx, pub.PC); err != nil {
-				t.Fatal(err)
+			stream := fmt.Sprintf("moq-view-%s-%d", c.from, uint32(v)&0xff)
+			var src mediaSource
+			if c.from == "whip" {
+				src = whipSource(t, ctx, base, stream, video, audio)
+			} else {
+				src = moqSource(t, ctx, moqAddr, hash, stream, video, audio)
 			}
 			// Until the viewer is in, keep sending the first frames (a keyframe).
 			warm, stopWarm := context.WithCancel(ctx)
@@ -298,10 +345,11 @@ func TestDevServesAWHIPStreamToMoQSubscribers(t *testing.T) {
 			go func() {
 				defer close(warmed)
 				for warm.Err() == nil {
-					_ = pub.Send(warm, video[:1], audio[:1])
+					src.warm(warm)
 					time.Sleep(100 * time.Millisecond)
 				}
 			}()
+			var err error
 			var mv *moqViewer
 			for deadline := time.Now().Add(15 * time.Second); ; {
 				mv, err = dialViewer(ctx, moqAddr, hash, v)
@@ -345,7 +393,7 @@ func TestDevServesAWHIPStreamToMoQSubscribers(t *testing.T) {
 				}
 				late <- lv
 			}()
-			if err := pub.Send(ctx, video[1:], audio[1:]); err != nil {
+			if err := src.send(ctx, video[1:], audio[1:]); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(500 * time.Millisecond)
