@@ -9,6 +9,7 @@ package egress
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -50,7 +51,7 @@ type Config struct {
 	Stream string
 	Log    *slog.Logger
 	// Keyframe asks the publisher for a keyframe on a track (nil: never). It
-	// is called on a goroutine of its own.
+	// must not block; it is called without the sink's lock.
 	Keyframe func(track uint8)
 	// Dropped counts objects a viewer did not get, and frames lost to
 	// missing packets.
@@ -77,6 +78,7 @@ type Sink struct {
 	catalog Object      // the current catalog, a group of one object
 	catSubs map[Viewer]*member
 	ended   bool
+	kf      []uint8 // tracks to ask a keyframe of once k.mu is released
 }
 
 // outTrack is one served track: its frame builder and its current group.
@@ -222,7 +224,7 @@ func (k *Sink) WriteRTP(track uint8, pkt *rtp.Packet) int {
 	// subscription's packet does not outlive this call.
 	cp := pkt.Clone()
 	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer k.unlock()
 	t := k.tracks[track]
 	if t == nil || k.ended {
 		return 0
@@ -315,7 +317,7 @@ func (k *Sink) End(reason string) {
 // ended.
 func (k *Sink) Attach(v Viewer, name string) bool {
 	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer k.unlock()
 	if k.ended {
 		return false
 	}
@@ -369,11 +371,22 @@ func (k *Sink) Track(name string) (TrackState, bool) {
 	return TrackState{Audio: t.audio, Content: true, Group: t.group, Object: t.next - 1}, true
 }
 
-// keyframe asks the publisher for a keyframe, off the caller's goroutine:
-// the request may wait on the link, and the caller holds k.mu.
+// keyframe notes a keyframe request for k.unlock to send: the subscription
+// takes its own lock, which it holds while it calls AddTrack (so k.mu must
+// not be held when it is called).
 func (k *Sink) keyframe(track uint8) {
-	if k.cfg.Keyframe != nil {
-		go k.cfg.Keyframe(track)
+	if k.cfg.Keyframe != nil && !slices.Contains(k.kf, track) {
+		k.kf = append(k.kf, track)
+	}
+}
+
+// unlock releases k.mu and sends the keyframe requests noted meanwhile.
+func (k *Sink) unlock() {
+	kf := k.kf
+	k.kf = nil
+	k.mu.Unlock()
+	for _, t := range kf {
+		k.cfg.Keyframe(t)
 	}
 }
 

@@ -316,3 +316,13 @@ func FuzzSinkTakesAnyRTP(f *testing.F) {
 		}
 	})
 }
+
+func TestAJoinerWithoutAGroupAsksForAKeyframe(t *testing.T) {
+	var asked []uint8
+	k := New(Config{Stream: "cam1", Log: slog.New(slog.DiscardHandler), Keyframe: func(tr uint8) { asked = append(asked, tr) }})
+	k.AddTrack(medialink.Track{Index: 3, Kind: "video", MimeType: "video/VP8", ClockRate: 90000})
+	k.Attach(newViewer(k, 10), "video")
+	if len(asked) != 1 || asked[0] != 3 {
+		t.Errorf("a joiner with no group kept asked for keyframes on %v, want [3]", asked)
+	}
+}
