@@ -311,8 +311,7 @@ func (s *moqSession) serveRequest(r *request, m message) {
 	case *moqt.Publish:
 		s.onPublish(r, m)
 	case *moqt.Subscribe:
-		// The MoQ viewer side (a Sink of the session core) is not built yet.
-		r.refuse(moqt.ReqNotSupported, "this gateway does not serve MoQ subscribers yet")
+		s.onSubscribe(r, m)
 	case *unhandled:
 		if m.subscribeNamespace(s.v) {
 			// Kept open, unanswered: moq-dev's publishers send it and go on

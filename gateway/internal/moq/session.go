@@ -37,6 +37,7 @@ type moqSession struct {
 
 	setupToken []byte     // AUTHORIZATION_TOKEN of the client's SETUP
 	openMu     sync.Mutex // PUBLISH: one broadcast per namespace
+	watchMu    sync.Mutex // SUBSCRIBE: one watch per stream
 
 	mu       sync.Mutex
 	nextOurs uint64              // our next request id (odd)
@@ -46,13 +47,14 @@ type moqSession struct {
 	reqs     map[uint64]*request // every open request, by id
 	tracks   map[uint64]*track   // received tracks by alias
 	bcasts   map[string]*broadcast
+	watches  map[string]*watch // streams this session views
 	dataOpen int
 }
 
 func newSession(srv *Server, conn transport.Conn, v moqt.Version) *moqSession {
 	s := &moqSession{srv: srv, conn: conn, v: v, client: conn.RemoteAddr().String(), nextOurs: 1,
 		granted: 2 * uint64(srv.cfg.MaxRequests),
-		reqs:    map[uint64]*request{}, tracks: map[uint64]*track{}, bcasts: map[string]*broadcast{}}
+		reqs:    map[uint64]*request{}, tracks: map[uint64]*track{}, bcasts: map[string]*broadcast{}, watches: map[string]*watch{}}
 	s.log = srv.log.With("client", s.client, "version", v.String(), "webtransport", conn.WebTransport())
 	s.ctx, s.cancel = context.WithCancel(conn.Context())
 	return s
