@@ -139,3 +139,54 @@ func BenchmarkInterruption(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSwapParts is what a swap of route-hrw costs, part by part, with
+// nothing else running: the rewrite, wazero's compile of the rewritten
+// module from its compilation cache, and one instance (_initialize included).
+func BenchmarkSwapParts(b *testing.B) {
+	ctx := context.Background()
+	hrw := builtin(b, "route-hrw")
+	b.Run("rewrite", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := preempt.Rewrite(hrw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("compile-cached", func(b *testing.B) {
+		w, err := preempt.Rewrite(hrw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cache, err := wazero.NewCompilationCacheWithDir(cacheDir(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cache.Close(ctx)
+		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
+		defer rt.Close(ctx)
+		cm, err := rt.CompileModule(ctx, w) // fills the cache if it is cold
+		if err != nil {
+			b.Fatal(err)
+		}
+		cm.Close(ctx)
+		for b.Loop() {
+			cm, err := rt.CompileModule(ctx, w)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cm.Close(ctx)
+		}
+	})
+	b.Run("instance", func(b *testing.B) {
+		h := newHost(b, Config{Slots: map[string]SlotConfig{SlotRoute: {Pool: 1}}})
+		m := h.slots[SlotRoute].cur.Load()
+		for b.Loop() {
+			in, err := m.instantiate(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.closeInstance(in)
+		}
+	})
+}

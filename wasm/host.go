@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -30,13 +31,18 @@ import (
 
 // Host runs the policy slots.
 type Host struct {
-	cfg   Config
-	log   *slog.Logger
-	set   *metrics.Set
-	cache wazero.CompilationCache
-	slots map[string]*slot
-	dog   *watchdog     // stops calls of interruptible modules at their deadline
-	tidy  chan struct{} // capacity 1: compiled code was closed (tidyUp)
+	cfg      Config
+	log      *slog.Logger
+	set      *metrics.Set
+	cache    wazero.CompilationCache
+	slots    map[string]*slot
+	dog      *watchdog     // stops calls of interruptible modules at their deadline
+	rewrites rewrites      // of the modules rewritten last
+	tidy     chan struct{} // capacity 1: compiled code was closed (tidyUp)
+	// swapping counts the swaps under way and swapped is when the last one
+	// ended (Unix nanoseconds): the tidier waits for a quiet spell.
+	swapping atomic.Int32
+	swapped  atomic.Int64
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -350,14 +356,24 @@ func (h *Host) tidyUp() {
 	}
 }
 
+// swapBegins marks a swap under way until the function it returns is called.
+func (h *Host) swapBegins() (ends func()) {
+	h.swapping.Add(1)
+	return func() {
+		h.swapped.Store(time.Now().UnixNano())
+		h.swapping.Add(-1)
+	}
+}
+
 // tidier returns the memory of modules that left their slot to the system,
 // rather than when the Go heap gets round to it. A Go guest's compiled module
 // is ~10 MiB of machine code, which wazero unmaps in a finalizer, and as much
 // Go heap, which that finalizer keeps alive for one more collection: left to
 // the pacer, a few swaps grew the heap's goal to twice that garbage and the
-// process by half again (RATIONALE.md, Hot swap and memory). It waits
-// tidyDelay after a module's code is closed, so that swaps in a burst share
-// one round and a swap does not compete with collections, then runs two full
+// process by half again (RATIONALE.md, Hot swap and memory). Once a module's
+// code is closed it waits until no swap has run for tidyDelay, so that swaps
+// in a burst share one round and no swap competes with its collections (they
+// stretched swaps under way several times over), then runs two full
 // collections (the first runs the finalizers) and returns the free heap.
 func (h *Host) tidier() {
 	defer h.wg.Done()
@@ -367,17 +383,24 @@ func (h *Host) tidier() {
 			return
 		case <-h.tidy:
 		}
-		select {
-		case <-h.stop:
-			return
-		case <-time.After(tidyDelay):
+		for wait := tidyDelay; wait > 0; {
+			select {
+			case <-h.stop:
+				return
+			case <-time.After(wait):
+			}
+			wait = tidyDelay
+			if h.swapping.Load() == 0 {
+				wait -= time.Since(time.Unix(0, h.swapped.Load()))
+			}
 		}
 		runtime.GC()
 		debug.FreeOSMemory()
 	}
 }
 
-// tidyDelay is how long the tidier waits after compiled code was closed.
+// tidyDelay is how long the tidier waits after compiled code was closed, and
+// how long no swap must have run before it tidies.
 const tidyDelay = time.Second
 
 // Close stops the host. It is safe to call twice.

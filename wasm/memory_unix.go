@@ -11,13 +11,15 @@ import (
 // mappedMemory is a linear memory in an anonymous mapping of its own,
 // reserved at the memory's maximum size (the slot's memoryPages at most), so
 // that it grows in place: the system backs only the pages the guest touches,
-// and Free returns all of them at once.
+// and Free returns all of them at once. Where the system has them, the
+// mapping asks for huge pages (hugePages).
 type mappedMemory struct{ buf []byte }
 
-func allocateMemory(_, max uint64) experimental.LinearMemory {
+func allocateMemory(capacity, max uint64) experimental.LinearMemory {
 	if max > 0 && max <= 1<<32 {
 		b, err := syscall.Mmap(-1, 0, int(max), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
 		if err == nil {
+			hugePages(b[:min(capacity, max)])
 			return &mappedMemory{buf: b[:0]}
 		}
 	}

@@ -55,25 +55,32 @@ type module struct {
 	slot *slot
 
 	pool     chan *instance
-	live     sync.WaitGroup // instances not yet closed
 	retired  atomic.Bool
 	gone     chan struct{} // closed when retired, wakes callers waiting for an instance
 	goneOnce sync.Once
 }
 
 // code is a compiled module that module values share: a module loaded again
-// while it is the slot's current one runs on the code compiled for it. The
-// last module value to release it closes it.
+// while it is the slot's current one runs on the code compiled for it. It is
+// held by every module value that may still instantiate it, every instance
+// made from it and every instantiation under way; the last to let go closes
+// it.
 type code struct {
 	compiled wazero.CompiledModule
 	refs     atomic.Int32
 	host     *Host
 }
 
+func (c *code) ref() { c.refs.Add(1) }
+
 func (c *code) unref() {
 	if c.refs.Add(-1) == 0 {
-		_ = c.compiled.Close(context.Background())
-		c.host.tidyUp()
+		// Off the caller's path: the last holder may be a call returning an
+		// instance of a retired module.
+		go func() {
+			_ = c.compiled.Close(context.Background())
+			c.host.tidyUp()
+		}()
 	}
 }
 
@@ -113,7 +120,7 @@ func (s *slot) compile(ctx context.Context, b []byte, sum string, source string)
 	wasm := b
 	if !s.cfg.Trusted {
 		var err error
-		if wasm, err = preempt.Rewrite(b); err != nil {
+		if wasm, err = s.host.rewrites.of(b, sum); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v (a slot with trusted: true runs modules without this rewrite)", ErrRefused, source, err)
 		}
 	}
@@ -169,6 +176,19 @@ func typeNames(ts []api.ValueType) []string {
 
 // instantiate makes one instance: runs _initialize and checks the ABI version.
 func (m *module) instantiate(ctx context.Context) (*instance, error) {
+	m.code.ref() // the instance's, or the failed instantiation's until it returns
+	in, err := m.instantiateCode(ctx)
+	if err != nil {
+		m.code.unref()
+		return nil, err
+	}
+	if in.stop != nil {
+		m.slot.host.dog.add(in)
+	}
+	return in, nil
+}
+
+func (m *module) instantiateCode(ctx context.Context) (*instance, error) {
 	var in *instance
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").
 		WithSysWalltime().WithSysNanotime().WithNanosleep(func(ns int64) {
@@ -207,28 +227,54 @@ func (m *module) instantiate(ctx context.Context) (*instance, error) {
 		mod.Close(ctx)
 		return nil, fmt.Errorf("%w: %s speaks ABI v%d; this host speaks v%d", ErrRefused, m.info.Source, v, abi.Version)
 	}
-	m.live.Add(1)
-	if in.stop != nil {
-		m.slot.host.dog.add(in)
-	}
 	return in, nil
 }
 
-// fill instantiates the pool.
+// fill makes m's pool, of n instances, with one ready: the dry run's, and the
+// one the first calls after the swap share while grow makes the others.
 func (m *module) fill(ctx context.Context, n int) error {
 	m.pool = make(chan *instance, n)
-	for i := 0; i < n; i++ {
-		in, err := m.instantiate(ctx)
-		if err != nil {
-			m.retire()
-			return err
-		}
-		m.pool <- in
+	in, err := m.instantiate(ctx)
+	if err != nil {
+		m.retire()
+		return err
 	}
+	m.pool <- in
 	// Set here, before the module is current, not in instantiate: replacements
 	// are instantiated while Status reads info.
 	m.info.ABI = abi.Version
 	return nil
+}
+
+// grow instantiates the rest of m's pool once m is current, so that a swap
+// waits for one instantiation, not the pool's (a Go guest's takes 3.5–10 ms).
+// Calls meanwhile share the instances ready, each waiting microseconds for
+// the one before. It stops when m is retired or the host closes.
+func (m *module) grow() {
+	h := m.slot.host
+	m.code.ref() // while it instantiates
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer m.code.unref()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for range cap(m.pool) - 1 { // fill made one
+			select {
+			case <-h.stop:
+				return
+			case <-m.gone:
+				return
+			default:
+			}
+			in, err := m.instantiate(ctx)
+			if err != nil {
+				h.log.Warn("wasm: filling the pool failed; it stays smaller", "slot", m.slot.name, "err", err)
+				return
+			}
+			m.put(in)
+		}
+	}()
 }
 
 // get takes a ready instance, waiting until ctx ends or the deadline passes.
@@ -270,11 +316,14 @@ func (m *module) put(in *instance) {
 
 // discard closes a broken instance and makes a replacement off the call path.
 func (m *module) discard(in *instance) {
-	m.closeInstance(in)
 	if m.retired.Load() {
+		m.closeInstance(in)
 		return
 	}
+	m.code.ref() // in's ref goes; the replacement's instantiation holds this one
+	m.closeInstance(in)
 	go func() {
+		defer m.code.unref()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		fresh, err := m.instantiate(ctx)
@@ -291,7 +340,7 @@ func (m *module) closeInstance(in *instance) {
 		m.slot.host.dog.remove(in)
 	}
 	_ = in.mod.Close(context.Background())
-	m.live.Done()
+	m.code.unref()
 }
 
 // retire takes the module out of service: idle instances close now, busy ones
@@ -305,7 +354,7 @@ func (m *module) retire() {
 // again makes a fresh module value on m's compiled code, loaded from source:
 // m may be retired, and may still be seen by callers that raced its swap.
 func (m *module) again(source string) *module {
-	m.code.refs.Add(1)
+	m.code.ref()
 	a := &module{info: m.info, wasm: m.wasm, code: m.code, slot: m.slot, gone: make(chan struct{})}
 	a.info.Source = source
 	return a
@@ -322,15 +371,12 @@ func (m *module) drain() {
 	}
 }
 
-// release retires m and lets go of its compiled code once every instance is
-// closed. Every module value is released once, when it stops being current
-// or fails to become current.
+// release retires m and lets go of its hold on its compiled code, which
+// closes once every instance made from it is closed too. Every module value
+// is released once, when it stops being current or fails to become current.
 func (m *module) release() {
 	m.retire()
-	go func() {
-		m.live.Wait()
-		m.code.unref()
-	}()
+	m.code.unref()
 }
 
 // invoke runs the slot's export on input in one instance, armed with the

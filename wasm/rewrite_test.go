@@ -10,14 +10,14 @@ import (
 	"github.com/sluicegw/sluice/wasm"
 )
 
-// TestAGoGuestComputesTheSameWithItsLoopsRestructured: testdata/loops is a Go
+// TestAGoGuestComputesTheSameRewrittenAsCompiled: testdata/loops is a Go
 // policy whose answer is a checksum of code in every loop shape the Go
 // compiler emits, goroutine switches and recovered panics inside loops
-// included. The preempt rewrite gives those loops Wasm loops of their own
-// (internal/preempt/loops.go); a slot that runs the module as compiled
-// (trusted: not rewritten) must answer every input exactly as the default slot
-// does.
-func TestAGoGuestComputesTheSameWithItsLoopsRestructured(t *testing.T) {
+// included. The preempt rewrite puts polls in its loops and makes the forward
+// jumps of its dispatch loops direct; a slot that runs the module as compiled
+// (trusted: not rewritten) must answer every input exactly as the default
+// slot does.
+func TestAGoGuestComputesTheSameRewrittenAsCompiled(t *testing.T) {
 	out := goGuest(t, "testdata/loops")
 	ctx := context.Background()
 	var hosts [2]*wasm.Host

@@ -161,6 +161,7 @@ func (s *slot) fail(err error) {
 // module that is the current or previous one again is not rewritten again,
 // nor compiled while its code is kept.
 func (s *slot) load(ctx context.Context, b []byte, source string) (ModuleInfo, error) {
+	defer s.host.swapBegins()()
 	sum := sha(b)
 	m, err := s.again(ctx, sum, source)
 	if m == nil && err == nil {
@@ -233,6 +234,7 @@ func (s *slot) activate(ctx context.Context, m *module) error {
 		s.forget = time.AfterFunc(max(s.host.cfg.KeepPrevious, 0), func() { s.forgetCode(old) })
 	}
 	s.swapMu.Unlock()
+	m.grow()
 	if old != nil {
 		old.retire() // its instances close as their calls return; its code stays a while
 	}
@@ -300,6 +302,7 @@ func (s *slot) dryRun(ctx context.Context, m *module) error {
 
 // rollback makes the previous module current again.
 func (s *slot) rollback(ctx context.Context) (ModuleInfo, error) {
+	defer s.host.swapBegins()()
 	s.swapMu.Lock()
 	p := s.prev
 	s.swapMu.Unlock()

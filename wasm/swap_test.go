@@ -60,9 +60,12 @@ func TestAThousandHotSwapsUnderLoadTakeEffectAtOnceFailNoDecisionAndDoNotGrowThe
 	if reflect.DeepEqual(want[0], want[1]) {
 		t.Fatal("the two policies answer this input alike: the test could not tell them apart")
 	}
-	// Warm: every module compiled once, so every swap below is a cached compile.
+	// Warm: every module compiled once, so every swap below is a cached
+	// compile; the last two are route-hrw, then route-least-loaded, so the
+	// first swap below goes back to the previous module, like every other
+	// swap of the first phase.
 	for i := range 6 {
-		if _, err := h.Load(ctx, SlotRoute, mods[i%3].b, "warm"); err != nil {
+		if _, err := h.Load(ctx, SlotRoute, mods[(i+2)%3].b, "warm"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -205,5 +208,66 @@ func TestAModuleLeavingTheSlotKeepsItsCodeForAWhileOnly(t *testing.T) {
 	decides(1)
 	if st := h.Status()[0]; st.Previous == nil || st.Previous.Source != "back2" || st.Module.Source != "again" {
 		t.Fatalf("status after the rollbacks: %+v, previous %+v", st.Module, st.Previous)
+	}
+}
+
+// TestAModuleSeenRecentlyIsNotRewrittenAgain: a module loaded again after
+// others (neither the slot's current nor its previous module, so compiled
+// again) runs the rewrite made the first time; the host keeps the rewrites of
+// the last rewritesKept modules only.
+func TestAModuleSeenRecentlyIsNotRewrittenAgain(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: 1}}})
+	s := h.slots[SlotRoute]
+	hrw := builtin(t, "route-hrw")
+	variant := func(k int) []byte { // route-hrw with a custom section: a module of its own
+		return append(slices.Clip(hrw), 0, 3, 1, 'v', byte(k))
+	}
+	load := func(b []byte) *module {
+		t.Helper()
+		if _, err := h.Load(ctx, SlotRoute, b, "variant"); err != nil {
+			t.Fatal(err)
+		}
+		return s.cur.Load()
+	}
+	first := &load(variant(0)).wasm[0]
+	load(variant(1))
+	load(variant(2))
+	if again := load(variant(0)); &again.wasm[0] != first {
+		t.Fatal("a module loaded again after two others was rewritten again")
+	}
+	for k := 1; k <= rewritesKept; k++ {
+		load(variant(10 + k))
+	}
+	if h.rewrites.has(sha(variant(0))) {
+		t.Fatalf("the rewrite of a module loaded %d modules ago is still kept", rewritesKept)
+	}
+	if got := len(h.rewrites.entries); got != rewritesKept {
+		t.Fatalf("%d rewrites kept, want %d", got, rewritesKept)
+	}
+}
+
+// TestASwappedInModuleFillsItsPoolAfterTheSwap: a swap returns with one
+// instance of the new module ready and makes the rest of the pool after it;
+// every call meanwhile is the new module's, and the pool reaches its size.
+func TestASwappedInModuleFillsItsPoolAfterTheSwap(t *testing.T) {
+	ctx := context.Background()
+	const pool = 4
+	h := newHost(t, Config{Slots: map[string]SlotConfig{SlotRoute: {Failure: FailClosed, Pool: pool}}})
+	s := h.slots[SlotRoute]
+	mods := swapModules(t)
+	in := &abi.RouteInput{StreamID: "fill", Op: abi.OpPublish, Purpose: "relay", Candidates: candidates(4)}
+	if _, err := h.Load(ctx, SlotRoute, mods[1].b, "ll"); err != nil {
+		t.Fatal(err)
+	}
+	m := s.cur.Load()
+	for deadline := time.Now().Add(10 * time.Second); len(m.pool) < pool; {
+		if out, err := h.Route(ctx, in); err != nil || !reflect.DeepEqual(out, mods[1].native(in)) {
+			t.Fatalf("while the pool fills: %+v, %v", out, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool has %d of %d instances 10s after the swap", len(m.pool), pool)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
