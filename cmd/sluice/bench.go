@@ -11,20 +11,15 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/sluicegw/sluice/internal/mediaload"
 	"github.com/sluicegw/sluice/internal/mediatest"
-	"github.com/sluicegw/sluice/internal/procstat"
 )
 
 // runBench measures what the media path costs: one WHIP publisher and N WHEP
@@ -72,11 +67,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	type result struct {
-		target         string
-		n              int
-		pps, cpuPerPkt float64
-		p50, p99       time.Duration
-		loss           float64
+		target string
+		n      int
+		mediaload.Result
 	}
 	var results []result
 	for _, tg := range targets {
@@ -88,7 +81,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		for _, n := range ns {
 			run := benchRun
 			if tg.moq {
-				run = func(ctx context.Context, base string, pid, n int, warmup, window time.Duration, stderr io.Writer) (benchResult, error) {
+				run = func(ctx context.Context, base string, pid, n int, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
 					return benchRunMoQ(ctx, base, urls[1], pid, n, warmup, window, stderr)
 				}
 			}
@@ -98,9 +91,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				stopServer(srv)
 				return 1
 			}
-			results = append(results, result{tg.name, n, r.pps, r.cpuPerPkt, r.p50, r.p99, r.loss})
+			results = append(results, result{tg.name, n, r})
 			fmt.Fprintf(stderr, "%s, %d viewers: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%\n",
-				tg.name, n, r.pps, r.cpuPerPkt, r.p50, r.p99, 100*r.loss)
+				tg.name, n, r.PPS, r.CPUPerPkt, r.P50, r.P99, 100*r.Loss)
 		}
 		stopServer(srv)
 	}
@@ -110,12 +103,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintf(stderr, "sluice bench: %d pushes: %v\n", *pushes, err)
 			return 1
 		}
-		results = append(results, result{fmt.Sprintf("sluice, %d MoQ pushes of ~1 Mbit/s", *pushes), 1, r.pps, r.cpuPerPkt, r.p50, r.p99, r.loss})
+		results = append(results, result{fmt.Sprintf("sluice, %d MoQ pushes of ~1 Mbit/s", *pushes), 1, r})
 	}
 	fmt.Fprintf(stdout, "| viewers | path | delivered pkt/s | CPU µs / delivered pkt | latency p50 | latency p99 | loss |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Fprintf(stdout, "| %d | %s | %.0f | %.1f | %.2f ms | %.2f ms | %.2f%% |\n", r.n, r.target, r.pps, r.cpuPerPkt,
-			float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, 100*r.loss)
+		fmt.Fprintf(stdout, "| %d | %s | %.0f | %.1f | %.2f ms | %.2f ms | %.2f%% |\n", r.n, r.target, r.PPS, r.CPUPerPkt,
+			float64(r.P50.Microseconds())/1000, float64(r.P99.Microseconds())/1000, 100*r.Loss)
 	}
 	fmt.Fprintf(stdout, "\n| viewers | path | CPU per packet ÷ baseline | median latency added vs baseline |\n|---|---|---|---|\n")
 	for _, n := range ns {
@@ -129,7 +122,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				base = r
 				continue
 			}
-			fmt.Fprintf(stdout, "| %d | %s | %.2f× | %+.2f ms |\n", n, r.target, r.cpuPerPkt/base.cpuPerPkt, float64((r.p50-base.p50).Microseconds())/1000)
+			fmt.Fprintf(stdout, "| %d | %s | %.2f× | %+.2f ms |\n", n, r.target, r.CPUPerPkt/base.CPUPerPkt, float64((r.P50-base.P50).Microseconds())/1000)
 		}
 	}
 	return 0
@@ -201,42 +194,32 @@ func stopServer(cmd *exec.Cmd) {
 	}
 }
 
-type benchResult struct {
-	pps, cpuPerPkt float64
-	p50, p99       time.Duration
-	loss           float64
-}
-
-// sendClock remembers when each RTP packet left the publisher, by track and
-// sequence number.
-type sendClock struct{ at [2][65536]atomic.Int64 }
-
-func benchRun(ctx context.Context, base string, pid, n int, warmup, window time.Duration, stderr io.Writer) (benchResult, error) {
+func benchRun(ctx context.Context, base string, pid, n int, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
 	api, err := mediatest.API()
 	if err != nil {
-		return benchResult{}, err
+		return mediaload.Result{}, err
 	}
 	stream := fmt.Sprintf("bench-%d-%d", n, rand.IntN(1e6))
 	vt, at, closePub, err := benchPublishWHIP(ctx, api, base, stream)
 	if err != nil {
-		return benchResult{}, err
+		return mediaload.Result{}, err
 	}
 	defer closePub()
-	m := &benchMeter{clock: new(sendClock)}
+	m := &mediaload.Meter{Clock: new(mediaload.SendClock)}
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
-	go benchSend(sendCtx, vt, at, m.clock, &m.sent)
-	views, err := m.addViewers(ctx, base, stream, n)
+	go mediaload.SendRTP(sendCtx, vt, at, m.Clock, &m.Sent)
+	views, err := m.AddViewers(ctx, base, stream, n)
 	defer func() {
 		for _, v := range views {
 			_ = v.Close()
 		}
 	}()
 	if err != nil {
-		return benchResult{}, err
+		return mediaload.Result{}, err
 	}
 	time.Sleep(warmup)
-	return m.measure(pid, n, window, stderr)
+	return m.Measure(pid, n, window, stderr)
 }
 
 // benchPublishWHIP publishes a VP8 and an Opus track to stream over WHIP.
@@ -268,207 +251,5 @@ func benchPublishWHIP(ctx context.Context, api *webrtc.API, base, stream string)
 	}
 	return vt, at, func() { _ = pub.Close(); _ = pc.Close() }, nil
 }
-
-// benchMeter counts what the viewers of a run receive while its window is open,
-// and the latency of each packet from the moment the publisher sent it.
-type benchMeter struct {
-	clock     *sendClock // when each packet was sent, by sequence number (WHIP)
-	stamped   bool       // the send time is in each frame instead (MoQ)
-	sent      atomic.Int64
-	measuring atomic.Bool
-	delivered atomic.Int64
-	mu        sync.Mutex
-	lats      []time.Duration
-
-	// Stamped streams count loss by frame, exactly: the frames written in the
-	// window (unix-nano bounds), and how many of them reached a viewer, whenever.
-	winStart, winEnd      atomic.Int64
-	framesSent, framesGot atomic.Int64
-}
-
-// inWindow reports whether a frame stamped at ts was written in the window.
-func (m *benchMeter) inWindow(ts int64) bool {
-	start, end := m.winStart.Load(), m.winEnd.Load()
-	return start != 0 && ts >= start && (end == 0 || ts < end)
-}
-
-// addViewers connects n WHEP viewers to stream. The viewers skip pion's stats
-// interceptor: only the load generator, which shares the cores with the serving
-// processes, gets cheaper.
-func (m *benchMeter) addViewers(ctx context.Context, base, stream string, n int) ([]*mediatest.Session, error) {
-	vapi, err := mediatest.APIWithoutStats()
-	if err != nil {
-		return nil, err
-	}
-	var views []*mediatest.Session
-	for i := range n {
-		vpc, err := vapi.NewPeerConnection(webrtc.Configuration{})
-		if err != nil {
-			return views, err
-		}
-		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-			_, _ = vpc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
-		}
-		vpc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { m.read(t) })
-		var s *mediatest.Session
-		for attempt := 0; ; attempt++ {
-			s, err = mediatest.Negotiate(ctx, vpc, base, "/whep/"+stream)
-			if err == nil || attempt > 50 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			_ = vpc.Close()
-			return views, fmt.Errorf("viewer %d: %w", i, err)
-		}
-		views = append(views, s)
-		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		err = mediatest.WaitConnected(cctx, vpc)
-		cancel()
-		if err != nil {
-			return views, fmt.Errorf("viewer %d: %w", i, err)
-		}
-	}
-	return views, nil
-}
-
-// read counts one viewer track's packets until it ends.
-func (m *benchMeter) read(t *webrtc.TrackRemote) {
-	kind := 0
-	if t.Kind() == webrtc.RTPCodecTypeAudio {
-		kind = 1
-	}
-	var local []time.Duration
-	flush := func() {
-		m.mu.Lock()
-		m.lats = append(m.lats, local...)
-		m.mu.Unlock()
-		local = local[:0]
-	}
-	defer flush()
-	for {
-		pkt, _, err := t.ReadRTP()
-		if err != nil {
-			return
-		}
-		if m.stamped {
-			if ts, ok := stampOf(kind, pkt.Payload); ok && m.inWindow(ts) {
-				m.framesGot.Add(1)
-			}
-		}
-		if !m.measuring.Load() {
-			if len(local) > 0 {
-				flush()
-			}
-			continue
-		}
-		m.delivered.Add(1)
-		var ts int64
-		if m.stamped {
-			ts, _ = stampOf(kind, pkt.Payload)
-		} else {
-			ts = m.clock.at[kind][pkt.SequenceNumber].Load()
-		}
-		if ts != 0 {
-			local = append(local, time.Duration(time.Now().UnixNano()-ts))
-		}
-	}
-}
-
-// measure opens the window for its duration and sums up: the CPU of process pid
-// and its children per delivered packet, the latencies, and the loss against n
-// viewers.
-func (m *benchMeter) measure(pid, n int, window time.Duration, stderr io.Writer) (benchResult, error) {
-	kids := childPIDs(pid)
-	cpu0, kid0 := cpuTime([]int{pid}), cpuTime(kids)
-	sent0 := m.sent.Load()
-	m.winStart.Store(time.Now().UnixNano())
-	m.measuring.Store(true)
-	start := time.Now()
-	time.Sleep(window)
-	m.measuring.Store(false)
-	m.winEnd.Store(time.Now().UnixNano())
-	elapsed := time.Since(start)
-	cpu1, kid1 := cpuTime([]int{pid}), cpuTime(childPIDs(pid))
-	if len(kids) > 0 {
-		fmt.Fprintf(stderr, "  CPU in the window: main process %s, node processes %s\n", cpu1-cpu0, kid1-kid0)
-	}
-	cpu1 += kid1 - kid0
-	sentN := m.sent.Load() - sent0
-	time.Sleep(500 * time.Millisecond) // let the readers flush their samples, and the last frames arrive
-	got := m.delivered.Load()
-	if got == 0 {
-		return benchResult{}, errors.New("no packet was delivered")
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	slices.Sort(m.lats)
-	r := benchResult{
-		pps:       float64(got) / elapsed.Seconds(),
-		cpuPerPkt: float64((cpu1 - cpu0).Microseconds()) / float64(got),
-		loss:      max(0, 1-float64(got)/float64(sentN*int64(n))),
-	}
-	if m.stamped {
-		r.loss = max(0, 1-float64(m.framesGot.Load())/float64(m.framesSent.Load()*int64(n)))
-	}
-	if len(m.lats) > 0 {
-		r.p50, r.p99 = m.lats[len(m.lats)/2], m.lats[len(m.lats)*99/100]
-	}
-	return r, nil
-}
-
-// benchSend publishes a VP8-shaped stream (30 frames/s of 3 packets, a larger
-// keyframe every second) and an Opus-shaped one (50 packets/s).
-func benchSend(ctx context.Context, vt, at *webrtc.TrackLocalStaticRTP, clock *sendClock, sent *atomic.Int64) {
-	vp := rtp.NewPacketizer(1200, 96, 1, &codecs.VP8Payloader{}, rtp.NewRandomSequencer(), 90000)
-	ap := rtp.NewPacketizer(1200, 111, 2, &codecs.OpusPayloader{}, rtp.NewRandomSequencer(), 48000)
-	frame := make([]byte, 3000)
-	key := make([]byte, 9000)
-	audio := make([]byte, 120)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	start := time.Now()
-	vi, ai := 0, 0
-	send := func(t *webrtc.TrackLocalStaticRTP, kind int, pkts []*rtp.Packet) {
-		for _, p := range pkts {
-			clock.at[kind][p.SequenceNumber].Store(time.Now().UnixNano())
-			if t.WriteRTP(p) == nil {
-				sent.Add(1)
-			}
-		}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		el := time.Since(start)
-		for ; time.Duration(vi)*time.Second/30 <= el; vi++ {
-			f := frame
-			if vi%30 == 0 {
-				f = key
-			}
-			send(vt, 0, vp.Packetize(f, 3000))
-		}
-		for ; time.Duration(ai)*20*time.Millisecond <= el; ai++ {
-			send(at, 1, ap.Packetize(audio, 960))
-		}
-	}
-}
-
-// cpuTime sums user and system CPU time of the processes (dead threads included).
-func cpuTime(pids []int) time.Duration {
-	var total time.Duration
-	for _, pid := range pids {
-		if st, err := procstat.Read(pid); err == nil {
-			total += st.CPU
-		}
-	}
-	return total
-}
-
-func childPIDs(pid int) []int { return procstat.Children(pid) }
 
 func pidSelf() int { return os.Getpid() }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicegw/sluice/internal/mediaload"
 )
 
 // sluiceBin is the sluice binary built once for the tests in this package.
@@ -145,7 +147,7 @@ func waitReady(t *testing.T, base string) {
 	t.Fatalf("%s/readyz never answered 200", base)
 }
 
-func children(pid int) []int { return childPIDs(pid) }
+func children(pid int) []int { return mediaload.ChildPIDs(pid) }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

@@ -10,18 +10,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
-	"io"
 	"math/big"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/sluicegw/sluice/internal/mediatest"
 	"github.com/sluicegw/sluice/sdk/moqt"
 )
 
@@ -136,154 +132,3 @@ func TestPushThatTheServerRefusesPrintsItsCodeAndReason(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want 1 and one line with the server's reason and code", code, line)
 	}
 }
-
-func TestTheIVFSourceGivesEveryFrameWithItsTimeAndKeyframesAndLoopsOn(t *testing.T) {
-	want, err := mediatest.LoadIVF("../../testdata/video.ivf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := openIVF("../../testdata/video.ivf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	if tr := src.Track(); tr.Width != 320 || tr.Height != 240 || tr.Framerate != 30 {
-		t.Fatalf("track %+v, want 320x240 at 30 fps", tr)
-	}
-	for pass := range 2 {
-		for i, w := range want {
-			f, err := src.Next()
-			if err != nil {
-				t.Fatalf("pass %d frame %d: %v", pass, i, err)
-			}
-			n := pass*len(want) + i
-			if wantTS := time.Duration(n) * time.Second / 30; (f.ts - wantTS).Abs() > time.Microsecond {
-				t.Fatalf("frame %d at %s, want %s", n, f.ts, wantTS)
-			}
-			if f.key != (i%30 == 0) || !bytes.Equal(f.data, w) {
-				t.Fatalf("frame %d: key %v (want %v) or payload differs", n, f.key, i%30 == 0)
-			}
-		}
-		if _, err := src.Next(); !errors.Is(err, io.EOF) {
-			t.Fatalf("after the last frame: %v, want EOF", err)
-		}
-		if err := src.Rewind(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func TestTheOggSourceGivesEveryOpusPacketTwentyMillisecondsApart(t *testing.T) {
-	want, err := mediatest.LoadOgg("../../testdata/audio.ogg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := openOgg("../../testdata/audio.ogg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	if tr := src.Track(); tr.Channels != 1 || tr.SampleRate != 48000 {
-		t.Fatalf("track %+v, want mono 48 kHz", tr)
-	}
-	var prev time.Duration
-	for pass := range 2 {
-		for i, w := range want {
-			f, err := src.Next()
-			if err != nil {
-				t.Fatalf("pass %d packet %d: %v", pass, i, err)
-			}
-			if !f.key || !bytes.Equal(f.data, w) {
-				t.Fatalf("packet %d differs", i)
-			}
-			if n := pass*len(want) + i; n > 1 && f.ts-prev != 20*time.Millisecond {
-				t.Fatalf("packet %d at %s, %s after the previous, want 20ms", n, f.ts, f.ts-prev)
-			}
-			prev = f.ts
-		}
-		if _, err := src.Next(); !errors.Is(err, io.EOF) {
-			t.Fatalf("after the last packet: %v, want EOF", err)
-		}
-		if err := src.Rewind(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func TestOpusPacketDurationsFromTheTOCByte(t *testing.T) {
-	for _, c := range []struct {
-		p    []byte
-		want int
-	}{
-		{[]byte{0xfc}, 960},           // CELT 20 ms, one frame
-		{[]byte{0x78}, 960},           // hybrid 20 ms (config 15)
-		{[]byte{0x11}, 2 * 1920},      // SILK 40 ms, two frames
-		{[]byte{0xe3, 0x03}, 3 * 120}, // CELT 2.5 ms, code 3 with three frames
-		{nil, 0},
-	} {
-		if got := opusSamples(c.p); got != c.want {
-			t.Errorf("opusSamples(%x) = %d, want %d", c.p, got, c.want)
-		}
-	}
-}
-
-type nopCloser struct{ *bytes.Reader }
-
-func (nopCloser) Close() error { return nil }
-
-// FuzzPushSources feeds arbitrary bytes to the IVF and Ogg readers of
-// `sluice push` (its own Ogg packet splitting and Opus timing included): they
-// must return frames or an error, never panic or loop.
-func FuzzPushSources(f *testing.F) {
-	for _, path := range []string{"../../testdata/audio.ogg", "../../testdata/video.ivf"} {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b[:min(len(b), 4096)])
-		f.Add(b[:min(len(b), 200)])
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, open := range []func() (source, error){
-			func() (source, error) { return newOggSource("fuzz", nopCloser{bytes.NewReader(b)}) },
-			func() (source, error) { return newIVFSource("fuzz", nopCloser{bytes.NewReader(b)}) },
-		} {
-			src, err := open()
-			if err != nil {
-				continue
-			}
-			src.Track()
-			for range 10000 {
-				if _, err := src.Next(); err != nil {
-					break
-				}
-			}
-		}
-	})
-}
-
-// An IVF frame header that announces more than the limit is refused before any
-// buffer of that size is made, and a real file passes through unchanged.
-func TestAnIVFFrameOverTheLimitIsRefusedAndARealFilePassesUnchanged(t *testing.T) {
-	real, err := os.ReadFile("../../testdata/video.ivf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if _, err := io.Copy(&out, &ivfFrameLimit{r: bytes.NewReader(real), max: maxIVFFrame, next: ivfFileHeaderSize}); err != nil || !bytes.Equal(out.Bytes(), real) {
-		t.Fatalf("the real file did not pass through: %v (%d of %d bytes)", err, out.Len(), len(real))
-	}
-	bad := append([]byte(nil), real[:ivfFileHeaderSize]...)
-	bad = append(bad, 0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0) // a 4 GiB frame
-	s, err := newIVFSource("bad.ivf", nopSeekCloser{bytes.NewReader(bad)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Next(); err == nil || !strings.Contains(err.Error(), "at most") {
-		t.Fatalf("a 4 GiB frame header: %v", err)
-	}
-}
-
-type nopSeekCloser struct{ *bytes.Reader }
-
-func (nopSeekCloser) Close() error { return nil }

@@ -1,4 +1,4 @@
-package main
+package mediaload
 
 import (
 	"encoding/binary"
