@@ -178,11 +178,13 @@ func streamIsMoQ(t *testing.T, base, stream string) error {
 	var sv struct {
 		Publisher *struct {
 			Protocol string `json:"protocol"`
+			Client   string `json:"client"`
 			Packets  uint64 `json:"packets"`
 		} `json:"publisher"`
 	}
-	if err := json.Unmarshal([]byte(body), &sv); err != nil || code != 200 || sv.Publisher == nil || sv.Publisher.Protocol != "moq" {
-		return fmt.Errorf("GET /v1/streams/%s = %d %s; want a publisher with protocol moq", stream, code, body)
+	if err := json.Unmarshal([]byte(body), &sv); err != nil || code != 200 || sv.Publisher == nil || sv.Publisher.Protocol != "moq" ||
+		sv.Publisher.Client != "127.0.0.1" {
+		return fmt.Errorf("GET /v1/streams/%s = %d %s; want a publisher with protocol moq from client 127.0.0.1 (the host, as for WHIP)", stream, code, body)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -52,7 +53,7 @@ type moqSession struct {
 }
 
 func newSession(srv *Server, conn transport.Conn, v moqt.Version) *moqSession {
-	s := &moqSession{srv: srv, conn: conn, v: v, client: conn.RemoteAddr().String(), nextOurs: 1,
+	s := &moqSession{srv: srv, conn: conn, v: v, client: clientHost(conn.RemoteAddr()), nextOurs: 1,
 		granted: 2 * uint64(srv.cfg.MaxRequests),
 		reqs:    map[uint64]*request{}, tracks: map[uint64]*track{}, bcasts: map[string]*broadcast{}, watches: map[string]*watch{}}
 	s.log = srv.log.With("client", s.client, "version", v.String(), "webtransport", conn.WebTransport())
@@ -395,4 +396,14 @@ func (s *moqSession) serveRequestStream(st transport.Stream) error {
 	}
 	s.serveRequest(r, m)
 	return r.follow()
+}
+
+// clientHost is a client's address as policies and /v1/streams show it for every
+// protocol: the host, without the port (WHIP has no other).
+func clientHost(a net.Addr) string {
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }
