@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -29,8 +28,12 @@ func benchRunMoQ(ctx context.Context, base, moqURL string, pid, n int, warmup, w
 // benchPushes pushes `pushes` streams at once over MoQ, each watched by n WHEP
 // viewers, and measures them together in one window.
 func benchPushes(ctx context.Context, base, moqURL string, pid, pushes, n int, sizes mediaload.Frames, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
-	hash, err := certificateHash(ctx, moqURL)
+	u, err := url.Parse(moqURL)
 	if err != nil {
+		return mediaload.Result{}, err
+	}
+	opts := &push.Options{}
+	if err := trustFor(ctx, u, "", opts); err != nil {
 		return mediaload.Result{}, err
 	}
 	m := &mediaload.Meter{Stamped: true}
@@ -43,7 +46,7 @@ func benchPushes(ctx context.Context, base, moqURL string, pid, pushes, n int, s
 		}
 	}()
 	for i := range pushes {
-		s, err := push.Dial(ctx, moqURL, &push.Options{CertSHA256: hash})
+		s, err := push.Dial(ctx, moqURL, opts)
 		if err != nil {
 			return mediaload.Result{}, fmt.Errorf("push %d: %w", i, err)
 		}
@@ -64,23 +67,6 @@ func benchPushes(ctx context.Context, base, moqURL string, pid, pushes, n int, s
 	}
 	time.Sleep(warmup)
 	return m.Measure(pid, n, window, stderr)
-}
-
-// certificateHash fetches the dev MoQ endpoint's certificate hash, as `sluice
-// push` does on loopback.
-func certificateHash(ctx context.Context, moqURL string) (string, error) {
-	u, err := url.Parse(moqURL)
-	if err != nil {
-		return "", err
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+u.Host+"/certificate.sha256", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("certificate hash: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 128))
-	return string(b), err
 }
 
 // benchManyPushes starts `sluice dev` and pushes n streams of ~1 Mbit/s (4,200

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/freeport"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/wire"
 )
@@ -50,7 +51,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var id *pki.Identity
 		id, err = ca.Issue("dev", []string{"127.0.0.1", "localhost"})
 		if err == nil {
-			if !moqSet && !udpAndTCPFree(moqListen) {
+			if !moqSet && !freeport.Both(moqListen) {
 				log.Warn("the default MoQ port is taken; using a free one", "default", moqListen)
 				moqListen = "127.0.0.1:0"
 			}
@@ -166,19 +167,4 @@ func devMoQListen(cfg *fileConfig, flagAddr string) (addr string, set bool) {
 		return cfg.Gateway.MoQ.Listen, true
 	}
 	return devMoQ, false
-}
-
-// udpAndTCPFree reports whether addr's port is free on UDP (QUIC) and TCP
-// (the certificate hash).
-func udpAndTCPFree(addr string) bool {
-	u, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return false
-	}
-	defer u.Close()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return false
-	}
-	return l.Close() == nil
 }

@@ -86,8 +86,15 @@ func publishAndWatch(t *testing.T, pubBase, viewBase, stream string) {
 	time.Sleep(500 * time.Millisecond) // the last packets in flight
 
 	gotV, gotA := view.Frames()
-	// A warm-up frame may reach the viewer as it connects; it is not part of the
-	// sequence under test.
+	checkFrames(t, "", video, audio, gotV, gotA)
+}
+
+// checkFrames asserts that a viewer got at least 95% of the sequence after its
+// first frame (video[1:], audio[1:]), in order and byte for byte. A warm-up
+// frame (the first) may reach the viewer as it connects; it is not part of the
+// sequence under test.
+func checkFrames(t *testing.T, label string, video, audio, gotV, gotA [][]byte) {
+	t.Helper()
 	for len(gotV) > 0 && bytes.Equal(gotV[0], video[0]) {
 		gotV = gotV[1:]
 	}
@@ -100,12 +107,12 @@ func publishAndWatch(t *testing.T, pubBase, viewBase, stream string) {
 	}{{"video", video[1:], gotV}, {"audio", audio[1:], gotA}} {
 		n, err := mediatest.Match(c.want, c.got)
 		if err != nil {
-			t.Errorf("%s: %v", c.kind, err)
+			t.Errorf("%s%s: %v", label, c.kind, err)
 		}
 		if need := len(c.want) * 95 / 100; n < need {
-			t.Errorf("%s: %d of %d sent frames arrived in order, want at least %d (95%%)", c.kind, n, len(c.want), need)
+			t.Errorf("%s%s: %d of %d sent frames arrived in order, want at least %d (95%%)", label, c.kind, n, len(c.want), need)
 		}
-		t.Logf("%s: %d of %d frames arrived in order, byte for byte", c.kind, n, len(c.want))
+		t.Logf("%s%s: %d of %d frames arrived in order, byte for byte", label, c.kind, n, len(c.want))
 	}
 }
 

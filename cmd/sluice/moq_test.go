@@ -94,25 +94,7 @@ func pushAndWatch(t *testing.T, base, moqAddr string, v moqt.Version, stream str
 	}
 	time.Sleep(500 * time.Millisecond) // the last packets in flight
 	gotV, gotA := view.Frames()
-	for len(gotV) > 0 && bytes.Equal(gotV[0], video[0]) {
-		gotV = gotV[1:]
-	}
-	for len(gotA) > 0 && bytes.Equal(gotA[0], audio[0]) {
-		gotA = gotA[1:]
-	}
-	for _, c := range []struct {
-		kind      string
-		want, got [][]byte
-	}{{"video", video[1:], gotV}, {"audio", audio[1:], gotA}} {
-		n, err := mediatest.Match(c.want, c.got)
-		if err != nil {
-			t.Errorf("%s: %v", c.kind, err)
-		}
-		if need := len(c.want) * 95 / 100; n < need {
-			t.Errorf("%s: %d of %d pushed frames arrived in order, want at least %d (95%%)", c.kind, n, len(c.want), need)
-		}
-		t.Logf("%s %s: %d of %d frames arrived in order, byte for byte", v, c.kind, n, len(c.want))
-	}
+	checkFrames(t, v.String()+" ", video, audio, gotV, gotA)
 }
 
 // sendMoQ writes video at 30 fps and audio at 50 packets a second in real

@@ -1,7 +1,8 @@
-// Package freeport finds a loopback port that is free on both UDP and TCP, for
-// tests of programs that bind one port number on both (serf gossips on UDP and
-// TCP at one address). A port free on TCP alone is often taken on UDP by a
-// parallel test's QUIC or ICE socket.
+// Package freeport finds and checks ports free on both UDP and TCP, for programs
+// that bind one port number on both (serf gossips on UDP and TCP at one address;
+// the MoQ endpoint serves QUIC on UDP and its certificate hash on TCP). A port
+// free on TCP alone is often taken on UDP by another process's QUIC or ICE
+// socket.
 package freeport
 
 import (
@@ -21,14 +22,25 @@ func Loopback(tb testing.TB) string {
 			tb.Fatal(err)
 		}
 		addr := u.LocalAddr().String()
-		t, err := net.Listen("tcp", addr)
 		_ = u.Close()
-		if err != nil {
-			continue // taken on TCP: try another
+		if Both(addr) {
+			return addr
 		}
-		_ = t.Close()
-		return addr
 	}
 	tb.Fatal(fmt.Errorf("freeport: no port free on both UDP and TCP in 50 tries"))
 	return ""
+}
+
+// Both reports whether addr's port is free on UDP and on TCP right now.
+func Both(addr string) bool {
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	defer u.Close()
+	t, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	return t.Close() == nil
 }
