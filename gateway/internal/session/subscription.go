@@ -25,6 +25,7 @@ type Subscription struct {
 	members int // viewers, and requests on their way to becoming viewers
 	viewers int // viewers receiving media
 	sinks   map[string]Sink
+	sinkSeq []Sink // the sinks in the order they came; only appended to
 	info    []medialink.Track
 	ready   chan struct{} // closed once every expected track is known
 	isReady bool
@@ -118,6 +119,7 @@ func (s *Subscription) Sink(protocol string, mk func() Sink) Sink {
 			k.AddTrack(t)
 		}
 		s.sinks[protocol] = k
+		s.sinkSeq = append(s.sinkSeq, k)
 	}
 	return k
 }
@@ -257,22 +259,10 @@ func (s *Subscription) write(track uint8, payload []byte) {
 	s.core.m.bytesOut.Add(n * len(payload))
 }
 
-// sinkList is the sinks without allocating for the usual one; s.mu is held.
-func (s *Subscription) sinkList() []Sink {
-	switch len(s.sinks) {
-	case 0:
-		return nil
-	case 1:
-		for _, k := range s.sinks {
-			return []Sink{k}
-		}
-	}
-	out := make([]Sink, 0, len(s.sinks))
-	for _, k := range s.sinks {
-		out = append(out, k)
-	}
-	return out
-}
+// sinkList is the sinks; s.mu is held. The slice is only ever appended to, so
+// a caller may range over it after unlocking, and nothing is allocated per
+// packet.
+func (s *Subscription) sinkList() []Sink { return s.sinkSeq }
 
 // Keyframe asks the publisher for a keyframe on a track, at most every 500 ms.
 func (s *Subscription) Keyframe(track uint8) {
