@@ -73,6 +73,9 @@ func Run(ctx context.Context, purpose string, log *slog.Logger) error {
 		return err
 	}
 	defer ep.Close()
+	if err := ep.BufferErr(); err != nil {
+		log.Warn("node: media socket buffers are small; expect loss under load", "err", err)
+	}
 	ln, err := ep.Listen(id.ServerTLS())
 	if err != nil {
 		return err

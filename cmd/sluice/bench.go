@@ -92,8 +92,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				return 1
 			}
 			results = append(results, result{tg.name, n, r})
-			fmt.Fprintf(stderr, "%s, %d viewers: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%\n",
-				tg.name, n, r.PPS, r.CPUPerPkt, r.P50, r.P99, 100*r.Loss)
+			fmt.Fprintf(stderr, "%s, %d viewers: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%%s\n",
+				tg.name, n, r.PPS, r.CPUPerPkt, r.P50, r.P99, 100*r.Loss, dropNote(r))
 		}
 		stopServer(srv)
 	}
@@ -128,6 +128,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
+// dropNote says where the kernel dropped datagrams in the window, if it did.
+func dropNote(r mediaload.Result) string {
+	if r.ServerDrops == 0 && r.LoadDrops == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (UDP receive drops: %d at the server's sockets, %d at the load generator's)", r.ServerDrops, r.LoadDrops)
+}
+
 // benchTarget is a server the bench measures.
 type benchTarget struct {
 	name string
@@ -150,6 +158,11 @@ func startServer(ctx context.Context, self string, args []string, re *regexp.Reg
 	cmd.Env = append(os.Environ(), "SLUICE_LOG=warn")
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = nil
+	if path := os.Getenv("SLUICE_BENCH_SERVER_LOG"); path != "" {
+		if f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+			cmd.Stderr = f
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}

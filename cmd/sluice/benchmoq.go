@@ -80,8 +80,8 @@ func benchManyPushes(ctx context.Context, self string, devArgs []string, n int, 
 	defer stopServer(srv)
 	r, err := benchPushes(ctx, urls[0], urls[1], srv.Process.Pid, n, 1, mediaload.Frames{Video: 4200, Key: 12600}, warmup, window, stderr)
 	if err == nil {
-		fmt.Fprintf(stderr, "%d MoQ pushes: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%\n",
-			n, r.PPS, r.CPUPerPkt, r.P50, r.P99, 100*r.Loss)
+		fmt.Fprintf(stderr, "%d MoQ pushes: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%%s\n",
+			n, r.PPS, r.CPUPerPkt, r.P50, r.P99, 100*r.Loss, dropNote(r))
 	}
 	return r, err
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/sluicegw/sluice/internal/sockbuf"
 )
 
 // Media packet layout on the wire (RATIONALE.md, "The media path"):
@@ -44,6 +46,7 @@ type Endpoint struct {
 	lastID uint32 // the id NewPath gave last; ids count up from a random start
 
 	closeOnce sync.Once
+	bufErr    error // the media socket's buffers are smaller than sockbuf.Media
 }
 
 // NewEndpoint binds the QUIC socket on addr ("127.0.0.1:0", ":4433", …) and the
@@ -65,10 +68,18 @@ func NewEndpoint(addr string) (*Endpoint, error) {
 		mc.Close()
 		return nil, fmt.Errorf("medialink: media socket beside %s: %w", addr, err)
 	}
+	// Every path of the endpoint shares the media socket: a node's carries all
+	// its streams at once, and a small buffer drops them while it is descheduled.
+	_, _, bufErr := sockbuf.Grow(mc, sockbuf.Media)
 	var start [4]byte
 	_, _ = rand.Read(start[:])
-	return &Endpoint{udp: udp, media: media, tr: &quic.Transport{Conn: udp}, paths: map[uint32]*Path{}, lastID: binary.BigEndian.Uint32(start[:])}, nil
+	return &Endpoint{udp: udp, media: media, tr: &quic.Transport{Conn: udp}, paths: map[uint32]*Path{}, lastID: binary.BigEndian.Uint32(start[:]), bufErr: bufErr}, nil
 }
+
+// BufferErr says, if the system would not give the media socket the buffers it
+// asked for, how small they are and how to raise them; the endpoint works
+// either way, with more loss under load. The owner logs it once.
+func (e *Endpoint) BufferErr() error { return e.bufErr }
 
 // Addr is the bound UDP address of the QUIC connections.
 func (e *Endpoint) Addr() net.Addr { return e.udp.LocalAddr() }

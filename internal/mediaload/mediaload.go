@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,11 @@ type Result struct {
 	CPUPerPkt float64       // µs of the serving processes' CPU per delivered packet
 	P50, P99  time.Duration // publisher-to-viewer latency
 	Loss      float64       // fraction of what was sent in the window that did not arrive
+
+	// Datagrams the kernel dropped on arrival in the window, at the serving
+	// processes' sockets and at the load generator's (this process): loss at
+	// the load generator's sockets is the bench's, not the server's.
+	ServerDrops, LoadDrops uint64
 }
 
 // SendClock remembers when each RTP packet left the publisher, by track and
@@ -148,6 +154,7 @@ func (m *Meter) read(t *webrtc.TrackRemote) {
 func (m *Meter) Measure(pid, n int, window time.Duration, stderr io.Writer) (Result, error) {
 	kids := ChildPIDs(pid)
 	cpu0, kid0 := CPUTime([]int{pid}), CPUTime(kids)
+	srvDrops0, loadDrops0 := procstat.UDPDrops(append([]int{pid}, kids...)), procstat.UDPDrops([]int{os.Getpid()})
 	sent0 := m.Sent.Load()
 	m.winStart.Store(time.Now().UnixNano())
 	m.measuring.Store(true)
@@ -157,6 +164,7 @@ func (m *Meter) Measure(pid, n int, window time.Duration, stderr io.Writer) (Res
 	m.winEnd.Store(time.Now().UnixNano())
 	elapsed := time.Since(start)
 	cpu1, kid1 := CPUTime([]int{pid}), CPUTime(ChildPIDs(pid))
+	srvDrops1, loadDrops1 := procstat.UDPDrops(append([]int{pid}, ChildPIDs(pid)...)), procstat.UDPDrops([]int{os.Getpid()})
 	if len(kids) > 0 {
 		fmt.Fprintf(stderr, "  CPU in the window: main process %s, node processes %s\n", cpu1-cpu0, kid1-kid0)
 	}
@@ -174,6 +182,9 @@ func (m *Meter) Measure(pid, n int, window time.Duration, stderr io.Writer) (Res
 		PPS:       float64(got) / elapsed.Seconds(),
 		CPUPerPkt: float64((cpu1 - cpu0).Microseconds()) / float64(got),
 		Loss:      max(0, 1-float64(got)/float64(sentN*int64(n))),
+
+		ServerDrops: srvDrops1 - min(srvDrops1, srvDrops0),
+		LoadDrops:   loadDrops1 - min(loadDrops1, loadDrops0),
 	}
 	if m.Stamped {
 		r.Loss = max(0, 1-float64(m.framesGot.Load())/float64(m.framesSent.Load()*int64(n)))

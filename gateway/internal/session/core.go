@@ -98,6 +98,9 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, pol Policy, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("session: media endpoint: %w", err)
 	}
+	if err := media.BufferErr(); err != nil {
+		log.Warn("session: media socket buffers are small; expect loss under load", "err", err)
+	}
 	core.media = media
 	core.goOwned(func() { _ = media.Serve(core.ctx) })
 	return core, nil
