@@ -148,6 +148,9 @@ func ParseVarint(p []byte, v Version) (uint64, int, error) {
 // ReadVarint reads one varint from r. An r that ends before the first byte
 // yields io.EOF; one that ends inside it yields io.ErrUnexpectedEOF.
 func ReadVarint(r io.Reader, v Version) (uint64, error) {
+	if br, ok := r.(io.ByteReader); ok {
+		return readVarintBytes(br, v) // buffered: no read call, no buffer, per byte
+	}
 	var buf [9]byte
 	if _, err := io.ReadFull(r, buf[:1]); err != nil {
 		return 0, err
@@ -161,6 +164,28 @@ func ReadVarint(r io.Reader, v Version) (uint64, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		return 0, err
+	}
+	return varintValue(v, buf[:n]), nil
+}
+
+func readVarintBytes(r io.ByteReader, v Version) (uint64, error) {
+	var buf [9]byte
+	b, err := r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	buf[0] = b
+	n := varintSize(v, b)
+	if n == 0 {
+		return 0, violation("varint code point 0x%02x is invalid in %s", b, v)
+	}
+	for i := 1; i < n; i++ {
+		if buf[i], err = r.ReadByte(); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
 	}
 	return varintValue(v, buf[:n]), nil
 }

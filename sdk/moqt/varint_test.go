@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"testing/iotest"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -51,9 +52,18 @@ func TestVarintVectorsDecode(t *testing.T) {
 		if err != nil || got != tc.value || n != len(b) {
 			t.Errorf("%s %s: got %d (%d bytes, %v), want %d", tc.v, tc.hex, got, n, err, tc.value)
 		}
-		r, err := ReadVarint(bytes.NewReader(b), tc.v)
-		if err != nil || r != tc.value {
-			t.Errorf("%s %s: ReadVarint %d, %v", tc.v, tc.hex, r, err)
+		// A buffered reader (io.ByteReader) and a plain one take two paths.
+		for _, r := range []io.Reader{bytes.NewReader(b), iotest.OneByteReader(bytes.NewReader(b))} {
+			got, err := ReadVarint(r, tc.v)
+			if err != nil || got != tc.value {
+				t.Errorf("%s %s: ReadVarint(%T) %d, %v", tc.v, tc.hex, r, got, err)
+			}
+		}
+		// Cut short, both say the varint ended early.
+		for _, r := range []io.Reader{bytes.NewReader(b[:len(b)-1]), iotest.OneByteReader(bytes.NewReader(b[:len(b)-1]))} {
+			if _, err := ReadVarint(r, tc.v); len(b) > 1 && err != io.ErrUnexpectedEOF {
+				t.Errorf("%s %s cut short: ReadVarint(%T) err %v, want unexpected EOF", tc.v, tc.hex, r, err)
+			}
 		}
 	}
 }
@@ -89,8 +99,10 @@ func TestVarintDraft17RejectsSevenByteForm(t *testing.T) {
 		if CodeOf(err) != CodeProtocolViolation {
 			t.Errorf("0x%02x: err %v, want PROTOCOL_VIOLATION", c, err)
 		}
-		if _, err := ReadVarint(bytes.NewReader(b), Draft17); CodeOf(err) != CodeProtocolViolation {
-			t.Errorf("ReadVarint 0x%02x: err %v", c, err)
+		for _, r := range []io.Reader{bytes.NewReader(b), iotest.OneByteReader(bytes.NewReader(b))} {
+			if _, err := ReadVarint(r, Draft17); CodeOf(err) != CodeProtocolViolation {
+				t.Errorf("ReadVarint(%T) 0x%02x: err %v", r, c, err)
+			}
 		}
 	}
 }

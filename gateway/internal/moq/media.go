@@ -65,7 +65,7 @@ type rtpTrack struct {
 	index uint8
 	codec string // the catalog's codec string, to tell a changed rendition
 	info  codecInfo
-	write func(track uint8, framed []byte)
+	write func(track uint8, framed []byte) // keeps no framed: frame reuses it
 
 	mu        sync.Mutex
 	payloader rtp.Payloader
@@ -78,6 +78,7 @@ type rtpTrack struct {
 	inGroup   bool           // a group's keyframe has been written: its later frames may follow
 	turn      chan struct{}  // closed when a new group starts or a waiting one leaves
 	waiting   map[uint64]int // groups whose first frame waits in awaitTurn
+	framed    []byte         // the packet being written; write keeps none
 }
 
 // groupHold is how long a group's first frame waits for the groups before it:
@@ -172,7 +173,11 @@ func (t *rtpTrack) frame(group, objectID uint64, f hang.Frame) bool {
 	for i, p := range payloads {
 		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: t.info.pt, SequenceNumber: t.seq.NextSequenceNumber(),
 			Timestamp: ts, SSRC: t.ssrc, Marker: t.info.kind == "video" && i == len(payloads)-1}, Payload: p}
-		buf := make([]byte, 1+pkt.MarshalSize())
+		n := 1 + pkt.MarshalSize()
+		if cap(t.framed) < n {
+			t.framed = make([]byte, n, max(n, 1+12+rtpMTU))
+		}
+		buf := t.framed[:n]
 		if _, err := pkt.MarshalTo(buf[1:]); err != nil {
 			return false
 		}

@@ -1,6 +1,7 @@
 package moq
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -232,8 +233,14 @@ func (s *moqSession) stopStream(rs transport.ReceiveStream, code moqt.ErrorCode)
 // subscription; a stream silent for StreamIdleTimeout is stopped.
 func (s *moqSession) readData(rs transport.ReceiveStream) error {
 	idle := s.srv.cfg.StreamIdleTimeout
-	_ = rs.SetReadDeadline(time.Now().Add(idle))
-	t, err := moqt.ReadVarint(rs, s.v)
+	armed := time.Now()
+	_ = rs.SetReadDeadline(armed.Add(idle))
+	// Buffered, a varint is a byte from memory rather than a call into the
+	// QUIC stream: an object header is four or five of them.
+	br := streamReaders.Get().(*bufio.Reader)
+	br.Reset(rs)
+	defer func() { br.Reset(nil); streamReaders.Put(br) }()
+	t, err := moqt.ReadVarint(br, s.v)
 	if err != nil {
 		return s.streamFailed(rs, nil, err)
 	}
@@ -241,7 +248,7 @@ func (s *moqSession) readData(rs transport.ReceiveStream) error {
 		// FETCH streams answer FETCH, which this endpoint never sends.
 		return closeWith(moqt.CodeProtocolViolation, "unidirectional stream of type 0x%x", t)
 	}
-	sg, err := moqt.NewSubgroupReader(rs, s.v, t, s.srv.cfg.MaxObjectBytes)
+	sg, err := moqt.NewSubgroupReader(br, s.v, t, s.srv.cfg.MaxObjectBytes)
 	if err != nil {
 		return s.streamFailed(rs, nil, err)
 	}
@@ -251,7 +258,12 @@ func (s *moqSession) readData(rs transport.ReceiveStream) error {
 		return nil
 	}
 	for {
-		_ = rs.SetReadDeadline(time.Now().Add(idle))
+		// The idle deadline moves on with the objects, re-armed once a
+		// quarter of it has passed rather than for every object.
+		if now := time.Now(); now.Sub(armed) > idle/4 {
+			armed = now
+			_ = rs.SetReadDeadline(now.Add(idle))
+		}
 		o, err := sg.ReadObject()
 		if err != nil {
 			return s.streamFailed(rs, tr, err)
@@ -261,6 +273,10 @@ func (s *moqSession) readData(rs transport.ReceiveStream) error {
 		tr.onObject(sg.Header.GroupID, o)
 	}
 }
+
+// streamReaders buffer data streams while they are read; a stream lives for
+// one group, often one frame.
+var streamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 
 // streamFailed sorts a data stream's end: a clean end or a reset by the
 // client is nothing; a protocol error ends the session; an object over the
