@@ -41,8 +41,10 @@ type Config struct {
 	// ICEUDPPort is the one UDP port every WebRTC session uses. Default 8189; a
 	// negative value picks a free port (tests).
 	ICEUDPPort int
-	// ICEBind is the address the ICE port binds to. Default "127.0.0.1"; use
-	// "0.0.0.0" (with ICEHosts) to accept browsers from other machines.
+	// ICEBind is where the ICE port is bound. Default "": every address of this
+	// machine, answering peers on this machine only; one IP address binds that
+	// address; "0.0.0.0" or "::" binds every interface, to accept browsers and
+	// encoders from other machines (with ICEHosts behind a NAT).
 	ICEBind string
 	// ICEHosts are the IP addresses advertised as ICE host candidates instead of the
 	// bound interface addresses — the public address behind a NAT or in a container.
@@ -82,9 +84,6 @@ type MoQConfig struct {
 func (c Config) withDefaults() Config {
 	if c.ICEUDPPort == 0 {
 		c.ICEUDPPort = 8189
-	}
-	if c.ICEBind == "" {
-		c.ICEBind = "127.0.0.1"
 	}
 	if c.StreamHeader == "" {
 		c.StreamHeader = streamid.HeaderDefault
