@@ -1,8 +1,8 @@
 // Package whip is the gateway's WebRTC edge: WHIP publishers (RFC 9725) as the
 // session core's Sources and WHEP viewers as one of its Sinks, with pion for
 // SDP, ICE on one UDP port, DTLS and SRTP. It serves POST /whip/{stream} and
-// /whep/{stream} and the resources their Location headers name (trickle ICE
-// PATCH, DELETE).
+// /whep/{stream} and the resources their Location headers name (PATCH for
+// trickle ICE and ICE restarts, DELETE).
 package whip
 
 import (

@@ -23,6 +23,7 @@ type whipSession struct {
 	res  string
 	pcv  *webrtc.PeerConnection
 	once sync.Once
+	ices iceState
 
 	mu   sync.Mutex
 	ssrc [medialink.MaxTracks]uint32
@@ -119,6 +120,7 @@ func (s *whipSession) RequestKeyframe(track uint8) {
 func (s *whipSession) resource() string           { return s.res }
 func (s *whipSession) pc() *webrtc.PeerConnection { return s.pcv }
 func (s *whipSession) streamID() string           { return s.pub.Stream() }
+func (s *whipSession) ice() *iceState             { return &s.ices }
 func (s *whipSession) kind() string               { return wire.KindPublish }
 
 // close ends the WHIP session: the client's connection and the publication.
