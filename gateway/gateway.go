@@ -49,6 +49,9 @@ type Config struct {
 	// ICEHosts are the IP addresses advertised as ICE host candidates instead of the
 	// bound interface addresses — the public address behind a NAT or in a container.
 	ICEHosts []string
+	// ICEServers are STUN/TURN servers told to WebRTC clients in Link headers
+	// (RFC 9725 §4.6) and used by the page at /. Default none.
+	ICEServers []ICEServer
 	// StreamHeader carries the stream id on API calls. Default "X-Stream-Id".
 	StreamHeader string
 	// CORSOrigins may call the HTTP API from a browser. Default ["*"].
@@ -200,7 +203,7 @@ func (g *Gateway) MoQCertificateHash() string {
 
 func (c Config) webrtcConfig() whip.Config {
 	return whip.Config{ICEUDPPort: c.ICEUDPPort, ICEBind: c.ICEBind, ICEHosts: c.ICEHosts, StreamHeader: c.StreamHeader,
-		MaxOfferBytes: c.MaxOfferBytes, RouteHeaders: c.RouteHeaders}
+		MaxOfferBytes: c.MaxOfferBytes, RouteHeaders: c.RouteHeaders, ICEServers: c.ICEServers}
 }
 
 // NewWebRTCAPI builds the pion API every WebRTC session of a gateway with cfg
@@ -232,6 +235,9 @@ func (g *Gateway) Close() error {
 	})
 	return nil
 }
+
+// ICEServer is a STUN or TURN server told to clients (see whip.ICEServer).
+type ICEServer = whip.ICEServer
 
 // Policy makes the gateway's routing and admission decisions (see session.Policy).
 type Policy = session.Policy

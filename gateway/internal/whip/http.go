@@ -43,6 +43,9 @@ func (srv *Server) handleOptions(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Max-Age", "600")
 	h.Set("Accept-Post", "application/sdp")
 	h.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
+	for _, l := range srv.links {
+		h.Add("Link", l)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -125,9 +128,13 @@ func writeThrottled(w http.ResponseWriter, out session.ThrottleOutput) {
 	_, _ = w.Write(out.Body)
 }
 
-// writeCreated answers a WHIP or WHEP offer with its resource (RFC 9725 §4.2).
-func writeCreated(w http.ResponseWriter, proto, stream, res, answer string) {
+// writeCreated answers a WHIP or WHEP offer with its resource (RFC 9725 §4.2)
+// and the ICE servers the client may use (§4.6).
+func (srv *Server) writeCreated(w http.ResponseWriter, proto, stream, res, answer string) {
 	h := w.Header()
+	for _, l := range srv.links {
+		h.Add("Link", l)
+	}
 	h.Set("Content-Type", "application/sdp")
 	h.Set("Location", "/"+proto+"/"+stream+"/"+res)
 	h.Set("ETag", etagOf(res))

@@ -35,6 +35,9 @@ type Config struct {
 	MaxOfferBytes int64
 	// RouteHeaders are the request headers passed to the route policy.
 	RouteHeaders []string
+	// ICEServers are named to clients in Link headers on OPTIONS and on the
+	// 201 of an offer. Default none.
+	ICEServers []ICEServer
 }
 
 func (c Config) withDefaults() Config {
@@ -58,6 +61,8 @@ type Server struct {
 	api  *webrtc.API
 	port *icePort
 
+	links []string // Link headers naming cfg.ICEServers
+
 	mu        sync.Mutex
 	resources map[string]resource // resource id → WHIP or WHEP session
 }
@@ -75,7 +80,8 @@ func New(cfg Config, core *session.Core, log *slog.Logger) (*Server, error) {
 		_ = port.Close()
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, core: core, api: api, port: port, resources: map[string]resource{}}, nil
+	return &Server{cfg: cfg, log: log, core: core, api: api, port: port, links: linkHeaders(cfg.ICEServers),
+		resources: map[string]resource{}}, nil
 }
 
 // Register mounts the WHIP and WHEP endpoints on mux.

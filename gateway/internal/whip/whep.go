@@ -106,7 +106,7 @@ func (srv *Server) handleWHEP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	srv.addResource(v)
-	writeCreated(w, "whep", o.stream, v.res, answer)
+	srv.writeCreated(w, "whep", o.stream, v.res, answer)
 }
 
 // answer makes the viewer's PeerConnection with the stream's tracks.

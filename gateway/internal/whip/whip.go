@@ -54,7 +54,7 @@ func (srv *Server) handleWHIP(w http.ResponseWriter, r *http.Request) {
 	}
 	pub.Start(s)
 	srv.addResource(s)
-	writeCreated(w, "whip", o.stream, s.res, answer)
+	srv.writeCreated(w, "whip", o.stream, s.res, answer)
 }
 
 // answer makes the PeerConnection that receives the offer's tracks.
