@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 
 	"github.com/sluicegw/sluice/internal/mediatest"
 )
@@ -208,20 +211,19 @@ func publishWithWebRTCBin(t *testing.T, codec string) (view *mediatest.Viewer, f
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		view, err = mediatest.Play(ctx, api, base, stream)
-		if err == nil || time.Now().After(deadline) {
+	// A viewer gets the tracks the gateway has heard of when it joins (after
+	// waiting a moment for the rest): on a loaded machine webrtcbin's first
+	// audio packet can come late, so a viewer that got one track plays again.
+	for try := 1; ; try++ {
+		view = playBoth(t, ctx, api, base, stream)
+		if view != nil {
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("WHEP play: %v", err)
+		if try == 3 {
+			t.Fatal("three WHEP viewers in a row got only one of webrtcbin's two tracks")
+		}
 	}
 	t.Cleanup(func() { _ = view.Close() })
-	if err := mediatest.WaitConnected(ctx, view.PC); err != nil {
-		t.Fatal(err)
-	}
 	time.Sleep(time.Second) // the viewer's first keyframe
 
 	v0, a0 := view.Frames()
@@ -245,6 +247,35 @@ func publishWithWebRTCBin(t *testing.T, codec string) (view *mediatest.Viewer, f
 		}
 	}
 	return view, v1[len(v0):]
+}
+
+// playBoth plays stream and waits for its audio and video to arrive; it
+// returns nil, with the viewer closed, if only one did within 5 s.
+func playBoth(t *testing.T, ctx context.Context, api *webrtc.API, base, stream string) *mediatest.Viewer {
+	t.Helper()
+	var view *mediatest.Viewer
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		view, err = mediatest.Play(ctx, api, base, stream)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("WHEP play: %v", err)
+	}
+	if err := mediatest.WaitConnected(ctx, view.PC); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(view.Codecs()) < 2; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Logf("the viewer got only %v; playing again", view.Codecs())
+			_ = view.Close()
+			return nil
+		}
+	}
+	return view
 }
 
 // TestWebRTCBinPublishesVP8AndOpusToDevWithItsDefaultsAndAPionViewerGetsTheFrames
