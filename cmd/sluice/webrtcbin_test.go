@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -195,12 +196,12 @@ func (p *gstPublisher) counts(cmd string) (video, audio int) {
 	return v, a
 }
 
-// publishWithWebRTCBin runs sluice dev with its defaults, publishes to it from
+// publishWithWebRTCBin runs sluice dev (with its defaults, or devArgs), publishes to it from
 // webrtcbin with codec, plays the stream with a pion WHEP viewer, and checks
 // that the viewer received at least 95% of the video frames and audio packets
 // webrtcbin sent while it watched. It returns the viewer's video frames.
-func publishWithWebRTCBin(t *testing.T, codec string) (view *mediatest.Viewer, frames [][]byte) {
-	_, base := startDev(t)
+func publishWithWebRTCBin(t *testing.T, codec string, devArgs ...string) (view *mediatest.Viewer, frames [][]byte) {
+	_, base := startDev(t, devArgs...)
 	stream := "gst-" + codec
 	pub := startGstPublisher(t, base+"/whip/"+stream, codec)
 	pub.await(regexp.MustCompile(`^answer 201 /whip/`+stream+`/`), 20*time.Second)
@@ -304,6 +305,25 @@ func TestWebRTCBinPublishesVP8AndOpusToDevWithItsDefaultsAndAPionViewerGetsTheFr
 	}
 	if keys == 0 {
 		t.Fatal("the viewer got no VP8 keyframe in 3 s (webrtcbin sends one a second)")
+	}
+}
+
+// TestWebRTCBinPublishesToAGatewayBoundOnEveryInterface is the production
+// setting, iceBind 0.0.0.0: one port on every interface address, no loopback
+// candidate, and webrtcbin and a pion viewer both connect through the
+// namespace's interfaces.
+func TestWebRTCBinPublishesToAGatewayBoundOnEveryInterface(t *testing.T) {
+	needWebRTCBin(t, "vp8")
+	if !inNetns(t) {
+		return
+	}
+	cfg := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(cfg, []byte("gateway:\n  iceBind: 0.0.0.0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	view, _ := publishWithWebRTCBin(t, "vp8", "--config", cfg)
+	if sdp := view.PC.RemoteDescription().SDP; strings.Contains(sdp, " 127.0.0.1 ") || !strings.Contains(sdp, " 10.77.0.") {
+		t.Fatalf("the gateway's answer offers %q; want the namespace's interface addresses and no loopback", candRE.FindAllString(sdp, -1))
 	}
 }
 
