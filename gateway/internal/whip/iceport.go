@@ -32,7 +32,7 @@ const (
 )
 
 func parseBind(bind string) (bindScope, net.IP, error) {
-	if bind == "" || bind == "local" {
+	if bind == "" {
 		return scopeThisMachine, nil, nil
 	}
 	ip := net.ParseIP(bind)
@@ -163,11 +163,15 @@ func machineAddrs() ([]netip.Addr, error) {
 }
 
 // bindAll binds port on every address; port < 0 takes the first socket's free
-// port for all of them.
+// port for all of them. An address that cannot be bound yet (an IPv6 address
+// still in duplicate address detection) is left out; loopback, first, cannot.
 func bindAll(addrs []netip.Addr, port int) ([]net.PacketConn, error) {
 	conns := make([]net.PacketConn, 0, len(addrs))
-	for _, a := range addrs {
+	for i, a := range addrs {
 		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(max(port, 0)))))
+		if err != nil && i > 0 && errors.Is(err, syscall.EADDRNOTAVAIL) {
+			continue
+		}
 		if err != nil {
 			for _, c := range conns {
 				_ = c.Close()

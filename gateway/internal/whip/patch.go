@@ -2,7 +2,6 @@ package whip
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/sluicegw/sluice/gateway/internal/session"
 	"github.com/sluicegw/sluice/internal/problem"
 )
 
@@ -103,7 +103,8 @@ func (srv *Server) trickle(w http.ResponseWriter, s resource, f iceFrag) {
 func restartICE(ctx context.Context, pc *webrtc.PeerConnection, f iceFrag) (string, error) {
 	rd := pc.RemoteDescription()
 	if rd == nil || pc.SignalingState() != webrtc.SignalingStateStable {
-		return "", errors.New("the session is not established yet")
+		return "", &session.Error{Status: http.StatusConflict, Kind: "session-not-stable", Title: "The session cannot restart ICE now",
+			Detail: "its offer/answer is in state " + pc.SignalingState().String()}
 	}
 	offer, err := restartedOffer(rd.SDP, f)
 	if err != nil {
