@@ -41,12 +41,17 @@ type Config struct {
 	// ICEUDPPort is the one UDP port every WebRTC session uses. Default 8189; a
 	// negative value picks a free port (tests).
 	ICEUDPPort int
-	// ICEBind is the address the ICE port binds to. Default "127.0.0.1"; use
-	// "0.0.0.0" (with ICEHosts) to accept browsers from other machines.
+	// ICEBind is where the ICE port is bound. Default "": every address of this
+	// machine, answering peers on this machine only; one IP address binds that
+	// address; "0.0.0.0" or "::" binds every interface, to accept browsers and
+	// encoders from other machines (with ICEHosts behind a NAT).
 	ICEBind string
 	// ICEHosts are the IP addresses advertised as ICE host candidates instead of the
 	// bound interface addresses — the public address behind a NAT or in a container.
 	ICEHosts []string
+	// ICEServers are STUN/TURN servers told to WebRTC clients in Link headers
+	// (RFC 9725 §4.6) and used by the page at /. Default none.
+	ICEServers []ICEServer
 	// StreamHeader carries the stream id on API calls. Default "X-Stream-Id".
 	StreamHeader string
 	// CORSOrigins may call the HTTP API from a browser. Default ["*"].
@@ -82,9 +87,6 @@ type MoQConfig struct {
 func (c Config) withDefaults() Config {
 	if c.ICEUDPPort == 0 {
 		c.ICEUDPPort = 8189
-	}
-	if c.ICEBind == "" {
-		c.ICEBind = "127.0.0.1"
 	}
 	if c.StreamHeader == "" {
 		c.StreamHeader = streamid.HeaderDefault
@@ -201,7 +203,7 @@ func (g *Gateway) MoQCertificateHash() string {
 
 func (c Config) webrtcConfig() whip.Config {
 	return whip.Config{ICEUDPPort: c.ICEUDPPort, ICEBind: c.ICEBind, ICEHosts: c.ICEHosts, StreamHeader: c.StreamHeader,
-		MaxOfferBytes: c.MaxOfferBytes, RouteHeaders: c.RouteHeaders}
+		MaxOfferBytes: c.MaxOfferBytes, RouteHeaders: c.RouteHeaders, ICEServers: c.ICEServers}
 }
 
 // NewWebRTCAPI builds the pion API every WebRTC session of a gateway with cfg
@@ -233,6 +235,9 @@ func (g *Gateway) Close() error {
 	})
 	return nil
 }
+
+// ICEServer is a STUN or TURN server told to clients (see whip.ICEServer).
+type ICEServer = whip.ICEServer
 
 // Policy makes the gateway's routing and admission decisions (see session.Policy).
 type Policy = session.Policy

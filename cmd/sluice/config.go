@@ -57,6 +57,7 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 		Config: gateway.Config{
 			ICEUDPPort: g.ICEUDPPort, ICEBind: g.ICEBind, ICEHosts: g.ICEHosts, StreamHeader: g.StreamHeader,
 			CORSOrigins: g.CORSOrigins, MaxOfferBytes: g.MaxOfferBytes, APIToken: g.APIToken, RouteHeaders: g.RouteHeaders,
+			ICEServers: iceServers(g.ICEServers),
 		},
 		Listen:      g.Listen,
 		ACMEDomains: g.ACME.Domains,
@@ -67,6 +68,14 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 		s.Listen = "127.0.0.1:8080"
 	}
 	return s
+}
+
+func iceServers(in []config.ICEServer) []gateway.ICEServer {
+	var out []gateway.ICEServer
+	for _, s := range in {
+		out = append(out, gateway.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return out
 }
 
 func (c *fileConfig) agentConfig(id, api string, dev bool) agent.Config {

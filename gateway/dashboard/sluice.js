@@ -5,10 +5,35 @@
 const $ = (id) => document.getElementById(id);
 const sessions = { publish: null, play: null };
 
+// iceServers asks the endpoint (OPTIONS) for the STUN/TURN servers its Link
+// headers name (RFC 9725 §4.6), as RTCPeerConnection's iceServers.
+async function iceServers(url) {
+  const resp = await fetch(url, { method: "OPTIONS" }).catch(() => null);
+  const links = resp && resp.headers.get("Link");
+  if (!links) return [];
+  const servers = [];
+  // Link values joined with ", ": <url>; key="quoted \"string\""; ...
+  const re = /<([^>]*)>((?:\s*;\s*[\w-]+\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^;,]*))*)/g;
+  for (const m of links.matchAll(re)) {
+    const params = {};
+    for (const p of m[2].matchAll(/;\s*([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,]*))/g)) {
+      params[p[1].toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, "$1") : p[3].trim();
+    }
+    if (params.rel !== "ice-server") continue;
+    const s = { urls: m[1] };
+    if (params.username !== undefined) s.username = params.username;
+    if (params.credential !== undefined) s.credential = params.credential;
+    servers.push(s);
+  }
+  return servers;
+}
+
+const endpoint = (kind, stream) => (kind === "publish" ? "/whip/" : "/whep/") + encodeURIComponent(stream);
+
 // negotiate posts an offer and applies the answer. Candidates gathered after the
 // offer are trickled with PATCH to the session's Location.
 async function negotiate(kind, pc, stream) {
-  const url = (kind === "publish" ? "/whip/" : "/whep/") + encodeURIComponent(stream);
+  const url = endpoint(kind, stream);
   const pending = [];
   let resource = null, etag = null;
   const patch = async (cands) => {
@@ -55,7 +80,7 @@ async function publish() {
   try {
     const media = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
     $("local").srcObject = media;
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({ iceServers: await iceServers(endpoint("publish", id)) });
     for (const t of media.getTracks()) pc.addTransceiver(t, { direction: "sendonly" });
     sessions.publish = { pc, stream: media };
     pc.onconnectionstatechange = () => status("publish", "publishing " + id + ": " + pc.connectionState);
@@ -70,7 +95,7 @@ async function play() {
   await stop("play");
   const id = $("stream").value;
   try {
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({ iceServers: await iceServers(endpoint("play", id)) });
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
     const ms = new MediaStream();

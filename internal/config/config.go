@@ -45,7 +45,7 @@ type TLS struct {
 type Gateway struct {
 	Listen        string   `yaml:"listen"`        // default 127.0.0.1:8080
 	ICEUDPPort    int      `yaml:"iceUDPPort"`    // default 8189
-	ICEBind       string   `yaml:"iceBind"`       // default 127.0.0.1
+	ICEBind       string   `yaml:"iceBind"`       // default: this machine's addresses; an IP; 0.0.0.0 / ::
 	ICEHosts      []string `yaml:"iceHosts"`      // advertised addresses (NAT / container)
 	StreamHeader  string   `yaml:"streamHeader"`  // default X-Stream-Id
 	CORSOrigins   []string `yaml:"corsOrigins"`   // default ["*"]
@@ -54,6 +54,9 @@ type Gateway struct {
 	RouteHeaders  []string `yaml:"routeHeaders"`  // headers the route policy sees; default [X-Region]
 	ACME          ACME     `yaml:"acme"`
 	MoQ           MoQ      `yaml:"moq"`
+
+	// ICEServers are the STUN/TURN servers told to clients; default none.
+	ICEServers []ICEServer `yaml:"iceServers"`
 }
 
 // MoQ is the gateway's Media over QUIC endpoint (raw QUIC and WebTransport).
@@ -163,6 +166,9 @@ func Parse(b []byte) (*File, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if err := checkICEServers(f.Gateway.ICEServers); err != nil {
 		return nil, err
 	}
 	return f, nil

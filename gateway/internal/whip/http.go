@@ -43,6 +43,9 @@ func (srv *Server) handleOptions(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Max-Age", "600")
 	h.Set("Accept-Post", "application/sdp")
 	h.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
+	for _, l := range srv.links {
+		h.Add("Link", l)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -125,9 +128,13 @@ func writeThrottled(w http.ResponseWriter, out session.ThrottleOutput) {
 	_, _ = w.Write(out.Body)
 }
 
-// writeCreated answers a WHIP or WHEP offer with its resource (RFC 9725 §4.2).
-func writeCreated(w http.ResponseWriter, proto, stream, res, answer string) {
+// writeCreated answers a WHIP or WHEP offer with its resource (RFC 9725 §4.2)
+// and the ICE servers the client may use (§4.6).
+func (srv *Server) writeCreated(w http.ResponseWriter, proto, stream, res, answer string) {
 	h := w.Header()
+	for _, l := range srv.links {
+		h.Add("Link", l)
+	}
 	h.Set("Content-Type", "application/sdp")
 	h.Set("Location", "/"+proto+"/"+stream+"/"+res)
 	h.Set("ETag", etagOf(res))
@@ -159,6 +166,7 @@ type resource interface {
 	streamID() string
 	kind() string
 	close(reason string)
+	ice() *iceState
 }
 
 func (srv *Server) addResource(s resource) {
@@ -190,52 +198,6 @@ func (srv *Server) lookupResource(w http.ResponseWriter, r *http.Request) resour
 		return nil
 	}
 	return s
-}
-
-// handlePatch applies trickled ICE candidates (RFC 9725 §4.3). ICE restarts are
-// not supported and answer 422, as the RFC asks.
-func (srv *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
-	s := srv.lookupResource(w, r)
-	if s == nil {
-		return
-	}
-	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != etagOf(s.resource()) {
-		problem.Write(w, http.StatusPreconditionFailed, "etag-mismatch", "The session has changed", "If-Match "+im+" does not match "+etagOf(s.resource()))
-		return
-	}
-	body, ok := srv.readBody(w, r, "application/trickle-ice-sdpfrag")
-	if !ok {
-		return
-	}
-	cands, ufrag, err := candidatesFromFrag(string(body))
-	if err != nil {
-		problem.Write(w, http.StatusBadRequest, "bad-sdpfrag", "The SDP fragment is malformed", err.Error())
-		return
-	}
-	if r.Header.Get("If-Match") == "*" || ufrag != "" && ufrag != remoteUfrag(s.pc()) {
-		problem.Write(w, http.StatusUnprocessableEntity, "ice-restart-unsupported", "ICE restarts are not supported", "make a new session instead")
-		return
-	}
-	for _, c := range cands {
-		if err := s.pc().AddICECandidate(c); err != nil {
-			problem.Write(w, http.StatusBadRequest, "bad-candidate", "An ICE candidate was refused", err.Error())
-			return
-		}
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func remoteUfrag(pc *webrtc.PeerConnection) string {
-	rd := pc.RemoteDescription()
-	if rd == nil {
-		return ""
-	}
-	for _, line := range strings.Split(rd.SDP, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), "a=ice-ufrag:"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 func (srv *Server) handleDelete(w http.ResponseWriter, r *http.Request) {

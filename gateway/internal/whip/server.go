@@ -1,16 +1,14 @@
 // Package whip is the gateway's WebRTC edge: WHIP publishers (RFC 9725) as the
 // session core's Sources and WHEP viewers as one of its Sinks, with pion for
 // SDP, ICE on one UDP port, DTLS and SRTP. It serves POST /whip/{stream} and
-// /whep/{stream} and the resources their Location headers name (trickle ICE
-// PATCH, DELETE).
+// /whep/{stream} and the resources their Location headers name (PATCH for
+// trickle ICE and ICE restarts, DELETE).
 package whip
 
 import (
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 
 	"github.com/pion/webrtc/v4"
@@ -23,7 +21,10 @@ type Config struct {
 	// ICEUDPPort is the one UDP port every WebRTC session uses. Default 8189; a
 	// negative value picks a free port (tests).
 	ICEUDPPort int
-	// ICEBind is the address the ICE port binds to. Default "127.0.0.1".
+	// ICEBind is where the ICE port is bound. Default "": every address of
+	// this machine, loopback included, answering peers on this machine only;
+	// one IP address binds that address alone; "0.0.0.0" (IPv4) or "::" (IPv4
+	// and IPv6) binds every interface address, loopback left out.
 	ICEBind string
 	// ICEHosts are the IP addresses advertised as ICE host candidates instead of
 	// the bound interface addresses.
@@ -34,14 +35,14 @@ type Config struct {
 	MaxOfferBytes int64
 	// RouteHeaders are the request headers passed to the route policy.
 	RouteHeaders []string
+	// ICEServers are named to clients in Link headers on OPTIONS and on the
+	// 201 of an offer. Default none.
+	ICEServers []ICEServer
 }
 
 func (c Config) withDefaults() Config {
 	if c.ICEUDPPort == 0 {
 		c.ICEUDPPort = 8189
-	}
-	if c.ICEBind == "" {
-		c.ICEBind = "127.0.0.1"
 	}
 	if c.StreamHeader == "" {
 		c.StreamHeader = "X-Stream-Id"
@@ -58,7 +59,9 @@ type Server struct {
 	log  *slog.Logger
 	core *session.Core
 	api  *webrtc.API
-	udp  net.PacketConn
+	port *icePort
+
+	links []string // Link headers naming cfg.ICEServers
 
 	mu        sync.Mutex
 	resources map[string]resource // resource id → WHIP or WHEP session
@@ -67,16 +70,18 @@ type Server struct {
 // New binds the ICE port and makes the server.
 func New(cfg Config, core *session.Core, log *slog.Logger) (*Server, error) {
 	cfg = cfg.withDefaults()
-	udp, err := net.ListenPacket("udp", net.JoinHostPort(cfg.ICEBind, strconv.Itoa(max(cfg.ICEUDPPort, 0))))
+	lf := loggerFactory()
+	port, err := listenICE(cfg, lf)
 	if err != nil {
-		return nil, fmt.Errorf("whip: ICE port: %w", err)
-	}
-	api, err := NewAPI(cfg, udp)
-	if err != nil {
-		_ = udp.Close()
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, core: core, api: api, udp: udp, resources: map[string]resource{}}, nil
+	api, err := newAPI(cfg, port, lf)
+	if err != nil {
+		_ = port.Close()
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: log, core: core, api: api, port: port, links: linkHeaders(cfg.ICEServers),
+		resources: map[string]resource{}}, nil
 }
 
 // Register mounts the WHIP and WHEP endpoints on mux.
@@ -92,7 +97,7 @@ func (srv *Server) Register(mux *http.ServeMux) {
 }
 
 // ICEAddr is the bound ICE UDP address.
-func (srv *Server) ICEAddr() net.Addr { return srv.udp.LocalAddr() }
+func (srv *Server) ICEAddr() net.Addr { return srv.port.ICEAddr() }
 
 // Close ends every session and releases the ICE port. It is safe to call twice.
 func (srv *Server) Close() {
@@ -106,5 +111,5 @@ func (srv *Server) Close() {
 	for _, s := range ss {
 		s.close("gateway shutting down")
 	}
-	_ = srv.udp.Close()
+	_ = srv.port.Close()
 }

@@ -15,10 +15,21 @@ import (
 
 // NewAPI builds the pion API every session of a gateway shares: the
 // standard codecs, pion's default interceptors (NACK generation and response,
-// RTCP reports, TWCC), and ICE on the one UDP socket. It is exported so that a
-// benchmark's baseline relay can run with exactly the gateway's pion settings.
+// RTCP reports, TWCC), and ICE on the one UDP socket udp. It is exported so
+// that a benchmark's baseline relay can run with exactly the gateway's pion
+// settings.
 func NewAPI(cfg Config, udp net.PacketConn) (*webrtc.API, error) {
-	cfg = cfg.withDefaults()
+	lf := loggerFactory()
+	return newAPI(cfg.withDefaults(), onePort(udp, lf.NewLogger("ice-mux")), lf)
+}
+
+func loggerFactory() *logging.DefaultLoggerFactory {
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelWarn
+	return lf
+}
+
+func newAPI(cfg Config, port *icePort, lf logging.LoggerFactory) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("gateway: codecs: %w", err)
@@ -27,18 +38,13 @@ func NewAPI(cfg Config, udp net.PacketConn) (*webrtc.API, error) {
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, fmt.Errorf("gateway: interceptors: %w", err)
 	}
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelWarn
 	se := webrtc.SettingEngine{LoggerFactory: lf}
-	se.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("ice-mux"), udp))
+	se.SetICEUDPMux(port.mux)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	bind := net.ParseIP(cfg.ICEBind)
-	se.SetIncludeLoopbackCandidate(bind != nil && bind.IsLoopback() || len(cfg.ICEHosts) > 0 && isLoopbackList(cfg.ICEHosts))
-	if bind != nil && !bind.IsUnspecified() {
-		// Gather only the bound address: the mux answers on nothing else.
-		se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(bind) })
-	}
+	// Host candidates are the mux's listen addresses; loopback ones are offered
+	// only when the port is bound for this machine (RATIONALE.md).
+	se.SetIncludeLoopbackCandidate(port.loopback || len(cfg.ICEHosts) > 0 && isLoopbackList(cfg.ICEHosts))
 	if len(cfg.ICEHosts) > 0 {
 		se.SetNAT1To1IPs(cfg.ICEHosts, webrtc.ICECandidateTypeHost)
 	}

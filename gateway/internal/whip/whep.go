@@ -75,6 +75,7 @@ type whepViewer struct {
 	res  string
 	pcv  *webrtc.PeerConnection
 	once sync.Once
+	ices iceState
 
 	mu      sync.Mutex
 	viewing bool
@@ -105,7 +106,7 @@ func (srv *Server) handleWHEP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	srv.addResource(v)
-	writeCreated(w, "whep", o.stream, v.res, answer)
+	srv.writeCreated(w, "whep", o.stream, v.res, answer)
 }
 
 // answer makes the viewer's PeerConnection with the stream's tracks.
@@ -183,6 +184,7 @@ func (v *whepViewer) readFeedback(track uint8, sender *webrtc.RTPSender) {
 func (v *whepViewer) resource() string           { return v.res }
 func (v *whepViewer) pc() *webrtc.PeerConnection { return v.pcv }
 func (v *whepViewer) streamID() string           { return v.sub.Stream() }
+func (v *whepViewer) ice() *iceState             { return &v.ices }
 func (v *whepViewer) kind() string               { return wire.KindPlay }
 
 // close ends the viewer's session and leaves the subscription.

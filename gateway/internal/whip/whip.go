@@ -23,6 +23,7 @@ type whipSession struct {
 	res  string
 	pcv  *webrtc.PeerConnection
 	once sync.Once
+	ices iceState
 
 	mu   sync.Mutex
 	ssrc [medialink.MaxTracks]uint32
@@ -53,7 +54,7 @@ func (srv *Server) handleWHIP(w http.ResponseWriter, r *http.Request) {
 	}
 	pub.Start(s)
 	srv.addResource(s)
-	writeCreated(w, "whip", o.stream, s.res, answer)
+	srv.writeCreated(w, "whip", o.stream, s.res, answer)
 }
 
 // answer makes the PeerConnection that receives the offer's tracks.
@@ -119,6 +120,7 @@ func (s *whipSession) RequestKeyframe(track uint8) {
 func (s *whipSession) resource() string           { return s.res }
 func (s *whipSession) pc() *webrtc.PeerConnection { return s.pcv }
 func (s *whipSession) streamID() string           { return s.pub.Stream() }
+func (s *whipSession) ice() *iceState             { return &s.ices }
 func (s *whipSession) kind() string               { return wire.KindPublish }
 
 // close ends the WHIP session: the client's connection and the publication.
