@@ -53,7 +53,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "sluice bench:", err)
 		return 1
 	}
-	devArgs := []string{"dev", "--http", "127.0.0.1:0", "--ice-port", "0", "--serf", "127.0.0.1:0", "--agent-api", "127.0.0.1:0", "--moq", "127.0.0.1:0"}
+	devArgs := []string{"dev", "--http", "127.0.0.1:0", "--ice-port", "0", "--ice-bind", "127.0.0.1", "--serf", "127.0.0.1:0", "--agent-api", "127.0.0.1:0", "--moq", "127.0.0.1:0"}
 	targets := []benchTarget{{name: "pion relay (baseline)", args: []string{"bench-relay"}, re: relayReadyRE}}
 	for _, in := range strings.Split(*ingest, ",") {
 		switch strings.TrimSpace(in) {

@@ -34,7 +34,7 @@ func startCluster(t *testing.T, gateways int) (agent *proc, bases []string) {
 	for i := 1; i <= gateways; i++ {
 		name := fmt.Sprintf("gw-%d", i)
 		sluiceOK(t, "ca", "issue", "--dir", dir, "--name", name, "--host", "127.0.0.1")
-		gw := start(t, "gateway", "--tls-dir", dir, "--tls-name", name, "--bind", freeport.Loopback(t), "--join", agentSerf,
+		gw := start(t, "gateway", "--tls-dir", dir, "--tls-name", name, "--bind", freeport.Loopback(t), "--join", agentSerf, "--ice-bind", "127.0.0.1",
 			"--http", "127.0.0.1:0", "--ice-port", "-1")
 		m := gw.waitLine(regexp.MustCompile(`ready on (http://\S+)/ `), 30*time.Second)
 		waitReady(t, m[1])

@@ -26,6 +26,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP address: WHIP, WHEP, API, dashboard")
 	icePort := fs.Int("ice-port", 8189, "UDP port for every WebRTC session (0 picks one)")
+	iceBind := fs.String("ice-bind", "", "address(es) the ICE port binds (overrides gateway.iceBind; default every local address, answering only this machine)")
 	serfAddr := fs.String("serf", "127.0.0.1:7946", "gossip address (0 port picks one)")
 	apiAddr := fs.String("agent-api", "127.0.0.1:7443", "agent API address (mutual TLS)")
 	moqAddr := fs.String("moq", "", "MoQ endpoint UDP address, raw QUIC and WebTransport (default gateway.moq.listen, else "+devMoQ+")")
@@ -38,6 +39,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice dev:", err)
 		return 2
+	}
+	if *iceBind != "" {
+		cfg.Gateway.ICEBind = *iceBind
 	}
 	moqListen, moqSet := devMoQListen(cfg, *moqAddr)
 	for _, a := range []string{*httpAddr, *serfAddr, *apiAddr, moqListen} {

@@ -24,6 +24,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	bind := fs.String("bind", "", "gossip address (overrides cluster.bind)")
 	httpAddr := fs.String("http", "", "HTTP address (overrides gateway.listen)")
 	icePort := fs.Int("ice-port", 0, "ICE UDP port (overrides gateway.iceUDPPort)")
+	iceBind := fs.String("ice-bind", "", "address the ICE port binds (overrides gateway.iceBind)")
 	tlsDir := fs.String("tls-dir", "", "directory with ca.crt, gossip.key and NAME.crt/NAME.key (overrides tls.dir)")
 	tlsName := fs.String("tls-name", "", "certificate name in the TLS directory (overrides tls.name)")
 	if err := fs.Parse(args); err != nil {
@@ -39,6 +40,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	gcfg := cfg.gatewayConfig()
 	if *httpAddr != "" {
 		gcfg.Listen = *httpAddr
+	}
+	if *iceBind != "" {
+		gcfg.ICEBind = *iceBind
 	}
 	if *icePort != 0 {
 		gcfg.ICEUDPPort = *icePort

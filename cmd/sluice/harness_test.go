@@ -123,7 +123,13 @@ var readyRE = regexp.MustCompile(`dashboard\s+(http://\S+)/`)
 // startDev runs `sluice dev` on free ports and returns its base URL.
 func startDev(t *testing.T, extra ...string) (*proc, string) {
 	t.Helper()
-	args := append([]string{"dev", "--http", "127.0.0.1:0", "--ice-port", "0", "--serf", "127.0.0.1:0", "--agent-api", "127.0.0.1:0"}, extra...)
+	args := []string{"dev", "--http", "127.0.0.1:0", "--ice-port", "0", "--serf", "127.0.0.1:0", "--agent-api", "127.0.0.1:0"}
+	if os.Getenv(netnsEnv) == "" {
+		// Tests touch loopback alone; inside the webrtcbin tests' own network
+		// namespace every address is theirs, and the default is what they test.
+		args = append(args, "--ice-bind", "127.0.0.1")
+	}
+	args = append(args, extra...)
 	p := start(t, args...)
 	base := p.waitLine(readyRE, 30*time.Second)[1]
 	waitReady(t, base)

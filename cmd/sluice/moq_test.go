@@ -247,7 +247,7 @@ func TestAMoQPushSurvivesTheLossOfItsAgentOnTheSameConnection(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("gateway:\n  moq:\n    listen: "+moqAddr+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	gw := start(t, "gateway", "--config", cfg, "--tls-dir", dir, "--tls-name", "gw-1", "--bind", freeport.Loopback(t), "--join", serf,
+	gw := start(t, "gateway", "--config", cfg, "--tls-dir", dir, "--tls-name", "gw-1", "--bind", freeport.Loopback(t), "--join", serf, "--ice-bind", "127.0.0.1",
 		"--http", "127.0.0.1:0", "--ice-port", "-1")
 	base := gw.waitLine(regexp.MustCompile(`ready on (http://\S+)/ `), 30*time.Second)[1]
 	for deadline := time.Now().Add(15 * time.Second); ; {
