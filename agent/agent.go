@@ -38,6 +38,7 @@ type Agent struct {
 	ln      net.Listener
 	started time.Time
 	meter   *procstat.Meter
+	svc     *services
 
 	nextInspect time.Time // touched only by Run's loop
 }
@@ -62,6 +63,8 @@ func New(cfg Config, c *cluster.Cluster, ident *pki.Identity, log *slog.Logger, 
 	}
 	a := &Agent{cfg: cfg, cluster: c, ident: ident, log: log, ln: ln, started: time.Now(), meter: procstat.NewMeter(0)}
 	a.mgr = newManager(cfg, ident, log)
+	a.svc = newServices(cfg.Services, cfg.ID, log, a.mgr.liveStream)
+	a.mgr.streams.agent, a.mgr.streams.changed = cfg.ID, a.svc.streamChanged
 	if set != nil {
 		a.registerMetrics(set)
 	}
@@ -88,6 +91,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { errc <- srv.ServeTLS(a.ln, "", "") }()
 	mctx, stopMgr := context.WithCancel(context.Background())
 	a.mgr.start(mctx)
+	svcDone := make(chan struct{})
+	go func() { defer close(svcDone); a.svc.run(mctx) }()
 	_ = a.cluster.SetTags(a.tags(wire.StateServing))
 	a.log.Info("agent serving", "id", a.cfg.ID, "api", a.APIAddr())
 
@@ -115,6 +120,7 @@ loop:
 	a.log.Info("agent: drained; stopping nodes", "streams left", a.mgr.liveStreams())
 	stopMgr()
 	a.mgr.shutdown()
+	<-svcDone // the remove hooks of held streams are called
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_ = srv.Shutdown(sctx)
 	cancel()

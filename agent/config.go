@@ -40,6 +40,9 @@ type Config struct {
 	Inspection Inspection
 	// NodeCommand is the program and leading arguments that start a node; the agent
 	// appends "--purpose P". Default: this executable with "node".
+	// Services are the operator's own per-stream services that gateways
+	// proxy calls to (agent.services, agent.serviceHooks).
+	Services Services
 	NodeCommand []string
 }
 
@@ -211,6 +214,9 @@ func (c Config) withDefaults() (Config, error) {
 		pools[name] = p
 	}
 	c.Pools = pools
+	if c.Services, err = c.Services.withDefaults(); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 

@@ -349,6 +349,13 @@ func (m *Manager) stream(id string) (wire.StreamInfo, error) {
 	return m.streams.info(s, m.cfg.ID), nil
 }
 
+// liveStream is the live stream id, if any; it is called under no lock of
+// the caller (the services ask it).
+func (m *Manager) liveStream(id string) (wire.StreamInfo, bool) {
+	si, err := m.stream(id)
+	return si, err == nil
+}
+
 // streamInfos are every live stream, by id.
 func (m *Manager) streamInfos() []wire.StreamInfo {
 	m.mu.Lock()

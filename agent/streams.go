@@ -15,6 +15,11 @@ import (
 type streamTable struct {
 	streams  map[string]*streamEntry
 	sessions map[string]*sessionEntry
+	// changed, if set, hears of a stream that got its first node (live) and of
+	// one that ended after that (not live): the services' add and remove hooks.
+	// It is called under the state lock and must not block.
+	changed func(info wire.StreamInfo, live bool)
+	agent   string // the agent's id, for changed's infos
 }
 
 // streamEntry is one live stream on the agent.
@@ -27,6 +32,7 @@ type streamEntry struct {
 	publisher string // the gateway that publishes it
 	pubSess   string // the publish session; "" until the first publish is open
 	viewers   int
+	announced bool // changed heard it is live
 }
 
 // sessionEntry is one open request of a gateway: a publish or a play.
@@ -56,6 +62,7 @@ func (t *streamTable) add(id, purpose, gateway string, now time.Time) *streamEnt
 func (t *streamTable) abandon(s *streamEntry) {
 	if s.node == nil && s.pubSess == "" && t.has(s) {
 		delete(t.streams, s.id)
+		t.ended(s)
 	}
 }
 
@@ -96,7 +103,15 @@ func (t *streamTable) close(id string) (ended *streamEntry, err error) {
 		return nil, nil // an older publish session, replaced by a re-attach
 	}
 	delete(t.streams, s.id)
+	t.ended(s)
 	return s, nil
+}
+
+// ended tells changed that an announced stream is gone.
+func (t *streamTable) ended(s *streamEntry) {
+	if s.announced && t.changed != nil {
+		t.changed(t.info(s, t.agent), false)
+	}
 }
 
 // place puts s on n. A stream that moves from another node gets a new epoch.
@@ -107,6 +122,10 @@ func (t *streamTable) place(s *streamEntry, n *nodeProc) {
 	s.node = n
 	n.streams[s.id] = struct{}{}
 	n.served++
+	if !s.announced && t.changed != nil {
+		s.announced = true
+		t.changed(t.info(s, t.agent), true)
+	}
 }
 
 // release unlinks an ended stream from its node.

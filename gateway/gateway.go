@@ -27,6 +27,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sluicegw/sluice/gateway/internal/moq"
+	"github.com/sluicegw/sluice/gateway/internal/proxy"
 	"github.com/sluicegw/sluice/gateway/internal/session"
 	"github.com/sluicegw/sluice/gateway/internal/whip"
 	"github.com/sluicegw/sluice/internal/cluster"
@@ -71,6 +72,21 @@ type Config struct {
 	Purpose string
 	// MoQ is the Media over QUIC endpoint. Default: off.
 	MoQ MoQConfig
+	// ProxyRoutes are the HTTP and gRPC calls the gateway proxies, by the
+	// stream they name (StreamHeader, or a path segment or query parameter),
+	// to the service on the agent that carries that stream. Default: none.
+	ProxyRoutes []ProxyRoute
+}
+
+// ProxyRoute is one proxied path prefix (gateway.proxy.routes); see the
+// README's "Edge proxy".
+type ProxyRoute struct {
+	Prefix  string        // "/api/", or a gRPC package path such as "/perception.v1."
+	Rewrite string        // replaces Prefix before the call goes on; "" keeps the path
+	Service string        // the agent's service (agent.services); default "default"
+	Stream  string        // "header" (default), "path:N" or "query:NAME"
+	Timeout time.Duration // the whole call; 0: unbounded
+	MaxBody int64         // request body bytes; default 10 MiB
 }
 
 // MoQConfig configures the MoQ endpoint: MoQT over raw QUIC and WebTransport
@@ -118,6 +134,7 @@ type Gateway struct {
 	core    *session.Core
 	webrtc  *whip.Server
 	moq     *moq.Server // nil when off
+	proxy   *proxy.Proxy // nil without routes
 	moqDone chan struct{}
 	mux     http.Handler
 	extras  []route
@@ -178,6 +195,17 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 			defer close(g.moqDone)
 			_ = g.moq.Serve(context.Background()) // until Close
 		}()
+	}
+	if len(cfg.ProxyRoutes) > 0 {
+		routes := make([]proxy.Route, len(cfg.ProxyRoutes))
+		for i, r := range cfg.ProxyRoutes {
+			routes[i] = proxy.Route{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service, Stream: r.Stream, Timeout: r.Timeout, MaxBody: r.MaxBody}
+		}
+		g.proxy, err = proxy.New(proxy.Config{Routes: routes, StreamHeader: cfg.StreamHeader}, core, log.With("component", "proxy"), proxy.NewMetrics(set))
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
 	}
 	g.mux = g.routes(set)
 	return g, nil

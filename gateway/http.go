@@ -28,7 +28,18 @@ func (g *Gateway) routes(set metricsWriter) http.Handler {
 	for _, r := range g.extras {
 		mux.Handle(r.pattern, r.h)
 	}
-	return g.cors(g.authAPI(mux))
+	var h http.Handler = mux
+	if g.proxy != nil {
+		// Proxied prefixes come first: the dashboard takes every other GET.
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if g.proxy.Match(r.URL.Path) != nil || g.proxy.Strays(r) {
+				g.proxy.ServeHTTP(w, r) // a stray gets its 404 as a problem
+				return
+			}
+			mux.ServeHTTP(w, r)
+		})
+	}
+	return g.cors(g.authAPI(h))
 }
 
 // cors lets pages from the configured origins use WHIP, WHEP and the API, and

@@ -64,6 +64,10 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 		ACMEEmail:   g.ACME.Email,
 		MoQ:         g.MoQ,
 	}
+	for _, r := range g.Proxy.Routes {
+		s.ProxyRoutes = append(s.ProxyRoutes, gateway.ProxyRoute{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service,
+			Stream: r.Stream, Timeout: time.Duration(r.Timeout), MaxBody: r.MaxBody})
+	}
 	if s.Listen == "" {
 		s.Listen = "127.0.0.1:8080"
 	}
@@ -84,6 +88,8 @@ func (c *fileConfig) agentConfig(id, api string, dev bool) agent.Config {
 		ID: id, API: a.API, MediaHost: a.MediaHost,
 		QueueTimeout: time.Duration(a.QueueTimeout), QueueLimit: a.QueueLimit, DrainTimeout: time.Duration(a.DrainTimeout),
 		MemoryUsage: agent.MemoryUsage{TotalUsableRatio: c.MemoryUsage.TotalUsableRatio, WorkingRatio: c.MemoryUsage.WorkingRatio},
+		Services: agent.Services{Upstreams: a.Services, Hooks: agent.ServiceHooks{Add: a.ServiceHooks.Add, Remove: a.ServiceHooks.Remove},
+			Idle: time.Duration(a.ServiceIdle)},
 	}
 	if api != "" {
 		cfg.API = api

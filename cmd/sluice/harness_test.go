@@ -23,6 +23,9 @@ import (
 var sluiceBin string
 
 func TestMain(m *testing.M) {
+	if name := os.Getenv("SLUICE_TEST_SERVICE"); name != "" {
+		os.Exit(runTestService(name)) // a child process of a proxy test
+	}
 	dir, err := os.MkdirTemp("", "sluice-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -31,7 +31,13 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, acmeDomains []s
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Protocols:         new(http.Protocols),
 	}
+	// HTTP/2 without TLS too, for gRPC clients of proxied routes on a plain
+	// listener (h2c with prior knowledge, as grpc-go's insecure credentials).
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	var ln net.Listener
 	var err error
 	if len(acmeDomains) > 0 {

@@ -57,6 +57,23 @@ type Gateway struct {
 
 	// ICEServers are the STUN/TURN servers told to clients; default none.
 	ICEServers []ICEServer `yaml:"iceServers"`
+	// Proxy routes HTTP and gRPC calls by stream id; default none.
+	Proxy Proxy `yaml:"proxy"`
+}
+
+// Proxy is the gateway's edge proxy: HTTP and gRPC calls routed by stream id.
+type Proxy struct {
+	Routes []ProxyRoute `yaml:"routes"`
+}
+
+// ProxyRoute is one proxied path prefix.
+type ProxyRoute struct {
+	Prefix  string   `yaml:"prefix"`  // required: "/api/", "/perception.v1."
+	Rewrite string   `yaml:"rewrite"` // replaces prefix; default: keep the path
+	Service string   `yaml:"service"` // agent.services name; default "default"
+	Stream  string   `yaml:"stream"`  // header (default), path:N, query:NAME
+	Timeout Duration `yaml:"timeout"` // default: none
+	MaxBody int64    `yaml:"maxBody"` // bytes; default 10 MiB
 }
 
 // MoQ is the gateway's Media over QUIC endpoint (raw QUIC and WebTransport).
@@ -80,6 +97,16 @@ type Agent struct {
 	DrainTimeout Duration `yaml:"drainTimeout"` // default 30s
 	QueueTimeout Duration `yaml:"queueTimeout"` // default 10s
 	QueueLimit   int      `yaml:"queueLimit"`   // default 64
+
+	Services     map[string]string `yaml:"services"`     // name → host:port (http:// or h2c:// to force one)
+	ServiceHooks ServiceHooks      `yaml:"serviceHooks"` // paths on the default service
+	ServiceIdle  Duration          `yaml:"serviceIdle"`  // a stream held for calls alone; default 10m
+}
+
+// ServiceHooks are SDR's add and delete URLs.
+type ServiceHooks struct {
+	Add    string `yaml:"add"`
+	Remove string `yaml:"remove"`
 }
 
 // MemoryUsage is M2's memoryUsage.

@@ -42,6 +42,7 @@ const (
 const (
 	KindPublish = "publish"
 	KindPlay    = "play"
+	KindProxy   = "proxy" // the route policy places a stream for proxied calls
 )
 
 // Agent API paths, relative to https://{TagAPI}.
@@ -55,7 +56,36 @@ const (
 	PathNode     = "/agent/v1/nodes/{node}"      // GET → NodeInfo, DELETE stops
 	PathNodeLogs = "/agent/v1/nodes/{node}/logs" // GET, ?follow=1 streams
 	PathEvents   = "/agent/v1/events"            // GET, a stream of Event, one JSON per line
+
+	// PathProxyStream: GET → ProxyStream when the agent carries the stream's
+	// media or holds it for proxied calls, 404 otherwise; PUT holds it (the
+	// route policy chose this agent), calling the services' add hook.
+	PathProxyStream = "/agent/v1/proxy-streams/{id}"
+	// PathProxy forwards a call to the agent's service {service}, path
+	// {path...}, for the stream named in HeaderStream. The agent answers 421
+	// when the stream is not here (any more): the gateway looks again.
+	PathProxy = "/agent/v1/proxy/{service}/{path...}"
 )
+
+// HeaderStream carries the stream id of a proxied call from gateway to agent.
+const HeaderStream = "Sluice-Stream"
+
+// ProxyStream is an agent's answer about a stream for the proxy.
+type ProxyStream struct {
+	Stream string `json:"stream"`
+	Agent  string `json:"agent"`
+	Media  bool   `json:"media"` // the stream's media is live on this agent
+}
+
+// ServiceHook is the body of the add and remove hooks an agent calls on its
+// default service when a stream comes to it or leaves it.
+type ServiceHook struct {
+	Stream string `json:"stream"`
+	Agent  string `json:"agent"`
+	Node   string `json:"node,omitempty"`  // the node carrying its media, if any
+	Media  string `json:"media,omitempty"` // that node's media link address
+	Reason string `json:"reason"`          // "media", "proxy"; on remove: "ended", "idle", "shutdown"
+}
 
 // OpenRequest asks an agent for a node to carry one side of a stream. For a
 // publish, the agent finds or spawns a node and records the stream on it; for a

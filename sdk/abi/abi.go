@@ -29,12 +29,13 @@ var ErrDecode = errors.New("abi: malformed message")
 const (
 	OpPublish = "publish"
 	OpPlay    = "play"
+	OpProxy   = "proxy" // a stream placed for the HTTP and gRPC calls that name it
 )
 
 // RouteInput is what a route policy decides on.
 type RouteInput struct {
 	StreamID   string      `json:"stream"`
-	Op         string      `json:"op"`       // publish or play
+	Op         string      `json:"op"`       // publish, play or proxy
 	Protocol   string      `json:"protocol"` // whip, whep, quic
 	ClientAddr string      `json:"client,omitempty"`
 	Headers    Pairs       `json:"-"` // JSON: see cmd/sluice's recorded decisions

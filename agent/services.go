@@ -1,0 +1,383 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluicegw/sluice/internal/problem"
+	"github.com/sluicegw/sluice/internal/streamid"
+	"github.com/sluicegw/sluice/internal/wire"
+)
+
+// Services are the operator's own per-stream services beside the agent (an
+// inference service, a thumbnailer, a stats API), which gateways proxy HTTP and
+// gRPC calls to by stream id: SDR's port mapping (Upstreams) and its add and
+// delete URLs (Hooks).
+type Services struct {
+	// Upstreams maps a service name to its address. "host:port" speaks
+	// HTTP/1.1, and HTTP/2 without TLS for gRPC calls; "http://host:port" only
+	// HTTP/1.1; "h2c://host:port" only HTTP/2 without TLS.
+	Upstreams map[string]string
+	// Hooks are paths on the "default" service that the agent POSTs a
+	// wire.ServiceHook to when a stream comes to it or leaves it.
+	Hooks ServiceHooks
+	// Idle lets a stream held for proxied calls alone (no media here) go after
+	// this long without one. Default 10m.
+	Idle time.Duration
+}
+
+// ServiceHooks are the add and remove paths; "" calls nothing.
+type ServiceHooks struct{ Add, Remove string }
+
+func (s Services) withDefaults() (Services, error) {
+	if s.Idle == 0 {
+		s.Idle = 10 * time.Minute
+	}
+	if s.Idle < 0 {
+		return s, fmt.Errorf("agent.serviceIdle: %s is negative", s.Idle)
+	}
+	for name, addr := range s.Upstreams {
+		if streamid.Validate(name) != nil {
+			return s, fmt.Errorf("agent.services.%s: not a valid service name (letters, digits, - _ .)", name)
+		}
+		if _, _, err := parseUpstream(addr); err != nil {
+			return s, fmt.Errorf("agent.services.%s: %w", name, err)
+		}
+	}
+	for field, p := range map[string]string{"add": s.Hooks.Add, "remove": s.Hooks.Remove} {
+		if p == "" {
+			continue
+		}
+		if !strings.HasPrefix(p, "/") {
+			return s, fmt.Errorf("agent.serviceHooks.%s: %q is not a path (want /…)", field, p)
+		}
+		if _, ok := s.Upstreams["default"]; !ok {
+			return s, fmt.Errorf("agent.serviceHooks.%s: hooks are called on the default service, and agent.services has no default", field)
+		}
+	}
+	return s, nil
+}
+
+// parseUpstream reads a service address: its host:port and whether HTTP/1.1
+// and HTTP/2 (without TLS) may be used.
+func parseUpstream(addr string) (hostport string, mode upstreamMode, err error) {
+	mode = upstreamBoth
+	if i := strings.Index(addr, "://"); i >= 0 {
+		switch addr[:i] {
+		case "http":
+			mode = upstreamH1
+		case "h2c":
+			mode = upstreamH2C
+		default:
+			return "", 0, fmt.Errorf("%q: scheme %s (want http:// or h2c://, or none)", addr, addr[:i])
+		}
+		addr = addr[i+3:]
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	return addr, mode, nil
+}
+
+type upstreamMode int
+
+const (
+	upstreamBoth upstreamMode = iota // HTTP/1.1, and HTTP/2 without TLS for gRPC
+	upstreamH1
+	upstreamH2C
+)
+
+// services forwards proxied calls to the upstreams and calls their hooks. Lock
+// order: the manager's state lock, then mu (streamChanged); never the reverse.
+type services struct {
+	cfg     Services
+	agentID string
+	log     *slog.Logger
+	live    func(id string) (wire.StreamInfo, bool) // the stream's media, if live here
+	up      map[string]*upstream
+	hookc   *http.Client
+
+	mu    sync.Mutex
+	held  map[string]time.Time // streams held for proxied calls alone → their last call
+	queue []hookCall           // hooks to call, in order
+	wake  chan struct{}
+}
+
+type hookCall struct {
+	path string
+	body wire.ServiceHook
+}
+
+type upstream struct {
+	name   string
+	mode   upstreamMode
+	h1, h2 *httputil.ReverseProxy
+}
+
+func newServices(cfg Services, agentID string, log *slog.Logger, live func(string) (wire.StreamInfo, bool)) *services {
+	s := &services{cfg: cfg, agentID: agentID, log: log, live: live, up: map[string]*upstream{},
+		held: map[string]time.Time{}, wake: make(chan struct{}, 1),
+		hookc: &http.Client{Timeout: 5 * time.Second}}
+	for name, addr := range cfg.Upstreams {
+		hostport, mode, _ := parseUpstream(addr) // checked by withDefaults
+		s.up[name] = newUpstream(name, hostport, mode, log)
+	}
+	return s
+}
+
+func newUpstream(name, hostport string, mode upstreamMode, log *slog.Logger) *upstream {
+	target := &url.URL{Scheme: "http", Host: hostport}
+	mk := func(h2c bool) *httputil.ReverseProxy {
+		tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: 0}
+		if h2c {
+			tr.Protocols = new(http.Protocols)
+			tr.Protocols.SetUnencryptedHTTP2(true)
+		}
+		return &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.Out.URL.Scheme, pr.Out.URL.Host = target.Scheme, target.Host
+				pr.Out.URL.Path = "/" + pr.In.PathValue("path")
+				pr.Out.URL.RawPath = ""
+				pr.Out.Host = pr.In.Host
+				pr.Out.Header.Del(wire.HeaderStream)
+				// The gateway set X-Forwarded-* for the client; add the
+				// gateway's address to the chain and keep what the client used.
+				pr.SetXForwarded()
+				for _, h := range []string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
+					if v := pr.In.Header.Get(h); v != "" {
+						pr.Out.Header.Set(h, v)
+					}
+				}
+			},
+			Transport:      tr,
+			FlushInterval:  -1, // media-adjacent APIs stream; never hold a chunk back
+			ModifyResponse: trailersOnlyAsTrailers,
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				if r.Context().Err() != nil {
+					return // the caller left; there is no one to answer
+				}
+				log.Info("agent: service call failed", "service", name, "addr", hostport, "err", err)
+				// The detail names the service, not its address: callers are outside.
+				problem.Write(w, http.StatusBadGateway, "service-down", "The service did not answer",
+					fmt.Sprintf("service %s is not answering", name))
+			},
+		}
+	}
+	u := &upstream{name: name, mode: mode}
+	if mode != upstreamH2C {
+		u.h1 = mk(false)
+	}
+	if mode != upstreamH1 {
+		u.h2 = mk(true)
+	}
+	return u
+}
+
+// trailersOnlyAsTrailers turns a gRPC "Trailers-Only" response (an error
+// status in the one header block, no body) into headers and trailers. Relayed
+// as it came, the proxy may flush the header block before it knows the body is
+// empty, and the client then sees a response that ends without trailers
+// (codes.Internal) instead of the service's status.
+func trailersOnlyAsTrailers(res *http.Response) error {
+	st := res.Header.Get("Grpc-Status")
+	if st == "" || res.Trailer.Get("Grpc-Status") != "" {
+		return nil
+	}
+	if res.Trailer == nil {
+		res.Trailer = http.Header{}
+	}
+	for _, k := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"} {
+		if v, ok := res.Header[k]; ok {
+			res.Trailer[k] = v
+			delete(res.Header, k)
+		}
+	}
+	return nil
+}
+
+// pick is the proxy for a call: gRPC needs HTTP/2 end to end; everything else
+// (WebSocket upgrades included) goes as HTTP/1.1 where the service takes it.
+func (u *upstream) pick(r *http.Request) *httputil.ReverseProxy {
+	grpc := strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+	if u.h1 == nil || (grpc && u.h2 != nil) {
+		return u.h2
+	}
+	return u.h1
+}
+
+// here says whether calls for stream belong to this agent: its media is live
+// here, or a gateway's route policy put it here for proxied calls.
+func (s *services) here(stream string, touch bool) (wire.ProxyStream, bool) {
+	if _, ok := s.live(stream); ok {
+		return wire.ProxyStream{Stream: stream, Agent: s.agentID, Media: true}, true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last, ok := s.held[stream]
+	if !ok || time.Since(last) > s.cfg.Idle {
+		return wire.ProxyStream{}, false
+	}
+	if touch {
+		s.held[stream] = time.Now()
+	}
+	return wire.ProxyStream{Stream: stream, Agent: s.agentID}, true
+}
+
+// hold keeps stream here for proxied calls, calling the add hook when it is new
+// to the agent.
+func (s *services) hold(stream string) wire.ProxyStream {
+	if ps, ok := s.here(stream, true); ok {
+		return ps
+	}
+	s.mu.Lock()
+	s.held[stream] = time.Now()
+	s.enqueueLocked(s.cfg.Hooks.Add, wire.ServiceHook{Stream: stream, Agent: s.agentID, Reason: "proxy"})
+	s.mu.Unlock()
+	return wire.ProxyStream{Stream: stream, Agent: s.agentID}
+}
+
+// streamChanged is the stream table's news of media streams (under its lock).
+func (s *services) streamChanged(si wire.StreamInfo, live bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, held := s.held[si.Stream]
+	switch {
+	case live && !held:
+		s.enqueueLocked(s.cfg.Hooks.Add, wire.ServiceHook{Stream: si.Stream, Agent: s.agentID, Node: si.Node, Media: si.Media, Reason: "media"})
+	case !live && !held:
+		s.enqueueLocked(s.cfg.Hooks.Remove, wire.ServiceHook{Stream: si.Stream, Agent: s.agentID, Node: si.Node, Reason: "ended"})
+	}
+}
+
+func (s *services) enqueueLocked(path string, h wire.ServiceHook) {
+	if path == "" || s.up["default"] == nil {
+		return
+	}
+	s.queue = append(s.queue, hookCall{path, h})
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run calls the hooks in order and lets idle held streams go, until ctx ends;
+// then it tells the services that every held stream leaves.
+func (s *services) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			for id := range s.held {
+				s.enqueueLocked(s.cfg.Hooks.Remove, wire.ServiceHook{Stream: id, Agent: s.agentID, Reason: "shutdown"})
+			}
+			s.held = map[string]time.Time{}
+			s.mu.Unlock()
+			s.callHooks(context.Background())
+			return
+		case <-tick.C:
+			s.expire()
+		case <-s.wake:
+		}
+		s.callHooks(ctx)
+	}
+}
+
+func (s *services) expire() {
+	s.mu.Lock()
+	var gone []string
+	for id, last := range s.held {
+		if time.Since(last) > s.cfg.Idle {
+			delete(s.held, id)
+			gone = append(gone, id)
+		}
+	}
+	s.mu.Unlock()
+	// The stream table calls streamChanged under its lock, which takes s.mu:
+	// ask it with s.mu released.
+	for _, id := range gone {
+		if _, media := s.live(id); !media {
+			s.mu.Lock()
+			s.enqueueLocked(s.cfg.Hooks.Remove, wire.ServiceHook{Stream: id, Agent: s.agentID, Reason: "idle"})
+			s.mu.Unlock()
+		}
+	}
+}
+
+// callHooks POSTs the queued hooks to the default service, one at a time. A
+// service that is down misses them (logged): hooks are notices, and a call for
+// the stream still reaches the service.
+func (s *services) callHooks(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		h := s.queue[0]
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		b, _ := json.Marshal(h.body)
+		hostport, _, _ := parseUpstream(s.cfg.Upstreams["default"])
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		req, err := http.NewRequestWithContext(cctx, http.MethodPost, "http://"+hostport+h.path, bytes.NewReader(b))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/json")
+			var resp *http.Response
+			if resp, err = s.hookc.Do(req); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode >= 300 {
+					err = fmt.Errorf("answered %d", resp.StatusCode)
+				}
+			}
+		}
+		cancel()
+		if err != nil {
+			s.log.Warn("agent: service hook failed", "path", h.path, "stream", h.body.Stream, "err", err)
+		}
+	}
+}
+
+func (s *services) handleGetStream(w http.ResponseWriter, r *http.Request) {
+	ps, ok := s.here(r.PathValue("id"), false)
+	if !ok {
+		problem.Write(w, http.StatusNotFound, "stream-not-here", "The stream is not on this agent", "stream "+r.PathValue("id"))
+		return
+	}
+	problem.WriteJSON(w, http.StatusOK, ps)
+}
+
+func (s *services) handleHoldStream(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if streamid.Validate(id) != nil {
+		problem.Write(w, http.StatusBadRequest, "bad-stream-id", "Not a valid stream id", id)
+		return
+	}
+	problem.WriteJSON(w, http.StatusOK, s.hold(id))
+}
+
+// handleProxy forwards one call to a service, for a stream that is here.
+func (s *services) handleProxy(w http.ResponseWriter, r *http.Request) {
+	u := s.up[r.PathValue("service")]
+	if u == nil {
+		problem.Write(w, http.StatusNotFound, "no-service", "No such service on this agent", "service "+r.PathValue("service"))
+		return
+	}
+	stream := r.Header.Get(wire.HeaderStream)
+	if _, ok := s.here(stream, true); !ok {
+		problem.Write(w, http.StatusMisdirectedRequest, "stream-not-here", "The stream is not on this agent", "stream "+stream)
+		return
+	}
+	u.pick(r).ServeHTTP(w, r)
+}
