@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicegw/sluice/internal/copybuf"
 	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/streamid"
 	"github.com/sluicegw/sluice/internal/wire"
@@ -159,8 +160,10 @@ func newUpstream(name, hostport string, mode upstreamMode, log *slog.Logger) *up
 					}
 				}
 			},
-			Transport:      tr,
-			FlushInterval:  -1, // media-adjacent APIs stream; never hold a chunk back
+			Transport: tr,
+			// Streamed answers (no length: gRPC, SSE) are flushed as they
+			// come by ReverseProxy itself; a short one goes in one write.
+			BufferPool:     &copyBufs,
 			ModifyResponse: trailersOnlyAsTrailers,
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 				if r.Context().Err() != nil {
@@ -204,6 +207,9 @@ func trailersOnlyAsTrailers(res *http.Response) error {
 	}
 	return nil
 }
+
+// copyBufs are the body copy buffers of the agent's service proxies.
+var copyBufs copybuf.Pool
 
 // pick is the proxy for a call: gRPC needs HTTP/2 end to end; everything else
 // (WebSocket upgrades included) goes as HTTP/1.1 where the service takes it.

@@ -12,7 +12,7 @@ import (
 	"github.com/sluicegw/sluice/internal/freeport"
 )
 
-func sluiceOK(t *testing.T, args ...string) string {
+func sluiceOK(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(sluiceBin, args...).CombinedOutput()
 	if err != nil {

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 
 // proc is a sluice process started by a test.
 type proc struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	out    strings.Builder
@@ -53,7 +53,7 @@ type proc struct {
 }
 
 // start runs `sluice args...`, logging its output into the test log on failure.
-func start(t *testing.T, args ...string) *proc {
+func start(t testing.TB, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(sluiceBin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -124,7 +124,7 @@ func (p *proc) stop() {
 var readyRE = regexp.MustCompile(`dashboard\s+(http://\S+)/`)
 
 // startDev runs `sluice dev` on free ports and returns its base URL.
-func startDev(t *testing.T, extra ...string) (*proc, string) {
+func startDev(t testing.TB, extra ...string) (*proc, string) {
 	t.Helper()
 	args := []string{"dev", "--http", "127.0.0.1:0", "--ice-port", "0", "--serf", "127.0.0.1:0", "--agent-api", "127.0.0.1:0"}
 	if os.Getenv(netnsEnv) == "" {
@@ -140,7 +140,7 @@ func startDev(t *testing.T, extra ...string) (*proc, string) {
 }
 
 // waitReady polls /readyz until the gateway sees a serving agent.
-func waitReady(t *testing.T, base string) {
+func waitReady(t testing.TB, base string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -164,7 +164,7 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func get(t *testing.T, url string) (int, string) {
+func get(t testing.TB, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {

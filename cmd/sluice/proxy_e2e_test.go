@@ -133,7 +133,7 @@ func startProxyCluster(t *testing.T) *proxyCluster {
 	return pc
 }
 
-func writeFile(t *testing.T, path, s string) {
+func writeFile(t testing.TB, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sluicegw/sluice/gateway/internal/session"
+	"github.com/sluicegw/sluice/internal/copybuf"
 	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/streamid"
 	"github.com/sluicegw/sluice/internal/wire"
@@ -137,13 +138,18 @@ func New(cfg Config, loc Locator, log *slog.Logger, m *Metrics) (*Proxy, error) 
 	}
 	p := &Proxy{cfg: cfg, loc: loc, log: log, m: m, cache: mappings{m: map[string]mapping{}}}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     &forwarder{p: p, base: loc.AgentTransport(), upgrade: http1Only(loc.AgentTransport())},
-		FlushInterval: -1,
-		ErrorHandler:  p.fail,
+		Rewrite:   p.rewrite,
+		Transport: &forwarder{p: p, base: loc.AgentTransport(), upgrade: http1Only(loc.AgentTransport())},
+		// Flushed as they come when streamed (no length: gRPC, SSE), which
+		// ReverseProxy does by itself; a short answer goes out in one write.
+		BufferPool:   &copyBufs,
+		ErrorHandler: p.fail,
 	}
 	return p, nil
 }
+
+// copyBufs are the body copy buffers of the gateway's proxy.
+var copyBufs copybuf.Pool
 
 // Match is the route for path, longest prefix first, or nil.
 func (p *Proxy) Match(path string) *Route {
