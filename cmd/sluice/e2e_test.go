@@ -63,13 +63,7 @@ func publishAndWatch(t *testing.T, pubBase, viewBase, stream string) {
 		}
 	}()
 	var view *mediatest.Viewer
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		view, err = mediatest.Play(ctx, api, viewBase, stream)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	view, err = playWhenLive(ctx, api, viewBase, stream, 15*time.Second)
 	stopWarm()
 	<-warmed
 	if err != nil {

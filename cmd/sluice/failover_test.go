@@ -31,13 +31,7 @@ func liveStream(t *testing.T, ctx context.Context, base, stream string) *mediate
 		}
 	}()
 	var view *mediatest.Viewer
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		view, err = mediatest.Play(ctx, api, base, stream)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	view, err = playWhenLive(ctx, api, base, stream, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/sluicegw/sluice/internal/mediaload"
+	"github.com/sluicegw/sluice/internal/mediatest"
 )
 
 // sluiceBin is the sluice binary built once for the tests in this package.
@@ -173,4 +175,18 @@ func get(t testing.TB, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// playWhenLive plays stream over WHEP, trying again until it is live (a
+// publisher's tracks reach the gateway with its first packets) or within has
+// passed.
+func playWhenLive(ctx context.Context, api *webrtc.API, base, stream string, within time.Duration) (*mediatest.Viewer, error) {
+	deadline := time.Now().Add(within)
+	for {
+		view, err := mediatest.Play(ctx, api, base, stream)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return view, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -170,13 +170,7 @@ func TestICERestartThroughPATCHKeepsTheMediaFlowingToTheViewer(t *testing.T) {
 		}
 	}()
 	var view *mediatest.Viewer
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		view, err = mediatest.Play(ctx, api, base, "restart")
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	view, err = playWhenLive(ctx, api, base, "restart", 15*time.Second)
 	if err != nil {
 		t.Fatalf("WHEP play: %v", err)
 	}

@@ -67,13 +67,7 @@ func pushAndWatch(t *testing.T, base, moqAddr string, v moqt.Version, stream str
 	}()
 	api, _ := mediatest.API()
 	var view *mediatest.Viewer
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		view, err = mediatest.Play(ctx, api, base, stream)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	view, err = playWhenLive(ctx, api, base, stream, 15*time.Second)
 	if err != nil {
 		stopWarm()
 		t.Fatalf("WHEP play: %v", err)
@@ -289,13 +283,7 @@ func TestAMoQPushSurvivesTheLossOfItsAgentOnTheSameConnection(t *testing.T) {
 	}()
 	api, _ := mediatest.API()
 	var view *mediatest.Viewer
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		view, err = mediatest.Play(ctx, api, base, "moq-loss")
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	view, err = playWhenLive(ctx, api, base, "moq-loss", 15*time.Second)
 	if err != nil {
 		t.Fatalf("WHEP play: %v", err)
 	}

@@ -28,13 +28,7 @@ func TestSluicePushOfTheTestFilesReachesAWHEPViewerFrameForFrame(t *testing.T) {
 	api, _ := mediatest.API()
 	var view *mediatest.Viewer
 	var err error
-	for deadline := time.Now().Add(4 * time.Second); ; {
-		view, err = mediatest.Play(ctx, api, base, stream)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	view, err = playWhenLive(ctx, api, base, stream, 4*time.Second)
 	if err != nil {
 		t.Fatalf("WHEP play of the pushed stream: %v", err)
 	}

@@ -256,13 +256,7 @@ func playBoth(t *testing.T, ctx context.Context, api *webrtc.API, base, stream s
 	t.Helper()
 	var view *mediatest.Viewer
 	var err error
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		view, err = mediatest.Play(ctx, api, base, stream)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	view, err = playWhenLive(ctx, api, base, stream, 15*time.Second)
 	if err != nil {
 		t.Fatalf("WHEP play: %v", err)
 	}
