@@ -83,15 +83,27 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("sluice ca "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", "", "CA directory")
-	name := fs.String("name", "", "member name (issue)")
+	dir := fs.String("dir", "", "CA directory (default tls.dir)")
+	name := fs.String("name", "", "member name (issue; default tls.name)")
+	cfgPath := fs.String("config", "", "YAML config file: tls.dir and tls.name")
 	var hosts stringList
 	fs.Var(&hosts, "host", "DNS name or IP address to add to the certificate (repeatable)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice ca:", err)
+		return 2
+	}
 	if *dir == "" {
-		fmt.Fprintln(stderr, "sluice ca: --dir is required")
+		*dir = cfg.TLS.Dir
+	}
+	if *name == "" {
+		*name = cfg.TLS.Name
+	}
+	if *dir == "" {
+		fmt.Fprintln(stderr, "sluice ca: --dir (or tls.dir) is required")
 		return 2
 	}
 	switch args[0] {
@@ -103,7 +115,7 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "made a cluster CA and a gossip key in %s (keep ca.key offline in production)\n", *dir)
 	case "issue":
 		if *name == "" {
-			fmt.Fprintln(stderr, "sluice ca issue: --name is required")
+			fmt.Fprintln(stderr, "sluice ca issue: --name (or tls.name) is required")
 			return 2
 		}
 		ca, err := pki.LoadCA(*dir)

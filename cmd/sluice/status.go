@@ -20,11 +20,23 @@ import (
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sluice status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:8080", "gateway HTTP address")
+	addr := fs.String("addr", "", "gateway HTTP address (default gateway.listen, else 127.0.0.1:8080)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	token := fs.String("token", os.Getenv("SLUICE_API_TOKEN"), "API token (gateway.apiToken), default $SLUICE_API_TOKEN")
+	token := fs.String("token", os.Getenv("SLUICE_API_TOKEN"), "API token (default $SLUICE_API_TOKEN, else gateway.apiToken)")
+	cfgPath := fs.String("config", "", "YAML config file: gateway.listen and gateway.apiToken")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice status:", err)
+		return 2
+	}
+	if *addr == "" {
+		*addr = cfg.gatewayConfig().Listen
+	}
+	if *token == "" {
+		*token = cfg.Gateway.APIToken
 	}
 	base := *addr
 	if !strings.Contains(base, "://") {
