@@ -139,8 +139,15 @@ func (a *Agent) tags(state string) map[string]string {
 		wire.TagMem:      strconv.FormatInt((own+l.rss)>>26<<6, 10),
 		wire.TagState:    state,
 		wire.TagFailed:   strings.Join(l.failed, ","),
+		TagConcurrent:    strconv.Itoa(l.concurrent),
 	}
 }
+
+// TagConcurrent is the member tag of the node processes an agent's healthy pools
+// may run (M2's process.*.concurrent, summed): the throttle policy's concurrent
+// is its sum over the agents a stream may be placed on. Gateways read the same
+// key; it belongs beside the other keys in internal/wire.
+const TagConcurrent = "conc"
 
 // Status is the agent's process table.
 func (a *Agent) Status() wire.Status {

@@ -407,6 +407,7 @@ func (m *Manager) shutdown() {
 type load struct {
 	purposes, failed []string // sorted
 	capacity         int      // streams the pools could carry at their limits
+	concurrent       int      // node processes the healthy pools may run (M2's concurrent)
 	queued           int      // open requests waiting in the queues
 	streams          int
 	nodes            int
@@ -428,6 +429,9 @@ func (m *Manager) load() load {
 			per = 1000
 		}
 		l.capacity += per * p.concurrent
+		if p.failed == "" {
+			l.concurrent += p.concurrent
+		}
 		l.queued += len(p.queue)
 	}
 	for _, n := range m.sup.nodes {

@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,7 @@ import (
 	"github.com/sluicegw/sluice/gateway/internal/whip"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/streamid"
 )
 
@@ -66,6 +69,9 @@ type Config struct {
 	Purpose string
 	// MoQ is the Media over QUIC endpoint. Default: off.
 	MoQ MoQConfig
+	// RetryAfter is the Retry-After of every 503 the gateway answers (a full
+	// queue, a queue timeout, no agent, draining). Default 2s.
+	RetryAfter time.Duration
 }
 
 // MoQConfig configures the MoQ endpoint: MoQT over raw QUIC and WebTransport
@@ -103,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RouteHeaders == nil {
 		c.RouteHeaders = []string{"X-Region"}
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = 2 * time.Second
 	}
 	return c
 }
@@ -177,7 +186,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 			_ = g.moq.Serve(context.Background()) // until Close
 		}()
 	}
-	g.mux = g.routes(set)
+	g.mux = g.guard(g.routes(set))
 	return g, nil
 }
 
@@ -220,6 +229,15 @@ func (g *Gateway) ICEAddr() net.Addr { return g.webrtc.ICEAddr() }
 // ServingAgents is the number of agents the gateway could place a stream on now.
 func (g *Gateway) ServingAgents() int { return g.core.ServingAgents() }
 
+// Drain makes the gateway refuse new sessions (WHIP, WHEP and MoQ) with 503 and
+// Retry-After, and /readyz answer 503 so that load balancers send nothing more;
+// live sessions go on until Close. The caller tags the member draining in the
+// cluster and waits for LiveSessions to reach zero or its deadline.
+func (g *Gateway) Drain() { g.core.Drain() }
+
+// LiveSessions is the publications and viewers the gateway carries now.
+func (g *Gateway) LiveSessions() int { return g.core.LiveSessions() }
+
 // Close ends every session and releases the gateway's ports. It is safe to call
 // twice.
 func (g *Gateway) Close() error {
@@ -236,3 +254,48 @@ func (g *Gateway) Close() error {
 
 // Policy makes the gateway's routing and admission decisions (see session.Policy).
 type Policy = session.Policy
+
+// guard wraps the gateway's routes: every 503 carries Retry-After (RFC 9110
+// §15.6.4: the refusal is temporary — a queue that stayed full, no agent, a
+// gateway draining — and a client should come back, not give up), and while the
+// gateway drains, a new WHIP or WHEP session and /readyz are refused before any
+// SDP work, so a load balancer takes the gateway out and clients retry
+// elsewhere. Live sessions' PATCH and DELETE go on.
+func (g *Gateway) guard(next http.Handler) http.Handler {
+	after := strconv.Itoa(int((g.cfg.RetryAfter + 999_999_999) / 1_000_000_000)) // whole seconds, rounded up
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w = &retryAfterWriter{ResponseWriter: w, after: after}
+		if g.core.Draining() && (r.Method == http.MethodPost && (strings.HasPrefix(r.URL.Path, "/whip/") || strings.HasPrefix(r.URL.Path, "/whep/")) ||
+			r.URL.Path == "/readyz") {
+			problem.Write(w, http.StatusServiceUnavailable, "draining", "The gateway is draining",
+				"it is shutting down and takes no new session; retry, and another gateway will take it")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// retryAfterWriter adds Retry-After to a 503 that does not say it.
+type retryAfterWriter struct {
+	http.ResponseWriter
+	after string
+}
+
+func (w *retryAfterWriter) WriteHeader(status int) {
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", w.after)
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Flush passes through, for the streamed answers (followed node logs).
+func (w *retryAfterWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the connection's own writer.
+func (w *retryAfterWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var _ http.Flusher = (*retryAfterWriter)(nil)

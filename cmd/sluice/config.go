@@ -49,6 +49,8 @@ type gatewaySettings struct {
 	ACMEDomains []string
 	ACMEEmail   string
 	MoQ         config.MoQ
+	// DrainTimeout bounds the drain after SIGTERM or SIGINT (gateway.drainTimeout).
+	DrainTimeout time.Duration
 }
 
 func (c *fileConfig) gatewayConfig() gatewaySettings {
@@ -58,13 +60,17 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 			ICEUDPPort: g.ICEUDPPort, ICEBind: g.ICEBind, ICEHosts: g.ICEHosts, StreamHeader: g.StreamHeader,
 			CORSOrigins: g.CORSOrigins, MaxOfferBytes: g.MaxOfferBytes, APIToken: g.APIToken, RouteHeaders: g.RouteHeaders,
 		},
-		Listen:      g.Listen,
-		ACMEDomains: g.ACME.Domains,
-		ACMEEmail:   g.ACME.Email,
-		MoQ:         g.MoQ,
+		Listen:       g.Listen,
+		ACMEDomains:  g.ACME.Domains,
+		ACMEEmail:    g.ACME.Email,
+		MoQ:          g.MoQ,
+		DrainTimeout: time.Duration(g.DrainTimeout),
 	}
 	if s.Listen == "" {
 		s.Listen = "127.0.0.1:8080"
+	}
+	if s.DrainTimeout == 0 {
+		s.DrainTimeout = 30 * time.Second
 	}
 	return s
 }

@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sluicegw/sluice/gateway"
+	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -51,7 +53,6 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return fail(err)
 	}
 	defer c.Close()
-	defer func() { _ = c.Leave(context.Background()) }()
 
 	pol, closePol, err := newPolicy(ctx, cfg, log, set)
 	if err != nil {
@@ -70,7 +71,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if !isLoopbackAddr(gcfg.Listen) && gcfg.Config.APIToken == "" {
 		return fail(fmt.Errorf("gateway.listen %s is not loopback: set gateway.apiToken so the /v1 API is not open to anyone", gcfg.Listen))
 	}
-	err = serveHTTP(ctx, gcfg.Listen, gw.Handler(), gcfg.ACMEDomains, gcfg.ACMEEmail, log, func(a net.Addr) {
+	serveCtx, stopDrain := drainOnSignal(ctx, gw, c, gcfg.DrainTimeout, log)
+	defer stopDrain()
+	err = serveHTTP(serveCtx, gcfg.Listen, gw.Handler(), gcfg.ACMEDomains, gcfg.ACMEEmail, log, func(a net.Addr) {
 		fmt.Fprintf(stdout, "sluice gateway %s is ready on http://%s/ (ICE %s), cluster %s via %s\n", m.name, a, gw.ICEAddr(), c.Addr(), strings.Join(m.join, ","))
 		if ma := gw.MoQAddr(); ma != nil {
 			fmt.Fprintf(stdout, "  MoQ        moqt://%s (QUIC)  https://%s/ (WebTransport)\n", ma, ma)
@@ -80,4 +83,34 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return fail(err)
 	}
 	return 0
+}
+
+// drainOnSignal drains gw once ctx ends (SIGTERM or SIGINT) and returns the
+// context that ends when the drain is over, for the HTTP server to stop with,
+// and the function that gives the drain up when the server stopped by itself.
+// The drain: new sessions are refused with 503 and Retry-After, the member is
+// tagged draining so that nothing is routed to it, live sessions run on for
+// up to timeout, then they are closed and the member leaves the cluster.
+func drainOnSignal(ctx context.Context, gw *gateway.Gateway, c *cluster.Cluster, timeout time.Duration, log logger) (context.Context, func()) {
+	done, stop := context.WithCancel(context.Background())
+	go func() { // ends when the drain is over, or is given up
+		defer stop()
+		select {
+		case <-ctx.Done():
+		case <-done.Done():
+			return
+		}
+		gw.Drain()
+		_ = c.SetTags(map[string]string{wire.TagState: wire.StateDraining})
+		deadline := time.Now().Add(timeout)
+		for gw.LiveSessions() > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		log.Info("gateway: drained; closing the sessions left", "sessions", gw.LiveSessions())
+		_ = gw.Close()
+		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = c.Leave(lctx)
+		cancel()
+	}()
+	return done, stop
 }

@@ -55,6 +55,11 @@ type Gateway struct {
 	RouteHeaders  []string `yaml:"routeHeaders"`  // headers the route policy sees; default [X-Region]
 	ACME          ACME     `yaml:"acme"`
 	MoQ           MoQ      `yaml:"moq"`
+
+	// DrainTimeout is how long live sessions may run on after SIGTERM or
+	// SIGINT before the gateway closes them and leaves; default 30s (sluice
+	// dev: 3s).
+	DrainTimeout Duration `yaml:"drainTimeout"`
 }
 
 // MoQ is the gateway's Media over QUIC endpoint (raw QUIC and WebTransport).
