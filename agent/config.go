@@ -279,23 +279,31 @@ func (p Pool) withDefaults() (Pool, error) {
 	return p, nil
 }
 
-// autoMemory derives one node's "auto" memory limit as M2 does for its workers:
-// from the free memory outside sluice's working share, 1 GiB per node when at least
-// 3 GiB are free, else 512 MiB.
+// autoMemory derives one node's "auto" memory limit as M2 does for its render
+// workers, from the spare memory outside M2's own share:
+//
+//	working = total × totalUsableRatio% × workingRatio%
+//	spare   = free − working
+//	limit   = 1 GiB when spare ≥ 3 GiB, else 500 MiB
+//
+// total and free are the machine's memory and its available memory, in bytes.
 func autoMemory(total, free int64, mu MemoryUsage) int64 {
-	usable := total * int64(mu.TotalUsableRatio) / 100
-	working := usable * int64(mu.WorkingRatio) / 100
-	if free-(usable-working) >= 3<<30 || free >= 3<<30 {
+	if free-workingMemory(total, mu) >= 3<<30 {
 		return 1 << 30
 	}
-	return 512 << 20
+	return 500 << 20
+}
+
+// workingMemory is M2's memory for its own use: totalUsableRatio percent of the
+// machine's memory, and workingRatio percent of that.
+func workingMemory(total int64, mu MemoryUsage) int64 {
+	return total * int64(mu.TotalUsableRatio) / 100 * int64(mu.WorkingRatio) / 100
 }
 
 // autoConcurrent derives a pool's process limit from the working memory budget
 // and the node limit, never more than the CPU count.
 func autoConcurrent(total int64, mu MemoryUsage, perNode int64) int {
-	budget := total * int64(mu.TotalUsableRatio) / 100 * int64(mu.WorkingRatio) / 100
-	n := int(budget / max(perNode, 1))
+	n := int(workingMemory(total, mu) / max(perNode, 1))
 	return max(1, min(n, runtime.NumCPU()))
 }
 
