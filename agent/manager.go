@@ -454,9 +454,11 @@ func (m *Manager) fillStatus(st *wire.Status) {
 	for _, n := range m.sup.nodes {
 		st.Nodes = append(st.Nodes, m.sup.info(n))
 		st.Summary.MemActive += n.rss
-		if len(n.streams) > 0 {
+		switch {
+		case n.state != nodeRunning: // starting, recycling: neither
+		case len(n.streams) > 0:
 			st.Summary.Running++
-		} else {
+		default:
 			st.Summary.Sleeping++
 		}
 	}

@@ -123,8 +123,8 @@ func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr str
 	if drainTimeout == 0 {
 		drainTimeout = 3 * time.Second
 	}
-	serveCtx, stopDrain := drainOnSignal(ctx, gw, c, drainTimeout, log)
-	defer stopDrain()
+	serveCtx, finishDrain := drainOnSignal(ctx, gw, c, drainTimeout, log)
+	defer finishDrain()
 	err = serveHTTP(serveCtx, httpAddr, gw.Handler(), nil, "", log, func(a net.Addr) {
 		// Ready means a stream can be placed: the agent's tags have reached the
 		// gateway's view of the cluster.

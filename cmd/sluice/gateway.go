@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -71,8 +72,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if !isLoopbackAddr(gcfg.Listen) && gcfg.Config.APIToken == "" {
 		return fail(fmt.Errorf("gateway.listen %s is not loopback: set gateway.apiToken so the /v1 API is not open to anyone", gcfg.Listen))
 	}
-	serveCtx, stopDrain := drainOnSignal(ctx, gw, c, gcfg.DrainTimeout, log)
-	defer stopDrain()
+	serveCtx, finishDrain := drainOnSignal(ctx, gw, c, gcfg.DrainTimeout, log)
+	defer finishDrain()
 	err = serveHTTP(serveCtx, gcfg.Listen, gw.Handler(), gcfg.ACMEDomains, gcfg.ACMEEmail, log, func(a net.Addr) {
 		fmt.Fprintf(stdout, "sluice gateway %s is ready on http://%s/ (ICE %s), cluster %s via %s\n", m.name, a, gw.ICEAddr(), c.Addr(), strings.Join(m.join, ","))
 		if ma := gw.MoQAddr(); ma != nil {
@@ -85,19 +86,23 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return 0
 }
 
-// drainOnSignal drains gw once ctx ends (SIGTERM or SIGINT) and returns the
-// context that ends when the drain is over, for the HTTP server to stop with,
-// and the function that gives the drain up when the server stopped by itself.
-// The drain: new sessions are refused with 503 and Retry-After, the member is
-// tagged draining so that nothing is routed to it, live sessions run on for
-// up to timeout, then they are closed and the member leaves the cluster.
-func drainOnSignal(ctx context.Context, gw *gateway.Gateway, c *cluster.Cluster, timeout time.Duration, log logger) (context.Context, func()) {
-	done, stop := context.WithCancel(context.Background())
+// drainOnSignal drains gw once ctx ends (SIGTERM or SIGINT). The drain: new
+// sessions are refused with 503 and Retry-After, the member is tagged draining
+// so that nothing is routed to it, live sessions run on for up to timeout, then
+// they are closed, and the member leaves the cluster while the HTTP server stops
+// (each bounded by exitLimit), so the process exits about a second after the
+// timeout at most. It returns the context the HTTP server serves until, and
+// finish, which gives the drain up if it has not begun and waits for it to end.
+func drainOnSignal(ctx context.Context, gw *gateway.Gateway, c *cluster.Cluster, timeout time.Duration, log logger) (serve context.Context, finish func()) {
+	serve, stopServe := context.WithCancel(context.Background())
+	giveUp := make(chan struct{})
+	ended := make(chan struct{})
 	go func() { // ends when the drain is over, or is given up
-		defer stop()
+		defer close(ended)
+		defer stopServe()
 		select {
 		case <-ctx.Done():
-		case <-done.Done():
+		case <-giveUp:
 			return
 		}
 		gw.Drain()
@@ -108,9 +113,18 @@ func drainOnSignal(ctx context.Context, gw *gateway.Gateway, c *cluster.Cluster,
 		}
 		log.Info("gateway: drained; closing the sessions left", "sessions", gw.LiveSessions())
 		_ = gw.Close()
-		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		stopServe() // the HTTP server stops while the member leaves
+		lctx, cancel := context.WithTimeout(context.Background(), exitLimit)
 		_ = c.Leave(lctx)
 		cancel()
 	}()
-	return done, stop
+	var once sync.Once
+	return serve, func() {
+		once.Do(func() { close(giveUp) })
+		<-ended
+	}
 }
+
+// exitLimit bounds each step of a process's exit after its drain: leaving the
+// cluster, and the HTTP server's shutdown (which run at once).
+const exitLimit = time.Second

@@ -63,10 +63,10 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, acmeDomains []s
 	return err
 }
 
-// shutdown stops srv: requests in flight get a second to finish (a gateway has
-// drained its sessions by now), then the connections are closed.
+// shutdown stops srv: requests in flight get exitLimit to finish (a gateway
+// has drained its sessions by now), then the connections are closed.
 func shutdown(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), exitLimit)
 	defer cancel()
 	if srv.Shutdown(ctx) != nil {
 		_ = srv.Close()

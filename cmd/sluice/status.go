@@ -75,11 +75,20 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return 0
 }
 
+// printStatus prints the summary line and the table. The summary's process
+// counts are counted from the rows printed below it, by their STATE, so the
+// two always agree.
 func printStatus(w io.Writer, agents []wire.Status, errs map[string]string, now time.Time) {
 	var sum wire.StatusSummary
 	for _, a := range agents {
-		sum.Running += a.Summary.Running
-		sum.Sleeping += a.Summary.Sleeping
+		for _, n := range a.Nodes {
+			switch nodeState(n) {
+			case "running":
+				sum.Running++
+			case "sleeping":
+				sum.Sleeping++
+			}
+		}
 		sum.Respawns += a.Summary.Respawns
 		sum.MemActive += a.Summary.MemActive
 		sum.MemAvailable += a.Summary.MemAvailable
@@ -95,7 +104,7 @@ func printStatus(w io.Writer, agents []wire.Status, errs map[string]string, now 
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%d\t%d\t%s\n", "agent/"+a.Agent, a.PID, uptime(now.Sub(a.Started)), a.CPU, a.RSS>>20, streams, a.State)
 		for _, n := range a.Nodes {
-			fmt.Fprintf(tw, "  %s\t%d\t%s\t%.1f\t%d\t%d\t%s\n", n.ID, n.PID, uptime(now.Sub(n.StartedAt)), n.CPU, n.RSS>>20, n.Streams, n.State)
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%.1f\t%d\t%d\t%s\n", n.ID, n.PID, uptime(now.Sub(n.StartedAt)), n.CPU, n.RSS>>20, n.Streams, nodeState(n))
 		}
 		for _, p := range a.Pools {
 			if p.Failed {
@@ -107,6 +116,16 @@ func printStatus(w io.Writer, agents []wire.Status, errs map[string]string, now 
 		fmt.Fprintf(tw, "agent/%s\t-\t-\t-\t-\t-\tunreachable: %s\n", id, e)
 	}
 	tw.Flush()
+}
+
+// nodeState is a node's STATE in the table: M2's "running" for a process at
+// work (serving streams) and "sleeping" for one up and idle, else its
+// lifecycle state (starting, recycling), counted as neither.
+func nodeState(n wire.NodeInfo) string {
+	if n.State == "running" && n.Streams == 0 {
+		return "sleeping"
+	}
+	return n.State
 }
 
 func uptime(d time.Duration) string {

@@ -83,6 +83,11 @@ type Agent struct {
 	DrainTimeout Duration `yaml:"drainTimeout"`                     // default 30s
 	QueueTimeout Duration `yaml:"queueTimeout"`                     // default 10s
 	QueueLimit   int      `yaml:"queueLimit" want:"an integer ≥ 0"` // default 64
+
+	// Metrics is the address of a standalone agent's own /metrics listener
+	// (plain HTTP, Prometheus text); default 127.0.0.1:9464, "off" for none.
+	// sluice dev serves the agent's series on the gateway's /metrics instead.
+	Metrics string `yaml:"metrics"`
 }
 
 // MemoryUsage is M2's memoryUsage.
