@@ -107,12 +107,7 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sluice ca:", err)
 		return 2
 	}
-	if *dir == "" {
-		*dir = cfg.TLS.Dir
-	}
-	if *name == "" {
-		*name = cfg.TLS.Name
-	}
+	*dir, *name = cmp.Or(*dir, cfg.TLS.Dir), cmp.Or(*name, cfg.TLS.Name)
 	if *dir == "" {
 		fmt.Fprintln(stderr, "sluice ca: --dir (or tls.dir) is required")
 		return 2

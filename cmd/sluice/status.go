@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -32,12 +33,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "sluice status:", err)
 		return 2
 	}
-	if *addr == "" {
-		*addr = cfg.gatewayConfig().Listen
-	}
-	if *token == "" {
-		*token = cfg.Gateway.APIToken
-	}
+	*addr, *token = cmp.Or(*addr, cfg.gatewayConfig().Listen), cmp.Or(*token, cfg.Gateway.APIToken)
 	base := *addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
