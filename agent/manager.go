@@ -409,7 +409,7 @@ type load struct {
 	capacity         int      // streams the pools could carry at their limits
 	concurrent       int      // node processes the healthy pools may run (M2's concurrent)
 	queued           int      // open requests waiting in the queues
-	streams          int
+	streams          int      // streams on nodes
 	nodes            int
 	respawns         int
 	rss              int64 // of every node, bytes
@@ -418,7 +418,7 @@ type load struct {
 func (m *Manager) load() load {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	l := load{streams: m.streams.len(), nodes: len(m.sup.nodes), respawns: m.sup.respawns}
+	l := load{nodes: len(m.sup.nodes), respawns: m.sup.respawns}
 	for name, p := range m.pools {
 		l.purposes = append(l.purposes, name)
 		if p.failed != "" {
@@ -436,6 +436,7 @@ func (m *Manager) load() load {
 	}
 	for _, n := range m.sup.nodes {
 		l.rss += n.rss
+		l.streams += len(n.streams) // carried: a publish waiting in a queue is in queued
 	}
 	sort.Strings(l.purposes)
 	sort.Strings(l.failed)
