@@ -35,6 +35,7 @@ import (
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/streamid"
+	"github.com/sluicegw/sluice/internal/wire"
 )
 
 // Config configures a gateway. The zero value of each field means its default.
@@ -229,11 +230,22 @@ func (g *Gateway) ICEAddr() net.Addr { return g.webrtc.ICEAddr() }
 // ServingAgents is the number of agents the gateway could place a stream on now.
 func (g *Gateway) ServingAgents() int { return g.core.ServingAgents() }
 
-// Drain makes the gateway refuse new sessions (WHIP, WHEP and MoQ) with 503 and
-// Retry-After, and /readyz answer 503 so that load balancers send nothing more;
-// live sessions go on until Close. The caller tags the member draining in the
-// cluster and waits for LiveSessions to reach zero or its deadline.
-func (g *Gateway) Drain() { g.core.Drain() }
+// Drain is the gateway's half of a graceful stop: new sessions (WHIP, WHEP and
+// MoQ) and /readyz are refused with 503 and Retry-After, so that load balancers
+// send nothing more; the member is tagged draining, so that nothing is routed
+// to it; live sessions run on until none is left or timeout has passed; then
+// they are closed (Close). The caller then stops its HTTP server and leaves
+// the cluster.
+func (g *Gateway) Drain(timeout time.Duration) {
+	g.core.Drain()
+	_ = g.cluster.SetTags(map[string]string{wire.TagState: wire.StateDraining})
+	deadline := time.Now().Add(timeout)
+	for g.LiveSessions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	g.log.Info("gateway: drained; closing the sessions left", "sessions", g.LiveSessions())
+	_ = g.Close()
+}
 
 // LiveSessions is the publications and viewers the gateway carries now.
 func (g *Gateway) LiveSessions() int { return g.core.LiveSessions() }

@@ -123,7 +123,7 @@ func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr str
 	if drainTimeout == 0 {
 		drainTimeout = 3 * time.Second
 	}
-	serveCtx, finishDrain := drainOnSignal(ctx, gw, c, drainTimeout, log)
+	serveCtx, finishDrain := drainOnSignal(ctx, gw, c, drainTimeout)
 	defer finishDrain()
 	err = serveHTTP(serveCtx, httpAddr, gw.Handler(), nil, "", log, func(a net.Addr) {
 		// Ready means a stream can be placed: the agent's tags have reached the

@@ -72,7 +72,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if !isLoopbackAddr(gcfg.Listen) && gcfg.Config.APIToken == "" {
 		return fail(fmt.Errorf("gateway.listen %s is not loopback: set gateway.apiToken so the /v1 API is not open to anyone", gcfg.Listen))
 	}
-	serveCtx, finishDrain := drainOnSignal(ctx, gw, c, gcfg.DrainTimeout, log)
+	serveCtx, finishDrain := drainOnSignal(ctx, gw, c, gcfg.DrainTimeout)
 	defer finishDrain()
 	err = serveHTTP(serveCtx, gcfg.Listen, gw.Handler(), gcfg.ACMEDomains, gcfg.ACMEEmail, log, func(a net.Addr) {
 		fmt.Fprintf(stdout, "sluice gateway %s is ready on http://%s/ (ICE %s), cluster %s via %s\n", m.name, a, gw.ICEAddr(), c.Addr(), strings.Join(m.join, ","))
@@ -86,17 +86,14 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return 0
 }
 
-// drainOnSignal drains gw once ctx ends (SIGTERM or SIGINT). The drain: new
-// sessions are refused with 503 and Retry-After, the member is tagged draining
-// so that nothing is routed to it, live sessions run on for up to timeout, then
-// they are closed, and the member leaves the cluster while the HTTP server stops
-// (each bounded by exitLimit), so the process exits about a second after the
-// timeout at most. It returns the context the HTTP server serves until, and
-// finish, which gives the drain up if it has not begun and waits for it to end.
-func drainOnSignal(ctx context.Context, gw *gateway.Gateway, c *cluster.Cluster, timeout time.Duration, log logger) (serve context.Context, finish func()) {
+// drainOnSignal drains gw once ctx ends (SIGTERM or SIGINT; gateway.Drain
+// says how), then stops the HTTP server while the member leaves the cluster,
+// each bounded by exitLimit: the process exits about a second after timeout at
+// most. It returns the context the HTTP server serves until, and finish, which
+// gives the drain up if it has not begun and waits for it to end.
+func drainOnSignal(ctx context.Context, gw *gateway.Gateway, c *cluster.Cluster, timeout time.Duration) (serve context.Context, finish func()) {
 	serve, stopServe := context.WithCancel(context.Background())
-	giveUp := make(chan struct{})
-	ended := make(chan struct{})
+	giveUp, ended := make(chan struct{}), make(chan struct{})
 	go func() { // ends when the drain is over, or is given up
 		defer close(ended)
 		defer stopServe()
@@ -105,15 +102,8 @@ func drainOnSignal(ctx context.Context, gw *gateway.Gateway, c *cluster.Cluster,
 		case <-giveUp:
 			return
 		}
-		gw.Drain()
-		_ = c.SetTags(map[string]string{wire.TagState: wire.StateDraining})
-		deadline := time.Now().Add(timeout)
-		for gw.LiveSessions() > 0 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		log.Info("gateway: drained; closing the sessions left", "sessions", gw.LiveSessions())
-		_ = gw.Close()
-		stopServe() // the HTTP server stops while the member leaves
+		gw.Drain(timeout)
+		stopServe()
 		lctx, cancel := context.WithTimeout(context.Background(), exitLimit)
 		_ = c.Leave(lctx)
 		cancel()
