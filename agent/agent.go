@@ -135,16 +135,17 @@ func (a *Agent) tags(state string) map[string]string {
 	l := a.mgr.load()
 	own, cpu := a.meter.Sample()
 	return map[string]string{
-		wire.TagID:       a.cfg.ID,
-		wire.TagAPI:      a.APIAddr(),
-		wire.TagPurposes: strings.Join(l.purposes, ","),
-		wire.TagCapacity: strconv.Itoa(l.capacity),
-		wire.TagLoad:     strconv.Itoa(l.streams),
-		wire.TagQueue:    strconv.Itoa(l.queued),
-		wire.TagCPU:      strconv.Itoa(int(cpu/10) * 10), // coarse, so small jitter does not re-tag
-		wire.TagMem:      strconv.FormatInt((own+l.rss)>>26<<6, 10),
-		wire.TagState:    state,
-		wire.TagFailed:   strings.Join(l.failed, ","),
+		wire.TagID:         a.cfg.ID,
+		wire.TagAPI:        a.APIAddr(),
+		wire.TagPurposes:   strings.Join(l.purposes, ","),
+		wire.TagCapacity:   strconv.Itoa(l.capacity),
+		wire.TagLoad:       strconv.Itoa(l.streams),
+		wire.TagQueue:      strconv.Itoa(l.queued),
+		wire.TagCPU:        strconv.Itoa(int(cpu/10) * 10), // coarse, so small jitter does not re-tag
+		wire.TagMem:        strconv.FormatInt((own+l.rss)>>26<<6, 10),
+		wire.TagState:      state,
+		wire.TagFailed:     strings.Join(l.failed, ","),
+		wire.TagConcurrent: strconv.Itoa(l.concurrent),
 	}
 }
 

@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if os.Getenv("SLUICE_TEST_NODE") == "1" && purpose != "" {
+		if d, err := time.ParseDuration(os.Getenv("SLUICE_TEST_NODE_DELAY")); err == nil {
+			time.Sleep(d) // a node slow to start, so that restarts overlap
+		}
 		if err := node.Run(context.Background(), purpose, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
 			os.Exit(1)
 		}

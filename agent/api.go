@@ -43,8 +43,10 @@ func problemFor(err error) (status int, kind string) {
 		return http.StatusNotFound, "no-node"
 	case errors.Is(err, ErrBusy):
 		return http.StatusConflict, "stream-busy"
-	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrQueueTime):
-		return http.StatusServiceUnavailable, "queue"
+	case errors.Is(err, ErrQueueFull):
+		return http.StatusServiceUnavailable, "queue-full"
+	case errors.Is(err, ErrQueueTime):
+		return http.StatusServiceUnavailable, "queue-timeout"
 	case errors.Is(err, ErrPoolFailed):
 		return http.StatusServiceUnavailable, "pool-failed"
 	case errors.Is(err, ErrDraining):

@@ -170,6 +170,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.QueueLimit == 0 {
 		c.QueueLimit = 64
 	}
+	if c.QueueLimit < 0 {
+		return c, fmt.Errorf("agent.queueLimit: %d is negative (want an integer ≥ 0, 0 = 64)", c.QueueLimit)
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 30 * time.Second
 	}
@@ -180,10 +183,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.MemoryUsage.WorkingRatio = 60
 	}
 	if r := c.MemoryUsage.TotalUsableRatio; r < 1 || r > 100 {
-		return c, fmt.Errorf("memoryUsage.totalUsableRatio: %d is outside 1..100", r)
+		return c, fmt.Errorf("memoryUsage.totalUsableRatio: %d is outside 1..100 (want a percentage)", r)
 	}
 	if r := c.MemoryUsage.WorkingRatio; r < 1 || r > 100 {
-		return c, fmt.Errorf("memoryUsage.workingRatio: %d is outside 1..100", r)
+		return c, fmt.Errorf("memoryUsage.workingRatio: %d is outside 1..100 (want a percentage)", r)
 	}
 	if c.Inspection.Retention == 0 {
 		c.Inspection.Retention = 14
@@ -195,7 +198,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Inspection.Dir = filepath.Join("log", "process")
 	}
 	if c.Inspection.Retention < 0 {
-		return c, errors.New("inspection.process.retention: must be ≥ 1")
+		return c, fmt.Errorf("inspection.process.retention: %d is negative (want an integer ≥ 1)", c.Inspection.Retention)
 	}
 	next, err := parseSchedule(c.Inspection.Schedule)
 	if err != nil {
@@ -232,22 +235,25 @@ func (p Pool) withDefaults() (Pool, error) {
 		return p, fmt.Errorf("concurrent: %d is outside 0..4096 (0 = automatic)", p.Concurrent)
 	}
 	if p.WaitQueue < 0 {
-		return p, fmt.Errorf("waitQueue: %d is negative (0 = no limit)", p.WaitQueue)
+		return p, fmt.Errorf("waitQueue: %d is negative (want an integer ≥ 0, 0 = no limit)", p.WaitQueue)
 	}
 	if p.Respawnable == 0 {
 		p.Respawnable = d.Respawnable
 	}
 	if p.Respawnable < 0 {
-		return p, fmt.Errorf("respawnable: %d is negative", p.Respawnable)
+		return p, fmt.Errorf("respawnable: %d is negative (want an integer ≥ 1)", p.Respawnable)
 	}
-	if p.Keepalive.MaxCount < 0 || p.Keepalive.MaxAge < 0 || p.Keepalive.TimeWait < 0 {
-		return p, errors.New("keepalive: maxcount, maxage and timewait must not be negative")
+	if p.Keepalive.MaxCount < 0 {
+		return p, fmt.Errorf("keepalive.maxcount: %d is negative (want an integer ≥ 0, 0 = never)", p.Keepalive.MaxCount)
+	}
+	if p.Keepalive.MaxAge < 0 || p.Keepalive.TimeWait < 0 {
+		return p, errors.New("keepalive: maxage and timewait must not be negative")
 	}
 	if p.Recovery == 0 {
 		p.Recovery = d.Recovery
 	}
 	if p.Recovery < 0 {
-		return p, fmt.Errorf("recovery: %d is negative", p.Recovery)
+		return p, fmt.Errorf("recovery: %d is negative (want an integer ≥ 1)", p.Recovery)
 	}
 	if p.Intensity.MaxRestarts == 0 {
 		p.Intensity.MaxRestarts = d.Intensity.MaxRestarts
@@ -255,8 +261,11 @@ func (p Pool) withDefaults() (Pool, error) {
 	if p.Intensity.Period == 0 {
 		p.Intensity.Period = d.Intensity.Period
 	}
-	if p.Intensity.MaxRestarts < 0 || p.Intensity.Period < 0 {
-		return p, errors.New("intensity: maxRestarts and period must not be negative")
+	if p.Intensity.MaxRestarts < 0 {
+		return p, fmt.Errorf("intensity.maxRestarts: %d is negative (want an integer ≥ 0)", p.Intensity.MaxRestarts)
+	}
+	if p.Intensity.Period < 0 {
+		return p, errors.New("intensity.period: must not be negative")
 	}
 	if p.Warm == 0 {
 		p.Warm = d.Warm
@@ -265,7 +274,10 @@ func (p Pool) withDefaults() (Pool, error) {
 		p.Procs = 1
 	}
 	if p.Procs < 0 || p.Procs > 1024 {
-		return p, fmt.Errorf("procs: %d is outside 1..1024", p.Procs)
+		return p, fmt.Errorf("procs: %d is outside 1..1024 (want an integer)", p.Procs)
+	}
+	if p.Warm < -1 {
+		return p, fmt.Errorf("warm: %d is below -1 (want an integer ≥ -1, -1 = none)", p.Warm)
 	}
 	if p.Warm < 0 {
 		p.Warm = 0
@@ -273,23 +285,31 @@ func (p Pool) withDefaults() (Pool, error) {
 	return p, nil
 }
 
-// autoMemory derives one node's "auto" memory limit as M2 does for its workers:
-// from the free memory outside sluice's working share, 1 GiB per node when at least
-// 3 GiB are free, else 512 MiB.
+// autoMemory derives one node's "auto" memory limit as M2 does for its render
+// workers, from the spare memory outside M2's own share:
+//
+//	working = total × totalUsableRatio% × workingRatio%
+//	spare   = free − working
+//	limit   = 1 GiB when spare ≥ 3 GiB, else 500 MiB
+//
+// total and free are the machine's memory and its available memory, in bytes.
 func autoMemory(total, free int64, mu MemoryUsage) int64 {
-	usable := total * int64(mu.TotalUsableRatio) / 100
-	working := usable * int64(mu.WorkingRatio) / 100
-	if free-(usable-working) >= 3<<30 || free >= 3<<30 {
+	if free-workingMemory(total, mu) >= 3<<30 {
 		return 1 << 30
 	}
-	return 512 << 20
+	return 500 << 20
+}
+
+// workingMemory is M2's memory for its own use: totalUsableRatio percent of the
+// machine's memory, and workingRatio percent of that.
+func workingMemory(total int64, mu MemoryUsage) int64 {
+	return total * int64(mu.TotalUsableRatio) / 100 * int64(mu.WorkingRatio) / 100
 }
 
 // autoConcurrent derives a pool's process limit from the working memory budget
 // and the node limit, never more than the CPU count.
 func autoConcurrent(total int64, mu MemoryUsage, perNode int64) int {
-	budget := total * int64(mu.TotalUsableRatio) / 100 * int64(mu.WorkingRatio) / 100
-	n := int(budget / max(perNode, 1))
+	n := int(workingMemory(total, mu) / max(perNode, 1))
 	return max(1, min(n, runtime.NumCPU()))
 }
 

@@ -414,8 +414,9 @@ func (m *Manager) shutdown() {
 type load struct {
 	purposes, failed []string // sorted
 	capacity         int      // streams the pools could carry at their limits
+	concurrent       int      // node processes the healthy pools may run (M2's concurrent)
 	queued           int      // open requests waiting in the queues
-	streams          int
+	streams          int      // streams on nodes
 	nodes            int
 	respawns         int
 	rss              int64 // of every node, bytes
@@ -424,7 +425,7 @@ type load struct {
 func (m *Manager) load() load {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	l := load{streams: m.streams.len(), nodes: len(m.sup.nodes), respawns: m.sup.respawns}
+	l := load{nodes: len(m.sup.nodes), respawns: m.sup.respawns}
 	for name, p := range m.pools {
 		l.purposes = append(l.purposes, name)
 		if p.failed != "" {
@@ -435,10 +436,14 @@ func (m *Manager) load() load {
 			per = 1000
 		}
 		l.capacity += per * p.concurrent
+		if p.failed == "" {
+			l.concurrent += p.concurrent
+		}
 		l.queued += len(p.queue)
 	}
 	for _, n := range m.sup.nodes {
 		l.rss += n.rss
+		l.streams += len(n.streams) // carried: a publish waiting in a queue is in queued
 	}
 	sort.Strings(l.purposes)
 	sort.Strings(l.failed)
@@ -457,9 +462,11 @@ func (m *Manager) fillStatus(st *wire.Status) {
 	for _, n := range m.sup.nodes {
 		st.Nodes = append(st.Nodes, m.sup.info(n))
 		st.Summary.MemActive += n.rss
-		if len(n.streams) > 0 {
+		switch {
+		case n.state != nodeRunning: // starting, recycling: neither
+		case len(n.streams) > 0:
 			st.Summary.Running++
-		} else {
+		default:
 			st.Summary.Sleeping++
 		}
 	}

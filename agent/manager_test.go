@@ -57,6 +57,12 @@ func TestTheWaitQueueServesInOrderAndTimesOutWithAClearError(t *testing.T) {
 	if q := a.Status().Pools[0].Queued; q != 2 {
 		t.Fatalf("queued = %d, want 2", q)
 	}
+	// The tags gateways place and throttle by: one stream carried, two waiting,
+	// one process allowed.
+	if tags := a.tags(wire.StateServing); tags[wire.TagLoad] != "1" || tags[wire.TagQueue] != "2" || tags[wire.TagConcurrent] != "1" {
+		t.Fatalf("tags with the pool full and two waiting: load %s, queue %s, conc %s; want 1, 2, 1",
+			tags[wire.TagLoad], tags[wire.TagQueue], tags[wire.TagConcurrent])
+	}
 	// Free the node: q1 (first in) gets it; q2 waits on and times out.
 	if err := a.Manager().CloseSession(first.Session); err != nil {
 		t.Fatal(err)

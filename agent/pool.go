@@ -18,8 +18,17 @@ type pool struct {
 
 	queue      []*waiter     // open requests waiting for room, first come first served
 	budget     restartBudget // fault restarts: M2's recovery and the intensity limit
-	restarting int           // replacements waiting out their backoff
+	restarting int           // replacements waiting out their backoff or their turn
+	respawning int           // replacements started and not yet ready (≤ cfg.Respawnable)
+	turns      []respawnTurn // replacements waiting for one of those to be ready, in order
 	failed     string        // why the pool takes no stream; "" when healthy
+}
+
+// respawnTurn is a replacement waiting for its turn under M2's respawnable: the
+// dead node and the streams that move to its replacement.
+type respawnTurn struct {
+	old     *nodeProc
+	orphans []*streamEntry
 }
 
 func newPool(purpose string, cfg Pool, memLimit int64, concurrent int) *pool {
@@ -84,7 +93,7 @@ type restartBudget struct {
 	intensity Intensity
 
 	today    int         // fault restarts since the start of day
-	day      int         // the YearDay that today counts
+	day      time.Time   // the local midnight that today counts from
 	restarts []time.Time // fault restarts within the intensity period
 	backoff  time.Duration
 }
@@ -98,8 +107,10 @@ const (
 
 // record counts a fault restart at now and says why the pool must fail, if it must.
 func (b *restartBudget) record(now time.Time) string {
-	if now.YearDay() != b.day {
-		b.day, b.today = now.YearDay(), 0
+	// The budget is set again at local midnight, M2's 00:00: a restart on a
+	// later date counts afresh, however long ago the last one was.
+	if y, m, d := now.Date(); !b.day.Equal(time.Date(y, m, d, 0, 0, 0, 0, now.Location())) {
+		b.day, b.today = time.Date(y, m, d, 0, 0, 0, 0, now.Location()), 0
 	}
 	b.today++
 	if b.today > b.recovery {

@@ -35,6 +35,32 @@ func TestTheRecoveryBudgetAllowsSoManyFaultRestartsADayAndCountsAfreshTheNextDay
 	}
 }
 
+func TestTheRecoveryBudgetIsSetAgainAtMidnightNotOnAnotherDayOfTheYear(t *testing.T) {
+	at := func(y int, mo time.Month, d, h, mi, s int) time.Time {
+		return time.Date(y, mo, d, h, mi, s, 0, time.Local)
+	}
+	p := testPool(2, 100, time.Second)
+	p.recordFault(at(2026, 3, 2, 23, 59, 58))
+	p.recordFault(at(2026, 3, 2, 23, 59, 59))
+	if why := p.recordFault(at(2026, 3, 3, 0, 0, 0)); why != "" || p.budget.today != 1 {
+		t.Fatalf("the first restart after midnight: %q, %d counted today; want the budget set again", why, p.budget.today)
+	}
+	// A year later on the same day of the year is another day too.
+	q := testPool(2, 100, time.Second)
+	q.recordFault(at(2026, 3, 2, 10, 0, 0))
+	q.recordFault(at(2026, 3, 2, 11, 0, 0))
+	if why := q.recordFault(at(2027, 3, 2, 10, 0, 0)); why != "" {
+		t.Fatalf("a restart a year later on the same day of the year: %q; want a fresh budget", why)
+	}
+	// And a restart at 23:59:59 still counts against the day it is in.
+	r := testPool(2, 100, time.Second)
+	r.recordFault(at(2026, 3, 2, 0, 0, 0))
+	r.recordFault(at(2026, 3, 2, 12, 0, 0))
+	if why := r.recordFault(at(2026, 3, 2, 23, 59, 59)); !strings.Contains(why, "3 restarts today") {
+		t.Fatalf("the third restart of one day at 23:59:59: %q; want the pool failed", why)
+	}
+}
+
 func TestTheIntensityLimitFailsAPoolThatRestartsTooOftenWithinItsPeriod(t *testing.T) {
 	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.Local)
 	p := testPool(100, 5, 10*time.Second)
@@ -111,5 +137,30 @@ func TestTheWaitQueueServesTheLongestWaitingFirstAndIsBounded(t *testing.T) {
 	p.wakeFirst() // empty: nothing happens
 	if i := woken(); i != -1 || len(p.queue) != 0 {
 		t.Fatalf("an empty queue woke waiter %d", i)
+	}
+}
+
+func TestAutoMemoryIsWhatMemoryUsageLeavesAsM2DerivesIt(t *testing.T) {
+	const gib = int64(1) << 30
+	for _, c := range []struct {
+		total, free  int64
+		usable, work int
+		limit        int64
+		name         string
+	}{
+		{16 * gib, 12 * gib, 100, 60, 500 << 20, "defaults: 12 − 9.6 GiB spare < 3 GiB"},
+		{16 * gib, 12 * gib, 100, 50, 1 * gib, "workingRatio 50: 12 − 8 = 4 GiB spare"},
+		{16 * gib, 12 * gib, 50, 60, 1 * gib, "totalUsableRatio 50: 12 − 4.8 GiB spare"},
+		{16 * gib, 12 * gib, 80, 75, 500 << 20, "both ratios: 12 − 9.6 GiB spare < 3 GiB"},
+		{16 * gib, 12 * gib, 80, 70, 1 * gib, "both ratios: 12 − 8.96 GiB spare"},
+		{64 * gib, 60 * gib, 100, 60, 1 * gib, "a big machine: 60 − 38.4 GiB spare"},
+		{4 * gib, 1 * gib, 100, 60, 500 << 20, "less free than the working share"},
+		{8 * gib, 8 * gib, 100, 64, 500 << 20, "8 − 5.12 GiB: just under 3 GiB spare"},
+		{10 * gib, 8 * gib, 100, 50, 1 * gib, "8 − 5 = exactly 3 GiB spare"},
+	} {
+		mu := MemoryUsage{TotalUsableRatio: c.usable, WorkingRatio: c.work}
+		if got := autoMemory(c.total, c.free, mu); got != c.limit {
+			t.Errorf("%s: auto = %d MiB, want %d MiB", c.name, got>>20, c.limit>>20)
+		}
 	}
 }

@@ -53,6 +53,7 @@ type nodeProc struct {
 	recycleAt time.Time
 	fault     string // why the agent killed it, if it did
 	planned   bool   // stopped on purpose (recycle, API), not a crash
+	respawn   bool   // a replacement not yet ready: counts toward the pool's respawnable
 
 	wmu sync.Mutex
 }

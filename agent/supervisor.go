@@ -101,6 +101,7 @@ func (s *supervisor) onMsg(n *nodeProc, msg wire.ControlMsg) {
 			n.state = nodeRunning
 		}
 		closeReady(n)
+		s.respawnedLocked(n)
 		s.signal()
 	case wire.MsgBeat:
 		n.lastBeat = time.Now()
@@ -127,6 +128,7 @@ func (s *supervisor) onExit(n *nodeProc, err error) {
 	prev := n.state
 	n.state = nodeStopped
 	delete(s.nodes, n.id)
+	s.respawnedLocked(n) // a replacement that died before it was ready frees its turn too
 	s.events.publish(wire.Event{T: wire.EventNodeDown, Node: n.id})
 	p := s.pools[n.purpose]
 	orphans := s.streams.orphansOf(n)
@@ -158,7 +160,10 @@ func (s *supervisor) onExit(n *nodeProc, err error) {
 }
 
 // replaceAfterLocked spawns a replacement for the dead node old after delay and
-// moves its streams onto it; gateways re-attach to it.
+// moves its streams onto it; gateways re-attach to it. No more than the pool's
+// respawnable replacements start at once (M2: many processes restarting together
+// slow each other down and take memory at the same moment); the others wait for
+// one of those to be ready, in the order their nodes died.
 func (s *supervisor) replaceAfterLocked(delay time.Duration, p *pool, old *nodeProc, orphans []*streamEntry) {
 	p.restarting++
 	s.wg.Add(1)
@@ -167,16 +172,45 @@ func (s *supervisor) replaceAfterLocked(delay time.Duration, p *pool, old *nodeP
 		time.Sleep(delay)
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		p.turns = append(p.turns, respawnTurn{old, orphans})
+		s.nextRespawnLocked(p)
+	}()
+}
+
+// nextRespawnLocked starts the replacements waiting for their turn while the
+// pool has fewer than respawnable starting.
+func (s *supervisor) nextRespawnLocked(p *pool) {
+	for len(p.turns) > 0 && p.respawning < p.cfg.Respawnable {
+		turn := p.turns[0]
+		p.turns = p.turns[1:]
 		p.restarting--
+		if s.closed {
+			continue
+		}
 		nn, err := s.spawnLocked(p)
 		if err != nil {
-			s.streams.strand(orphans)
+			s.streams.strand(turn.orphans)
 			s.log.Error("agent: respawn failed", "purpose", p.purpose, "err", err)
-			return
+			continue
 		}
-		s.streams.move(orphans, nn)
-		s.log.Info("agent: node replaced", "old", old.id, "new", nn.id, "streams", len(orphans))
-	}()
+		nn.respawn = true
+		p.respawning++
+		s.streams.move(turn.orphans, nn)
+		s.log.Info("agent: node replaced", "old", turn.old.id, "new", nn.id, "streams", len(turn.orphans))
+	}
+}
+
+// respawnedLocked is told that n is ready or gone: if it was a replacement, its
+// turn is over and the next replacement may start.
+func (s *supervisor) respawnedLocked(n *nodeProc) {
+	if !n.respawn {
+		return
+	}
+	n.respawn = false
+	if p := s.pools[n.purpose]; p != nil {
+		p.respawning--
+		s.nextRespawnLocked(p)
+	}
 }
 
 func levelFor(crash bool) slog.Level {

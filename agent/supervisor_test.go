@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	osexec "os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,4 +180,65 @@ func TestANodesDeathIsPublishedOnTheEventStreamAtOnce(t *testing.T) {
 			t.Fatalf("no node-down event for %s within 5s of its SIGKILL", r.Node)
 		}
 	}
+}
+
+func TestNoMoreThanRespawnableNodesRestartAtOnceWhenSeveralAreKilledTogether(t *testing.T) {
+	// Each node takes 300 ms to be ready, so replacements started together
+	// overlap unless the pool holds them back.
+	t.Setenv("SLUICE_TEST_NODE_DELAY", "300ms")
+	a := startAgent(t, map[string]Pool{"relay": {Concurrent: 3, WaitQueue: 1, Respawnable: 1, Warm: -1}}, func(c *Config) {
+		c.QueueTimeout = 10 * time.Second
+	})
+	var pids []int
+	for _, s := range []string{"a", "b", "c"} {
+		r := open(t, a, s, wire.KindPublish)
+		info, _ := a.Manager().QueryNode(r.Node)
+		pids = append(pids, info.PID)
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	most := 0
+	waitFor(t, "three replacements running", 20*time.Second, func() bool {
+		running, starting := 0, 0
+		for _, n := range nodesOf(a) {
+			switch n.State {
+			case nodeStarting:
+				starting++
+			case nodeRunning:
+				if !slices.Contains(pids, n.PID) {
+					running++
+				}
+			}
+		}
+		most = max(most, starting)
+		return running == 3
+	})
+	if most != 1 {
+		t.Fatalf("%d nodes were starting at once after three died; want respawnable = 1", most)
+	}
+	for _, s := range []string{"a", "b", "c"} {
+		if si, err := a.Manager().stream(s); err != nil || si.Node == "" {
+			t.Errorf("stream %s after the restarts: %+v %v; want it on a replacement", s, si, err)
+		}
+	}
+}
+
+func TestANodePastMaxageIsRecycledNewStreamsGoElsewhereAndItStopsWhenItsStreamEnds(t *testing.T) {
+	a := startAgent(t, map[string]Pool{"relay": {Concurrent: 2, Keepalive: Keepalive{MaxAge: 500 * time.Millisecond}}})
+	old := open(t, a, "old", wire.KindPublish)
+	waitFor(t, "the node to be recycled at maxage", 10*time.Second, func() bool {
+		n, err := a.Manager().QueryNode(old.Node)
+		return err == nil && n.State == nodeRecycling
+	})
+	if fresh := open(t, a, "fresh", wire.KindPublish); fresh.Node == old.Node {
+		t.Fatalf("a new stream went to the node past maxage %s", old.Node)
+	}
+	if err := a.Manager().CloseSession(old.Session); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the recycled node to stop once its stream ended", 10*time.Second, func() bool {
+		_, err := a.Manager().QueryNode(old.Node)
+		return errors.Is(err, ErrNoSuchNode)
+	})
 }

@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +34,9 @@ import (
 	"github.com/sluicegw/sluice/gateway/internal/whip"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/streamid"
+	"github.com/sluicegw/sluice/internal/wire"
 )
 
 // Config configures a gateway. The zero value of each field means its default.
@@ -72,6 +76,9 @@ type Config struct {
 	Purpose string
 	// MoQ is the Media over QUIC endpoint. Default: off.
 	MoQ MoQConfig
+	// RetryAfter is the Retry-After of every 503 the gateway answers (a full
+	// queue, a queue timeout, no agent, draining). Default 2s.
+	RetryAfter time.Duration
 	// ProxyRoutes are the HTTP and gRPC calls the gateway proxies, by the
 	// stream they name (StreamHeader, or a path segment or query parameter),
 	// to the service on the agent that carries that stream. Default: none.
@@ -122,6 +129,9 @@ func (c Config) withDefaults() Config {
 	if c.RouteHeaders == nil {
 		c.RouteHeaders = []string{"X-Region"}
 	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = 2 * time.Second
+	}
 	return c
 }
 
@@ -133,7 +143,7 @@ type Gateway struct {
 	policy  Policy
 	core    *session.Core
 	webrtc  *whip.Server
-	moq     *moq.Server // nil when off
+	moq     *moq.Server  // nil when off
 	proxy   *proxy.Proxy // nil without routes
 	moqDone chan struct{}
 	mux     http.Handler
@@ -207,7 +217,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
-	g.mux = g.routes(set)
+	g.mux = g.guard(g.routes(set))
 	return g, nil
 }
 
@@ -250,6 +260,26 @@ func (g *Gateway) ICEAddr() net.Addr { return g.webrtc.ICEAddr() }
 // ServingAgents is the number of agents the gateway could place a stream on now.
 func (g *Gateway) ServingAgents() int { return g.core.ServingAgents() }
 
+// Drain is the gateway's half of a graceful stop: new sessions (WHIP, WHEP and
+// MoQ) and /readyz are refused with 503 and Retry-After, so that load balancers
+// send nothing more; the member is tagged draining, so that nothing is routed
+// to it; live sessions run on until none is left or timeout has passed; then
+// they are closed (Close). The caller then stops its HTTP server and leaves
+// the cluster.
+func (g *Gateway) Drain(timeout time.Duration) {
+	g.core.Drain()
+	_ = g.cluster.SetTags(map[string]string{wire.TagState: wire.StateDraining})
+	deadline := time.Now().Add(timeout)
+	for g.LiveSessions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	g.log.Info("gateway: drained; closing the sessions left", "sessions", g.LiveSessions())
+	_ = g.Close()
+}
+
+// LiveSessions is the publications and viewers the gateway carries now.
+func (g *Gateway) LiveSessions() int { return g.core.LiveSessions() }
+
 // Close ends every session and releases the gateway's ports. It is safe to call
 // twice.
 func (g *Gateway) Close() error {
@@ -269,3 +299,48 @@ type ICEServer = whip.ICEServer
 
 // Policy makes the gateway's routing and admission decisions (see session.Policy).
 type Policy = session.Policy
+
+// guard wraps the gateway's routes: every 503 carries Retry-After (RFC 9110
+// §15.6.4: the refusal is temporary — a queue that stayed full, no agent, a
+// gateway draining — and a client should come back, not give up), and while the
+// gateway drains, a new WHIP or WHEP session and /readyz are refused before any
+// SDP work, so a load balancer takes the gateway out and clients retry
+// elsewhere. Live sessions' PATCH and DELETE go on.
+func (g *Gateway) guard(next http.Handler) http.Handler {
+	after := strconv.Itoa(int((g.cfg.RetryAfter + 999_999_999) / 1_000_000_000)) // whole seconds, rounded up
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w = &retryAfterWriter{ResponseWriter: w, after: after}
+		if g.core.Draining() && (r.Method == http.MethodPost && (strings.HasPrefix(r.URL.Path, "/whip/") || strings.HasPrefix(r.URL.Path, "/whep/")) ||
+			r.URL.Path == "/readyz") {
+			problem.Write(w, http.StatusServiceUnavailable, "draining", "The gateway is draining",
+				"it is shutting down and takes no new session; retry, and another gateway will take it")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// retryAfterWriter adds Retry-After to a 503 that does not say it.
+type retryAfterWriter struct {
+	http.ResponseWriter
+	after string
+}
+
+func (w *retryAfterWriter) WriteHeader(status int) {
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", w.after)
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Flush passes through, for the streamed answers (followed node logs).
+func (w *retryAfterWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the connection's own writer.
+func (w *retryAfterWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var _ http.Flusher = (*retryAfterWriter)(nil)

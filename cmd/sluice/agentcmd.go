@@ -1,10 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -25,6 +30,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	api := fs.String("api", "", "agent API address (overrides agent.api)")
 	tlsDir := fs.String("tls-dir", "", "directory with ca.crt, gossip.key and NAME.crt/NAME.key (overrides tls.dir)")
 	tlsName := fs.String("tls-name", "", "certificate name in the TLS directory (overrides tls.name)")
+	metricsAddr := fs.String("metrics", "", "address of the agent's /metrics (overrides agent.metrics; default "+defaultAgentMetrics+", off for none)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -49,7 +55,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(stdout, "sluice agent %s is ready: API %s, cluster %s\n", m.name, ag.APIAddr(), c.Addr())
+	stopMetrics, metricsAt, err := serveAgentMetrics(cmp.Or(*metricsAddr, cfg.Agent.Metrics), set, log)
+	if err != nil {
+		return fail(err)
+	}
+	defer stopMetrics()
+	fmt.Fprintf(stdout, "sluice agent %s is ready: API %s, cluster %s%s\n", m.name, ag.APIAddr(), c.Addr(), metricsAt)
 	err = ag.Run(ctx)
 	lctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	_ = c.Leave(lctx)
@@ -83,15 +94,22 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("sluice ca "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", "", "CA directory")
-	name := fs.String("name", "", "member name (issue)")
+	dir := fs.String("dir", "", "CA directory (default tls.dir)")
+	name := fs.String("name", "", "member name (issue; default tls.name)")
+	cfgPath := fs.String("config", "", "YAML config file: tls.dir and tls.name")
 	var hosts stringList
 	fs.Var(&hosts, "host", "DNS name or IP address to add to the certificate (repeatable)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice ca:", err)
+		return 2
+	}
+	*dir, *name = cmp.Or(*dir, cfg.TLS.Dir), cmp.Or(*name, cfg.TLS.Name)
 	if *dir == "" {
-		fmt.Fprintln(stderr, "sluice ca: --dir is required")
+		fmt.Fprintln(stderr, "sluice ca: --dir (or tls.dir) is required")
 		return 2
 	}
 	switch args[0] {
@@ -103,7 +121,7 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "made a cluster CA and a gossip key in %s (keep ca.key offline in production)\n", *dir)
 	case "issue":
 		if *name == "" {
-			fmt.Fprintln(stderr, "sluice ca issue: --name is required")
+			fmt.Fprintln(stderr, "sluice ca issue: --name (or tls.name) is required")
 			return 2
 		}
 		ca, err := pki.LoadCA(*dir)
@@ -126,3 +144,39 @@ type stringList []string
 
 func (s *stringList) String() string     { return fmt.Sprint(*s) }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// defaultAgentMetrics is a standalone agent's /metrics address unless
+// agent.metrics or --metrics says otherwise: loopback, for a local scraper.
+const defaultAgentMetrics = "127.0.0.1:9464"
+
+// serveAgentMetrics serves set (the agent's series) and the process's on
+// addr's /metrics until stop. An explicit address that cannot be bound is an
+// error; the default one, taken by another agent on the machine, only a
+// warning. It returns what the ready line adds ("", or ", metrics http://…").
+func serveAgentMetrics(addr string, set *metrics.Set, log logger) (stop func(), ready string, err error) {
+	if addr == "off" {
+		return func() {}, "", nil
+	}
+	explicit := addr != ""
+	if !explicit {
+		addr = defaultAgentMetrics
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if !explicit && errors.Is(err, syscall.EADDRINUSE) {
+			log.Warn("agent: the default metrics address is taken; serving no /metrics (set agent.metrics)", "addr", addr)
+			return func() {}, "", nil
+		}
+		return nil, "", fmt.Errorf("agent.metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		set.WritePrometheus(w)
+		metrics.WriteProcessMetrics(w)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }() // until stop
+	return func() { shutdown(srv); <-done }, ", metrics http://" + ln.Addr().String() + "/metrics", nil
+}

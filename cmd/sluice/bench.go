@@ -36,7 +36,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	warmup := fs.Duration("warmup", 3*time.Second, "time after the last viewer connects before measuring")
 	ingest := fs.String("ingest", "whip", "comma list of how sluice takes the stream: whip, moq (pushed as sluice push does)")
 	pushes := fs.Int("pushes", 0, "also push this many ~1 Mbit/s streams over MoQ at once, each with one WHEP viewer, and report their loss")
+	cfgPath := fs.String("config", "", "YAML config file for the sluice dev under test (its pools, policies); addresses are the bench's")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if _, err := loadConfig(*cfgPath); err != nil {
+		fmt.Fprintln(stderr, "sluice bench:", err)
 		return 2
 	}
 	var ns []int
@@ -54,6 +59,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	devArgs := []string{"dev", "--http", "127.0.0.1:0", "--ice-port", "0", "--ice-bind", "127.0.0.1", "--serf", "127.0.0.1:0", "--agent-api", "127.0.0.1:0", "--moq", "127.0.0.1:0"}
+	if *cfgPath != "" {
+		devArgs = append(devArgs, "--config", *cfgPath)
+	}
 	targets := []benchTarget{{name: "pion relay (baseline)", args: []string{"bench-relay"}, re: relayReadyRE}}
 	for _, in := range strings.Split(*ingest, ",") {
 		switch strings.TrimSpace(in) {

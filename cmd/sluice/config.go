@@ -49,6 +49,8 @@ type gatewaySettings struct {
 	ACMEDomains []string
 	ACMEEmail   string
 	MoQ         config.MoQ
+	// DrainTimeout bounds the drain after SIGTERM or SIGINT (gateway.drainTimeout).
+	DrainTimeout time.Duration
 }
 
 func (c *fileConfig) gatewayConfig() gatewaySettings {
@@ -59,10 +61,11 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 			CORSOrigins: g.CORSOrigins, MaxOfferBytes: g.MaxOfferBytes, APIToken: g.APIToken, RouteHeaders: g.RouteHeaders,
 			ICEServers: iceServers(g.ICEServers),
 		},
-		Listen:      g.Listen,
-		ACMEDomains: g.ACME.Domains,
-		ACMEEmail:   g.ACME.Email,
-		MoQ:         g.MoQ,
+		Listen:       g.Listen,
+		ACMEDomains:  g.ACME.Domains,
+		ACMEEmail:    g.ACME.Email,
+		MoQ:          g.MoQ,
+		DrainTimeout: time.Duration(g.DrainTimeout),
 	}
 	for _, r := range g.Proxy.Routes {
 		s.ProxyRoutes = append(s.ProxyRoutes, gateway.ProxyRoute{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service,
@@ -70,6 +73,9 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 	}
 	if s.Listen == "" {
 		s.Listen = "127.0.0.1:8080"
+	}
+	if s.DrainTimeout == 0 {
+		s.DrainTimeout = 30 * time.Second
 	}
 	return s
 }

@@ -123,7 +123,13 @@ func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr str
 	}()
 	defer func() { cancelAgent(); wg.Wait() }()
 
-	err = serveHTTP(ctx, httpAddr, gw.Handler(), nil, "", log, func(a net.Addr) {
+	drainTimeout := time.Duration(cfg.Gateway.DrainTimeout)
+	if drainTimeout == 0 {
+		drainTimeout = 3 * time.Second
+	}
+	serveCtx, finishDrain := drainOnSignal(ctx, gw, c, drainTimeout)
+	defer finishDrain()
+	err = serveHTTP(serveCtx, httpAddr, gw.Handler(), nil, "", log, func(a net.Addr) {
 		// Ready means a stream can be placed: the agent's tags have reached the
 		// gateway's view of the cluster.
 		for deadline := time.Now().Add(5 * time.Second); gw.ServingAgents() == 0 && time.Now().Before(deadline); {

@@ -7,10 +7,13 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sluicegw/sluice/gateway"
+	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -55,7 +58,6 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return fail(err)
 	}
 	defer c.Close()
-	defer func() { _ = c.Leave(context.Background()) }()
 
 	pol, closePol, err := newPolicy(ctx, cfg, log, set)
 	if err != nil {
@@ -74,7 +76,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if !isLoopbackAddr(gcfg.Listen) && gcfg.Config.APIToken == "" {
 		return fail(fmt.Errorf("gateway.listen %s is not loopback: set gateway.apiToken so the /v1 API is not open to anyone", gcfg.Listen))
 	}
-	err = serveHTTP(ctx, gcfg.Listen, gw.Handler(), gcfg.ACMEDomains, gcfg.ACMEEmail, log, func(a net.Addr) {
+	serveCtx, finishDrain := drainOnSignal(ctx, gw, c, gcfg.DrainTimeout)
+	defer finishDrain()
+	err = serveHTTP(serveCtx, gcfg.Listen, gw.Handler(), gcfg.ACMEDomains, gcfg.ACMEEmail, log, func(a net.Addr) {
 		fmt.Fprintf(stdout, "sluice gateway %s is ready on http://%s/ (ICE %s), cluster %s via %s\n", m.name, a, gw.ICEAddr(), c.Addr(), strings.Join(m.join, ","))
 		if ma := gw.MoQAddr(); ma != nil {
 			fmt.Fprintf(stdout, "  MoQ        moqt://%s (QUIC)  https://%s/ (WebTransport)\n", ma, ma)
@@ -85,3 +89,36 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	return 0
 }
+
+// drainOnSignal drains gw once ctx ends (SIGTERM or SIGINT; gateway.Drain
+// says how), then stops the HTTP server while the member leaves the cluster,
+// each bounded by exitLimit: the process exits about a second after timeout at
+// most. It returns the context the HTTP server serves until, and finish, which
+// gives the drain up if it has not begun and waits for it to end.
+func drainOnSignal(ctx context.Context, gw *gateway.Gateway, c *cluster.Cluster, timeout time.Duration) (serve context.Context, finish func()) {
+	serve, stopServe := context.WithCancel(context.Background())
+	giveUp, ended := make(chan struct{}), make(chan struct{})
+	go func() { // ends when the drain is over, or is given up
+		defer close(ended)
+		defer stopServe()
+		select {
+		case <-ctx.Done():
+		case <-giveUp:
+			return
+		}
+		gw.Drain(timeout)
+		stopServe()
+		lctx, cancel := context.WithTimeout(context.Background(), exitLimit)
+		_ = c.Leave(lctx)
+		cancel()
+	}()
+	var once sync.Once
+	return serve, func() {
+		once.Do(func() { close(giveUp) })
+		<-ended
+	}
+}
+
+// exitLimit bounds each step of a process's exit after its drain: leaving the
+// cluster, and the HTTP server's shutdown (which run at once).
+const exitLimit = time.Second

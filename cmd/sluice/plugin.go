@@ -24,6 +24,7 @@ import (
 const pluginUsage = `usage:
   sluice plugin build DIR [-o OUT.wasm]               build a Go policy (a wasip1 reactor)
   sluice plugin test FILE.wasm --input decision.json  run one recorded decision offline
+      [--config FILE]                                 (the slot's plugins.slots config when the decision has none)
   sluice plugin inspect FILE.wasm                     ABI version, exports, imports, size
 `
 
@@ -119,9 +120,15 @@ func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("sluice plugin test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	input := fs.String("input", "", `decision JSON: {"slot":"route"|"throttle","config":{...},"input":{...}}`)
+	cfgPath := fs.String("config", "", "YAML config file: the slot's plugins.slots.SLOT.config, used when the decision has no config")
 	file, err := splitArgs(fs, args)
 	if err != nil || *input == "" {
 		fmt.Fprintf(stderr, "sluice plugin test: a module and --input are required\n%s", pluginUsage)
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice plugin test:", err)
 		return 2
 	}
 	raw, err := os.ReadFile(*input)
@@ -142,6 +149,10 @@ func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if d.Slot != wasm.SlotRoute && d.Slot != wasm.SlotThrottle {
 		fmt.Fprintf(stderr, "sluice plugin test: slot %q is not route or throttle\n", d.Slot)
 		return 1
+	}
+	if d.Config == nil {
+		wc, _ := pluginsConfig(cfg) // loadConfig checked it
+		d.Config = wc.Slots[d.Slot].Config
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := wasm.New(ctx, withBuiltins(wasm.Config{Slots: map[string]wasm.SlotConfig{d.Slot: {Module: file, Config: d.Config, Failure: wasm.FailClosed, BreakerFailures: -1, Deadline: 10 * time.Second}}}, logger), logger, nil)

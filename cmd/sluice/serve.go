@@ -69,10 +69,14 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, acmeDomains []s
 	return err
 }
 
+// shutdown stops srv: requests in flight get exitLimit to finish (a gateway
+// has drained its sessions by now), then the connections are closed.
 func shutdown(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), exitLimit)
 	defer cancel()
-	_ = srv.Shutdown(ctx)
+	if srv.Shutdown(ctx) != nil {
+		_ = srv.Close()
+	}
 }
 
 // isLoopbackAddr reports whether a listen address only accepts local clients.

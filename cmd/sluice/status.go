@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -20,12 +21,19 @@ import (
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sluice status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:8080", "gateway HTTP address")
+	addr := fs.String("addr", "", "gateway HTTP address (default gateway.listen, else 127.0.0.1:8080)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	token := fs.String("token", os.Getenv("SLUICE_API_TOKEN"), "API token (gateway.apiToken), default $SLUICE_API_TOKEN")
+	token := fs.String("token", os.Getenv("SLUICE_API_TOKEN"), "API token (default $SLUICE_API_TOKEN, else gateway.apiToken)")
+	cfgPath := fs.String("config", "", "YAML config file: gateway.listen and gateway.apiToken")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice status:", err)
+		return 2
+	}
+	*addr, *token = cmp.Or(*addr, cfg.gatewayConfig().Listen), cmp.Or(*token, cfg.Gateway.APIToken)
 	base := *addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -63,11 +71,20 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return 0
 }
 
+// printStatus prints the summary line and the table. The summary's process
+// counts are counted from the rows printed below it, by their STATE, so the
+// two always agree.
 func printStatus(w io.Writer, agents []wire.Status, errs map[string]string, now time.Time) {
 	var sum wire.StatusSummary
 	for _, a := range agents {
-		sum.Running += a.Summary.Running
-		sum.Sleeping += a.Summary.Sleeping
+		for _, n := range a.Nodes {
+			switch nodeState(n) {
+			case "running":
+				sum.Running++
+			case "sleeping":
+				sum.Sleeping++
+			}
+		}
 		sum.Respawns += a.Summary.Respawns
 		sum.MemActive += a.Summary.MemActive
 		sum.MemAvailable += a.Summary.MemAvailable
@@ -83,7 +100,7 @@ func printStatus(w io.Writer, agents []wire.Status, errs map[string]string, now 
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%d\t%d\t%s\n", "agent/"+a.Agent, a.PID, uptime(now.Sub(a.Started)), a.CPU, a.RSS>>20, streams, a.State)
 		for _, n := range a.Nodes {
-			fmt.Fprintf(tw, "  %s\t%d\t%s\t%.1f\t%d\t%d\t%s\n", n.ID, n.PID, uptime(now.Sub(n.StartedAt)), n.CPU, n.RSS>>20, n.Streams, n.State)
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%.1f\t%d\t%d\t%s\n", n.ID, n.PID, uptime(now.Sub(n.StartedAt)), n.CPU, n.RSS>>20, n.Streams, nodeState(n))
 		}
 		for _, p := range a.Pools {
 			if p.Failed {
@@ -95,6 +112,16 @@ func printStatus(w io.Writer, agents []wire.Status, errs map[string]string, now 
 		fmt.Fprintf(tw, "agent/%s\t-\t-\t-\t-\t-\tunreachable: %s\n", id, e)
 	}
 	tw.Flush()
+}
+
+// nodeState is a node's STATE in the table: M2's "running" for a process at
+// work (serving streams) and "sleeping" for one up and idle, else its
+// lifecycle state (starting, recycling), counted as neither.
+func nodeState(n wire.NodeInfo) string {
+	if n.State == "running" && n.Streams == 0 {
+		return "sleeping"
+	}
+	return n.State
 }
 
 func uptime(d time.Duration) string {

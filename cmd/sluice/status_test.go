@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicegw/sluice/internal/wire"
 )
 
 // TestAPoolPastItsCrashBudgetIsFailedInStatusAndInTheClusterTags kills the dev
@@ -58,5 +61,36 @@ func TestAPoolPastItsCrashBudgetIsFailedInStatusAndInTheClusterTags(t *testing.T
 	code, body := postOffer(t, base+"/whip/after-failure")
 	if code != 503 || !strings.Contains(body, "no agent serves purpose relay") {
 		t.Fatalf("publish to a cluster whose only pool failed: %d %s", code, body)
+	}
+}
+
+func TestTheStatusSummaryCountsWhatItsTableShows(t *testing.T) {
+	now := time.Now()
+	agents := []wire.Status{
+		{Agent: "a", State: "serving", Started: now, Nodes: []wire.NodeInfo{
+			{ID: "relay-1", State: "running", Streams: 2, StartedAt: now},
+			{ID: "relay-2", State: "running", Streams: 0, StartedAt: now},
+			{ID: "relay-3", State: "starting", StartedAt: now},
+		}},
+		{Agent: "b", State: "serving", Started: now, Summary: wire.StatusSummary{Running: 0, Sleeping: 1, Respawns: 3}, Nodes: []wire.NodeInfo{
+			{ID: "relay-4", State: "running", Streams: 1, StartedAt: now},
+			{ID: "relay-5", State: "recycling", Streams: 1, StartedAt: now},
+		}},
+	}
+	var out strings.Builder
+	printStatus(&out, agents, nil, now)
+	lines := strings.Split(out.String(), "\n")
+	var running, sleeping, respawns int
+	if _, err := fmt.Sscanf(lines[0], "processes: %d running, %d sleeping, %d respawns", &running, &sleeping, &respawns); err != nil {
+		t.Fatalf("summary line %q: %v", lines[0], err)
+	}
+	rows := map[string]int{}
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); len(f) == 7 && strings.HasPrefix(f[0], "relay-") {
+			rows[f[6]]++
+		}
+	}
+	if running != rows["running"] || sleeping != rows["sleeping"] || running != 2 || sleeping != 1 || respawns != 3 {
+		t.Fatalf("summary %d running, %d sleeping, %d respawns; table %v:\n%s", running, sleeping, respawns, rows, out.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -55,6 +56,10 @@ type Gateway struct {
 	ACME          ACME     `yaml:"acme"`
 	MoQ           MoQ      `yaml:"moq"`
 
+	// DrainTimeout is how long live sessions may run on after SIGTERM or
+	// SIGINT before the gateway closes them and leaves; default 30s (sluice
+	// dev: 3s).
+	DrainTimeout Duration `yaml:"drainTimeout"`
 	// ICEServers are the STUN/TURN servers told to clients; default none.
 	ICEServers []ICEServer `yaml:"iceServers"`
 	// Proxy routes HTTP and gRPC calls by stream id; default none.
@@ -91,12 +96,17 @@ type ACME struct {
 
 // Agent is the agent's section.
 type Agent struct {
-	ID           string   `yaml:"id"`           // default: tls.name
-	API          string   `yaml:"api"`          // default 127.0.0.1:7443
-	MediaHost    string   `yaml:"mediaHost"`    // default 127.0.0.1
-	DrainTimeout Duration `yaml:"drainTimeout"` // default 30s
-	QueueTimeout Duration `yaml:"queueTimeout"` // default 10s
-	QueueLimit   int      `yaml:"queueLimit"`   // default 64
+	ID           string   `yaml:"id"`                               // default: tls.name
+	API          string   `yaml:"api"`                              // default 127.0.0.1:7443
+	MediaHost    string   `yaml:"mediaHost"`                        // default 127.0.0.1
+	DrainTimeout Duration `yaml:"drainTimeout"`                     // default 30s
+	QueueTimeout Duration `yaml:"queueTimeout"`                     // default 10s
+	QueueLimit   int      `yaml:"queueLimit" want:"an integer ≥ 0"` // default 64
+
+	// Metrics is the address of a standalone agent's own /metrics listener
+	// (plain HTTP, Prometheus text); default 127.0.0.1:9464, "off" for none.
+	// sluice dev serves the agent's series on the gateway's /metrics instead.
+	Metrics string `yaml:"metrics"`
 
 	Services     map[string]string `yaml:"services"`     // name → host:port (http:// or h2c:// to force one)
 	ServiceHooks ServiceHooks      `yaml:"serviceHooks"` // paths on the default service
@@ -111,33 +121,33 @@ type ServiceHooks struct {
 
 // MemoryUsage is M2's memoryUsage.
 type MemoryUsage struct {
-	TotalUsableRatio int `yaml:"totalUsableRatio"` // percent, default 100
-	WorkingRatio     int `yaml:"workingRatio"`     // percent, default 60
+	TotalUsableRatio int `yaml:"totalUsableRatio" want:"an integer percentage 1..100"` // default 100
+	WorkingRatio     int `yaml:"workingRatio" want:"an integer percentage 1..100"`     // default 60
 }
 
 // Process is one purpose's pool, with M2's names.
 type Process struct {
 	Memory      string    `yaml:"memory"`
-	Concurrent  int       `yaml:"concurrent"`
-	WaitQueue   int       `yaml:"waitQueue"`
-	Respawnable int       `yaml:"respawnable"`
+	Concurrent  int       `yaml:"concurrent" want:"an integer 0..4096, 0 = automatic"`
+	WaitQueue   int       `yaml:"waitQueue" want:"an integer ≥ 0, 0 = no limit"`
+	Respawnable int       `yaml:"respawnable" want:"an integer ≥ 1"`
 	Keepalive   Keepalive `yaml:"keepalive"`
-	Recovery    int       `yaml:"recovery"`
+	Recovery    int       `yaml:"recovery" want:"an integer ≥ 1"`
 	Intensity   Intensity `yaml:"intensity"`
-	Warm        int       `yaml:"warm"`
-	Procs       int       `yaml:"procs"`
+	Warm        int       `yaml:"warm" want:"an integer ≥ -1, -1 = none"`
+	Procs       int       `yaml:"procs" want:"an integer 1..1024"`
 }
 
 // Keepalive is M2's keepalive.
 type Keepalive struct {
-	MaxCount int      `yaml:"maxcount"`
+	MaxCount int      `yaml:"maxcount" want:"an integer ≥ 0, 0 = never"`
 	MaxAge   Duration `yaml:"maxage"`
 	TimeWait Duration `yaml:"timewait"`
 }
 
 // Intensity is the restart-intensity limit.
 type Intensity struct {
-	MaxRestarts int      `yaml:"maxRestarts"`
+	MaxRestarts int      `yaml:"maxRestarts" want:"an integer ≥ 0"`
 	Period      Duration `yaml:"period"`
 }
 
@@ -145,7 +155,7 @@ type Intensity struct {
 type Inspection struct {
 	Process struct {
 		Enable    bool   `yaml:"enable"`
-		Retention int    `yaml:"retention"`
+		Retention int    `yaml:"retention" want:"an integer ≥ 1"`
 		Schedule  string `yaml:"schedule"` // "5 * * * * *" (cron with seconds) or "60s"
 		Dir       string `yaml:"dir"`
 	} `yaml:"process"`
@@ -157,15 +167,15 @@ type Duration time.Duration
 // UnmarshalYAML parses a Go duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
-	if err := n.Decode(&s); err != nil {
-		return err
+	if n.Kind != yaml.ScalarNode || n.Decode(&s) != nil {
+		return errors.New("is not a duration (want one like 30s, 1m, 24h)")
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (like 30s, 1m, 24h)", n.Line, s)
+		return fmt.Errorf("%q is not a duration (want one like 30s, 1m, 24h)", s)
 	}
 	if v < 0 {
-		return fmt.Errorf("line %d: duration %q is negative", n.Line, s)
+		return fmt.Errorf("%q is negative (want a duration ≥ 0s)", s)
 	}
 	*d = Duration(v)
 	return nil
@@ -181,15 +191,27 @@ func Load(path string) (*File, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	f, err := Parse(b)
+	var fe *FieldError
+	if errors.As(err, &fe) && fe.Line > 0 {
+		return nil, fmt.Errorf("config %s line %d: %w", path, fe.Line, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return f, nil
 }
 
-// Parse decodes a configuration document, refusing unknown fields.
+// Parse decodes a configuration document, refusing unknown fields. A value that
+// does not fit its field is a *FieldError naming the field's path.
 func Parse(b []byte) (*File, error) {
 	f := &File{}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, err // not YAML at all: yaml.v3's message has the line
+	}
+	if err := check(&doc, reflect.TypeFor[File](), "", ""); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {

@@ -11,19 +11,23 @@ import "time"
 // Member tag keys. Encoded tags must stay under serf's 512-byte limit, so keys are
 // short and values compact.
 const (
-	TagRole     = "role"   // comma list of "gateway", "agent"
-	TagID       = "id"     // stable id of the member (agent id or gateway id)
-	TagAPI      = "api"    // agent API address host:port (agents)
-	TagHTTP     = "http"   // public HTTP address host:port (gateways)
-	TagPurposes = "purp"   // comma list of node purposes an agent serves
-	TagCapacity = "cap"    // streams an agent may serve in all
-	TagLoad     = "load"   // streams an agent serves now
-	TagQueue    = "q"      // open requests waiting in the agent's queue
-	TagCPU      = "cpu"    // agent host CPU use, percent, integer
-	TagMem      = "mem"    // agent memory in use, MiB
-	TagState    = "state"  // StateServing or StateDraining
-	TagFailed   = "failed" // comma list of purposes whose pool is failed
-	TagVersion  = "v"      // sluice version
+	TagRole     = "role" // comma list of "gateway", "agent"
+	TagID       = "id"   // stable id of the member (agent id or gateway id)
+	TagAPI      = "api"  // agent API address host:port (agents)
+	TagHTTP     = "http" // public HTTP address host:port (gateways)
+	TagPurposes = "purp" // comma list of node purposes an agent serves
+	TagCapacity = "cap"  // streams an agent may serve in all
+	TagLoad     = "load" // streams an agent serves now
+	TagQueue    = "q"    // open requests waiting in the agent's queue
+	// TagConcurrent is the node processes an agent's healthy pools may run
+	// (M2's process.*.concurrent, summed): the throttle's concurrent is its
+	// sum over the agents a stream may be placed on.
+	TagConcurrent = "conc"
+	TagCPU        = "cpu"    // agent host CPU use, percent, integer
+	TagMem        = "mem"    // agent memory in use, MiB
+	TagState      = "state"  // StateServing or StateDraining
+	TagFailed     = "failed" // comma list of purposes whose pool is failed
+	TagVersion    = "v"      // sluice version
 )
 
 // Roles.
@@ -209,7 +213,7 @@ type Status struct {
 // StatusSummary is the summary line of `sluice status`, as M2 prints it.
 type StatusSummary struct {
 	Running      int   `json:"running"`  // node processes serving streams
-	Sleeping     int   `json:"sleeping"` // node processes alive with no stream
+	Sleeping     int   `json:"sleeping"` // running node processes with no stream; starting and recycling ones count as neither
 	Respawns     int   `json:"respawns"` // restarts after a fault, since start
 	MemActive    int64 `json:"memActive"`
 	MemAvailable int64 `json:"memAvailable"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/sluicegw/sluice/sdk/abi"
 )
@@ -53,6 +54,10 @@ func NewM2(env Env, purposes ...string) (*M2, error) {
 		purposes = []string{m.purpose}
 	}
 	for _, p := range purposes {
+		// A guest's purposes point into its input buffer, which the next call
+		// overwrites (abi.DecodeThrottleInputView): the map keeps copies, or its
+		// keys change under it and every purpose is lost.
+		p = strings.Clone(p)
 		mp := &m2Purpose{key: "throttled." + p, deactive: 4, reactive: 2}
 		if v, ok := env.Config(p + ".enable"); ok {
 			b, err := strconv.ParseBool(v)

@@ -41,18 +41,34 @@ func ScoreOf(streamHash uint64, c *abi.Candidate) uint64 {
 // for one agent, across streams.
 func weight(stream, agent uint64) uint64 { return abi.Mix(stream ^ agent) }
 
-// idxBits low bits of a ranking key hold the agent's position in the candidates.
+// idxBits low bits of a ranking key hold the agent's position in the
+// candidates; its tierBits high bits, RouteHRW's group (within the bound, past
+// it, full), never zero, so that a real key sorts above the zeros that pad a
+// sorting network.
 const (
-	idxBits = 16
-	idxMask = 1<<idxBits - 1
+	idxBits   = 16
+	idxMask   = 1<<idxBits - 1
+	tierBits  = 2
+	tierShift = 64 - tierBits
+)
+
+// RouteHRW's groups, in the order they are offered.
+const (
+	tierWithin uint64 = 3 // room, load within the bound
+	tierPast   uint64 = 2 // room, load past the bound
+	tierFull   uint64 = 1 // at capacity: the request waits in the agent's queue
 )
 
 // RouteHRW ranks agents by rendezvous hashing of the stream id, with bounded
-// load: an agent is offered only while its load stays within ⌈1.25 × the average⌉
-// (counting the new stream) and under its capacity. A stream id keeps landing on
-// the same agent while that agent is healthy and not overloaded; the agent that
-// already carries the stream comes first. Plays are ranked without the bound, to
-// find where a stream is. It considers the first 65,536 candidates.
+// load: for a publish, the agents whose load stays within ⌈1.25 × the average⌉
+// (counting the new stream) and under their capacity come first, then those
+// under their capacity but past the bound, then those at capacity, where the
+// request waits in the agent's queue (M2's waitQueue; the agent refuses it once
+// its queue is full, and the gateway tries the next). Within each group agents
+// rank by their weight for the stream, so a stream id keeps landing on the same
+// agent while that agent is healthy and not overloaded; the agent that already
+// carries the stream comes first. Plays are ranked without the bound, to find
+// where a stream is. It considers the first 65,536 candidates.
 //
 // It allocates nothing in a guest (its answer goes in in.AgentList; up to 128
 // agents its work in an array on the stack) and makes few loops and calls:
@@ -82,25 +98,28 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 			limit = t / (4 * n) // negative loads: nothing fits
 		}
 	}
-	// Keep the agents within the bound, moved to the front, each as a ranking
-	// key: its weight for the stream in the high bits, its position in the low
-	// ones, so that sorting keys ranks agents (equal weights, at odds of 2⁻⁴⁸,
-	// by position). An agent's id hash is one a guest's SDK worked out when the
-	// agent arrived (Candidate.IDHash), so this is a few instructions per agent.
+	// Turn each agent into a ranking key: its group in the top bits, its weight
+	// for the stream below, its position in the low bits, so that sorting keys
+	// ranks agents (equal weights, at odds of 2⁻⁴⁶, by position). An agent's id
+	// hash is one a guest's SDK worked out when the agent arrived
+	// (Candidate.IDHash), so this is a few instructions per agent.
 	h := abi.Hash(in.StreamID)
-	n := 0
-	for _, k := range ks {
-		c := &cs[k&idxMask]
-		if limit >= 0 && (c.Load+1 > limit || c.Capacity > 0 && c.Load >= c.Capacity) {
-			continue
-		}
-		ks[n] = weight(h, c.IDHash())&^idxMask | k&idxMask // ScoreOf(h, c), written out
-		n++
-	}
+	n := len(ks)
 	if n == 0 {
 		return noAgent(in)
 	}
-	ks = ks[:n]
+	for i, k := range ks {
+		c := &cs[k&idxMask]
+		tier := tierWithin
+		switch {
+		case limit < 0:
+		case c.Capacity > 0 && c.Load >= c.Capacity:
+			tier = tierFull
+		case c.Load+1 > limit:
+			tier = tierPast
+		}
+		ks[i] = tier<<tierShift | weight(h, c.IDHash())>>tierBits&^idxMask | k&idxMask // ScoreOf(h, c)>>tierBits, written out
+	}
 	// Rank by descending key: with a sorting network up to 16 agents and an
 	// insertion sort up to 32 (neither calls anything in a guest), with the
 	// library's sort of integers beyond.
@@ -139,8 +158,9 @@ func RouteHRW(in *abi.RouteInput) abi.RouteOutput {
 }
 
 // RouteLeastLoaded ranks agents by load relative to capacity (load itself when
-// the capacity is unset), then by queue depth, then by id, skipping full ones
-// for a publish. Agents alike in all three keep their order.
+// the capacity is unset), then by queue depth, then by id. For a publish, the
+// agents at capacity come last, fewest waiting first: the request waits in the
+// agent's queue (M2's waitQueue). Agents alike in every key keep their order.
 func RouteLeastLoaded(in *abi.RouteInput) abi.RouteOutput {
 	if len(in.Candidates) <= 32 {
 		var keys [32]llKey
@@ -162,8 +182,9 @@ func leastLoaded(in *abi.RouteInput, ks []llKey) (abi.RouteOutput, []llKey) {
 	cs := in.Candidates
 	for i := range cs {
 		c := &cs[i]
-		if in.Eligible(c) && (in.Op != abi.OpPublish || c.Capacity <= 0 || c.Load < c.Capacity) {
-			ks = append(ks, llKey{ratio: relativeLoad(c), queue: c.Queue, i: i})
+		if in.Eligible(c) {
+			full := in.Op == abi.OpPublish && c.Capacity > 0 && c.Load >= c.Capacity
+			ks = append(ks, llKey{full: full, ratio: relativeLoad(c), queue: c.Queue, i: i})
 		}
 	}
 	if len(ks) == 0 {
@@ -201,12 +222,19 @@ var manyKeys = sync.Pool{New: func() any { return new([]llKey) }}
 
 // llKey is an agent as RouteLeastLoaded ranks it.
 type llKey struct {
+	full  bool   // at capacity, for a publish: ranked after every agent with room
 	ratio uint64 // relativeLoad
 	queue int
 	i     int // position in the candidates
 }
 
 func (a *llKey) before(b *llKey, cs []abi.Candidate) bool {
+	if a.full != b.full {
+		return b.full
+	}
+	if a.full && a.queue != b.queue {
+		return a.queue < b.queue // a full agent serves its queue first come, first served
+	}
 	if a.ratio != b.ratio {
 		return a.ratio < b.ratio
 	}

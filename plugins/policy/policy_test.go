@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/sluicegw/sluice/sdk/abi"
 )
@@ -40,21 +41,50 @@ func TestHRWKeepsAStreamOnTheSameAgentAndMovesFewStreamsWhenOneLeaves(t *testing
 	}
 }
 
-func TestHRWNeverOffersAnAgentAboveTheLoadBoundOrItsCapacity(t *testing.T) {
-	c := cands(10, 0, 0, 0)
+func TestHRWOffersAgentsWithinTheLoadBoundFirstThenPastItThenThoseAtCapacity(t *testing.T) {
+	c := cands(10, 0, 0, 0, 1)
 	c[2].Capacity = 0 // unlimited
 	c[3].Capacity, c[3].Load = 2, 2
+	c[4].Capacity = 1 // full too
+	total := 1 + 10 + 0 + 0 + 2 + 1
+	limit := int(math.Ceil(1.25 * float64(total) / 5))
+	group := func(x abi.Candidate) int {
+		switch {
+		case x.Capacity > 0 && x.Load >= x.Capacity:
+			return 2 // waits in the agent's queue
+		case x.Load+1 > limit:
+			return 1
+		}
+		return 0
+	}
+	full := map[string]bool{}
 	for i := 0; i < 200; i++ {
 		out := RouteHRW(&abi.RouteInput{StreamID: fmt.Sprint(i), Op: abi.OpPublish, Purpose: "relay", Candidates: c})
-		total := 1 + 10 + 0 + 0 + 2
-		limit := int(math.Ceil(1.25 * float64(total) / 4))
-		for _, id := range out.Agents {
-			for _, x := range c {
-				if x.ID == id && (x.Load+1 > limit || x.Capacity > 0 && x.Load >= x.Capacity) {
-					t.Fatalf("offered %s with load %d (bound %d, capacity %d)", id, x.Load, limit, x.Capacity)
-				}
-			}
+		if len(out.Agents) != len(c) {
+			t.Fatalf("stream %d: offered %v; want every agent, the full ones to wait in their queue", i, out.Agents)
 		}
+		last := 0
+		for _, id := range out.Agents {
+			x := c[slices.IndexFunc(c, func(x abi.Candidate) bool { return x.ID == id })]
+			g := group(x)
+			if g < last {
+				t.Fatalf("stream %d: %v offers %s (load %d, bound %d, capacity %d) after a lesser group", i, out.Agents, id, x.Load, limit, x.Capacity)
+			}
+			last = g
+		}
+		full[out.Agents[3]+">"+out.Agents[4]] = true // the two full agents, last
+	}
+	if len(full) != 2 {
+		t.Fatalf("the two full agents were always offered in one order (%v): they must rank by weight per stream", full)
+	}
+}
+
+func TestHRWSendsAStreamToTheAgentsQueueWhenEveryAgentIsFull(t *testing.T) {
+	c := cands(2, 2)
+	c[0].Capacity, c[1].Capacity = 2, 2
+	out := RouteHRW(&abi.RouteInput{StreamID: "s", Op: abi.OpPublish, Purpose: "relay", Candidates: c})
+	if out.Reject != nil || len(out.Agents) != 2 {
+		t.Fatalf("every agent full: %+v; want both offered, to queue (M2's waitQueue)", out)
 	}
 }
 
@@ -127,6 +157,23 @@ func TestM2ThrottlesWithHysteresisAndAppliesTheMatchingAction(t *testing.T) {
 	}
 }
 
+func TestM2KeepsItsPurposesWhenTheInputBufferTheyCameFromIsReused(t *testing.T) {
+	e := &env{cfg: map[string]string{"relay.enable": "true", "relay.wait.deactive": "1", "relay.wait.reactive": "1",
+		"relay.matchingList": `[{"pattern":"^/whep/","action":"error"}]`}, kv: map[string]int64{}}
+	// A guest builds M2 from its first input, decoded as a view: the purpose
+	// points into the input buffer, which the next input overwrites.
+	buf := []byte("relay")
+	m, err := NewM2(e, unsafe.String(&buf[0], len(buf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "xxxxx")
+	out := m.Decide(e, &abi.ThrottleInput{Kind: "play", Path: "/whep/a", Pools: []abi.PoolFigures{{Purpose: "relay", Concurrent: 1, Queued: 1}}})
+	if out.Status != 510 {
+		t.Fatalf("queue 1 ≥ 1×1 after the buffer was reused: %+v; want 510", out)
+	}
+}
+
 func TestM2RefusesBadConfigNamingTheKey(t *testing.T) {
 	for key, val := range map[string]string{
 		"relay.enable":        "maybe",
@@ -191,7 +238,7 @@ func TestHRWSpreadsStreamsEvenlyAndRanksEveryAgentFirstForSome(t *testing.T) {
 func leastLoadedReference(in *abi.RouteInput) abi.RouteOutput {
 	var cands []abi.Candidate
 	for _, c := range in.Candidates {
-		if c.ID != "" && c.Serving() && c.Offers(in.Purpose) && (in.Op != abi.OpPublish || c.Capacity <= 0 || c.Load < c.Capacity) {
+		if c.ID != "" && c.Serving() && c.Offers(in.Purpose) {
 			cands = append(cands, c)
 		}
 	}
@@ -204,8 +251,18 @@ func leastLoadedReference(in *abi.RouteInput) abi.RouteOutput {
 		}
 		return float64(c.Load) / float64(c.Capacity)
 	}
+	full := func(c abi.Candidate) int { // full agents last, fewest waiting first
+		if in.Op == abi.OpPublish && c.Capacity > 0 && c.Load >= c.Capacity {
+			return 1
+		}
+		return 0
+	}
 	slices.SortStableFunc(cands, func(a, b abi.Candidate) int {
-		return cmp.Or(cmp.Compare(ratio(a), ratio(b)), cmp.Compare(a.Queue, b.Queue), cmp.Compare(a.ID, b.ID))
+		queue := 0
+		if full(a) == 1 && full(b) == 1 {
+			queue = cmp.Compare(a.Queue, b.Queue)
+		}
+		return cmp.Or(cmp.Compare(full(a), full(b)), queue, cmp.Compare(ratio(a), ratio(b)), cmp.Compare(a.Queue, b.Queue), cmp.Compare(a.ID, b.ID))
 	})
 	out := abi.RouteOutput{Agents: []string{}}
 	for _, c := range cands {

@@ -3,7 +3,10 @@ package session
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/sluicegw/sluice/internal/wire"
 )
 
 // Admission is a request the throttle policy admits or not, whatever its
@@ -35,11 +38,19 @@ func (c *Core) Admit(ctx context.Context, a Admission) (out ThrottleOutput, ok b
 	return out, false, nil
 }
 
-// poolFigures sums the relay pool figures that agents publish in their tags.
+// poolFigures are the pool figures of the gateway's purpose with M2's meaning,
+// summed over the agents a stream may be placed on (serving, offering the
+// purpose): Concurrent is their node-process limit (process.*.concurrent),
+// Active the streams they carry and Queued the open requests waiting in their
+// queues. M2 throttles when the queue reaches concurrent × wait.deactive, so
+// the figures are processes and waiting requests, not stream capacities.
 func (c *Core) poolFigures() []PoolFigures {
 	f := PoolFigures{Purpose: c.cfg.Purpose}
 	for _, a := range c.agentsView() {
-		f.Concurrent += a.Cand.Capacity
+		if a.Cand.State != wire.StateServing || !slices.Contains(a.Cand.Purposes, c.cfg.Purpose) {
+			continue
+		}
+		f.Concurrent += a.Concurrent
 		f.Active += a.Cand.Load
 		f.Queued += a.Cand.Queue
 	}

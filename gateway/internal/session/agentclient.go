@@ -12,17 +12,27 @@ import (
 	"time"
 
 	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
 // AgentClient calls agents' APIs over mutual TLS.
 type AgentClient struct {
-	hc *http.Client
+	hc   *http.Client // calls that answer at once: 15 s at most
+	wait *http.Client // Open, which may wait in an agent's queue: no overall timeout
 }
 
-// agentError is a refusal from an agent, with the HTTP status it answered.
+// openLimit ends an Open call whose agent never answers. An agent bounds the
+// wait in its queue itself (agent.queueTimeout, default 10s, plus a node's
+// start), which may be longer than the 15 s of other calls; this only ends a
+// hung agent's call.
+const openLimit = 5 * time.Minute
+
+// agentError is a refusal from an agent, with the HTTP status it answered and
+// its problem type's last segment (queue-full, queue-timeout, draining, …).
 type agentError struct {
 	Status int
+	Kind   string
 	Detail string
 }
 
@@ -40,7 +50,14 @@ func newAgentClient(id *pki.Identity) *AgentClient {
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     time.Minute,
 	}
-	return &AgentClient{hc: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
+	c := &AgentClient{hc: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
+	c.wait = c.Streaming()
+	return c
+}
+
+func isAgentKind(err error, kind string) bool {
+	var ae *agentError
+	return errors.As(err, &ae) && ae.Kind == kind
 }
 
 // Streaming is the client for answers that last as long as they are read (event
@@ -57,6 +74,10 @@ func (c *AgentClient) close() { c.hc.CloseIdleConnections() }
 // into out (if any), and any other status is an error carrying the agent's
 // problem detail.
 func (c *AgentClient) Do(ctx context.Context, method, api, path string, in, out any) error {
+	return c.do(ctx, c.hc, method, api, path, in, out)
+}
+
+func (c *AgentClient) do(ctx context.Context, hc *http.Client, method, api, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -72,13 +93,14 @@ func (c *AgentClient) Do(ctx context.Context, method, api, path string, in, out 
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", api, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
 		var p struct {
+			Type   string `json:"type"`
 			Detail string `json:"detail"`
 			Title  string `json:"title"`
 		}
@@ -89,7 +111,7 @@ func (c *AgentClient) Do(ctx context.Context, method, api, path string, in, out 
 				p.Detail = p.Title
 			}
 		}
-		return &agentError{Status: resp.StatusCode, Detail: p.Detail}
+		return &agentError{Status: resp.StatusCode, Kind: strings.TrimPrefix(p.Type, problem.Base), Detail: p.Detail}
 	}
 	if out == nil {
 		return nil
@@ -100,7 +122,9 @@ func (c *AgentClient) Do(ctx context.Context, method, api, path string, in, out 
 // Open asks an agent for a session of a stream on one of its nodes.
 func (c *AgentClient) Open(ctx context.Context, api string, req wire.OpenRequest) (wire.OpenResponse, error) {
 	var out wire.OpenResponse
-	err := c.Do(ctx, http.MethodPost, api, wire.PathSessions, req, &out)
+	ctx, cancel := context.WithTimeout(ctx, openLimit)
+	defer cancel()
+	err := c.do(ctx, c.wait, http.MethodPost, api, wire.PathSessions, req, &out)
 	return out, err
 }
 

@@ -16,7 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -67,6 +69,8 @@ type Core struct {
 	viewMu sync.Mutex
 	view   *agentList // built at the cluster change count view.at
 
+	draining atomic.Bool // takes no new publication or subscription
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -115,6 +119,30 @@ func (c *Core) Close() {
 		_ = c.media.Close()
 		c.agents.close()
 	})
+}
+
+// Drain makes the core refuse new publications and subscriptions with a 503
+// "draining" Error; live ones go on until Close.
+func (c *Core) Drain() { c.draining.Store(true) }
+
+// Draining says whether Drain was called.
+func (c *Core) Draining() bool { return c.draining.Load() }
+
+// errDraining is the refusal of a new session while the gateway drains.
+var errDraining = &Error{Status: http.StatusServiceUnavailable, Kind: "draining",
+	Title: "The gateway is draining", Detail: "it is shutting down and takes no new session; retry, and another gateway will take it"}
+
+// LiveSessions is the publications and viewers this gateway carries now.
+func (c *Core) LiveSessions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.pubs)
+	for _, s := range c.subs {
+		s.mu.Lock()
+		n += s.viewers
+		s.mu.Unlock()
+	}
+	return n
 }
 
 // Agents is the mutual-TLS client of the agents' API, for the operator API.

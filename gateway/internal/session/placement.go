@@ -61,6 +61,12 @@ func (c *Core) place(ctx context.Context, req placeRequest) (placement, error) {
 			if isAgentStatus(err, http.StatusConflict) {
 				return placement{}, errBusy(req.stream, err.Error())
 			}
+			if isAgentKind(err, "queue-timeout") {
+				// The request waited its turn for the whole queue timeout: waiting
+				// again in the next agent's queue would double what the operator set.
+				return placement{}, &Error{Status: http.StatusServiceUnavailable, Kind: "queue-timeout",
+					Title: "Every node stayed busy", Detail: fmt.Sprintf("waited in agent %s's queue: %v", id, err)}
+			}
 			errs = append(errs, fmt.Errorf("%s: %w", id, err))
 			continue
 		}
@@ -153,6 +159,9 @@ type Agent struct {
 	ID   string
 	API  string
 	Cand Candidate
+	// Concurrent is the node processes the agent's healthy pools may run (M2's
+	// concurrent), from its wire.TagConcurrent tag.
+	Concurrent int
 }
 
 // agentList is the alive agents, from serf tags, built once per membership
@@ -231,7 +240,7 @@ func (c *Core) buildAgentsView() []Agent {
 			Load:     atoi(m.Tags[wire.TagLoad]),
 			Queue:    atoi(m.Tags[wire.TagQueue]),
 			State:    state,
-		}})
+		}, Concurrent: atoi(m.Tags[wire.TagConcurrent])})
 	}
 	return out
 }

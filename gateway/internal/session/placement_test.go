@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,15 +17,18 @@ import (
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/freeport"
 	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
 // agentAPI is an agent's API as the gateway calls it, over mutual TLS: it
 // carries the streams in live and records every request it is sent.
 type agentAPI struct {
-	id   string
-	srv  *httptest.Server
-	live map[string]bool
+	id     string
+	srv    *httptest.Server
+	live   map[string]bool
+	tags   map[string]string // member tags over the defaults
+	refuse string            // the problem type every open is refused with (queue-full, …)
 
 	mu   sync.Mutex
 	reqs []string
@@ -41,6 +46,8 @@ func (a *agentAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		_ = json.NewEncoder(w).Encode(wire.StreamInfo{Stream: id, Agent: a.id, Node: "n1", Media: "127.0.0.1:9"})
+	case r.Method == http.MethodPost && r.URL.Path == wire.PathSessions && a.refuse != "":
+		problem.Write(w, http.StatusServiceUnavailable, a.refuse, "Refused", "refused by "+a.id)
 	case r.Method == http.MethodPost && r.URL.Path == wire.PathSessions:
 		var req wire.OpenRequest
 		_ = json.NewDecoder(r.Body).Decode(&req)
@@ -98,9 +105,10 @@ func clusterOf(t *testing.T, pol Policy, agents ...*agentAPI) *Core {
 		a.srv.TLS = id.ServerTLS()
 		a.srv.StartTLS()
 		t.Cleanup(a.srv.Close)
-		m, err := cluster.Start(ctx, cluster.Config{Name: a.id, Bind: freeport.Loopback(t), Dev: true, Join: []string{gw.Addr()},
-			Tags: map[string]string{wire.TagRole: wire.RoleAgent, wire.TagID: a.id, wire.TagAPI: a.srv.Listener.Addr().String(),
-				wire.TagPurposes: "relay", wire.TagCapacity: "10", wire.TagLoad: "0"}}, quiet)
+		tags := map[string]string{wire.TagRole: wire.RoleAgent, wire.TagID: a.id, wire.TagAPI: a.srv.Listener.Addr().String(),
+			wire.TagPurposes: "relay", wire.TagCapacity: "10", wire.TagLoad: "0"}
+		maps.Copy(tags, a.tags)
+		m, err := cluster.Start(ctx, cluster.Config{Name: a.id, Bind: freeport.Loopback(t), Dev: true, Join: []string{gw.Addr()}, Tags: tags}, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,5 +191,67 @@ func TestAPublishAsksTheRoutePolicyOnceAndRefusesAStreamLiveElsewhere(t *testing
 	}
 	if pol.routes != 1 {
 		t.Errorf("the route policy was asked for a stream that is live elsewhere")
+	}
+}
+
+// A request that waited out one agent's queue is not sent to wait again in the
+// next: the operator's queueTimeout is the whole wait. A full queue moves on.
+func TestAQueueTimeoutEndsThePlacementAndAFullQueueMovesOnToTheNextAgent(t *testing.T) {
+	timedOut, full, free, next := &agentAPI{id: "a", refuse: "queue-timeout"}, &agentAPI{id: "b", refuse: "queue-full"}, &agentAPI{id: "c"}, &agentAPI{id: "d"}
+	core := clusterOf(t, rankedPolicy{"b", "c"}, full, free)
+	p, err := core.Publish(context.Background(), PublishRequest{Stream: "s1", Protocol: "whip", Tracks: 1})
+	if err != nil || p.link.placement().Agent != "c" || !slices.Contains(full.requests(), "POST "+wire.PathSessions) {
+		t.Fatalf("with b, ranked first, full: %v; want the stream on c", err)
+	}
+	p.Abort()
+
+	core = clusterOf(t, rankedPolicy{"a", "d"}, timedOut, next)
+	_, err = core.Publish(context.Background(), PublishRequest{Stream: "s2", Protocol: "whip", Tracks: 1})
+	var se *Error
+	if !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable || se.Kind != "queue-timeout" {
+		t.Fatalf("after a's queue timed out: %v; want 503 queue-timeout", err)
+	}
+	if slices.Contains(next.requests(), "POST "+wire.PathSessions) {
+		t.Fatalf("the request that timed out in a's queue was sent to wait in d's too")
+	}
+}
+
+// rankedPolicy offers these agents, in this order.
+type rankedPolicy []string
+
+func (rankedPolicy) Throttle(context.Context, *ThrottleInput) (ThrottleOutput, error) {
+	return ThrottleOutput{Action: Admit}, nil
+}
+
+func (p rankedPolicy) Route(context.Context, *RouteInput) (RouteOutput, error) {
+	return RouteOutput{Agents: p}, nil
+}
+
+// The throttle's figures are M2's: the process limit and the wait queues of the
+// agents a stream may go to, not their stream capacities.
+func TestThrottleFiguresAreTheProcessLimitAndQueuesOfThePlaceableAgents(t *testing.T) {
+	core := clusterOf(t, nil,
+		&agentAPI{id: "a", tags: map[string]string{wire.TagConcurrent: "2", wire.TagQueue: "3", wire.TagLoad: "8", wire.TagCapacity: "8"}},
+		&agentAPI{id: "b", tags: map[string]string{wire.TagConcurrent: "4", wire.TagQueue: "1", wire.TagCapacity: "400"}},
+		&agentAPI{id: "draining", tags: map[string]string{wire.TagConcurrent: "8", wire.TagQueue: "5", wire.TagState: wire.StateDraining}},
+		&agentAPI{id: "record-only", tags: map[string]string{wire.TagConcurrent: "16", wire.TagQueue: "7", wire.TagPurposes: "record"}},
+	)
+	got := core.poolFigures()
+	want := []PoolFigures{{Purpose: "relay", Concurrent: 6, Active: 8, Queued: 4}}
+	if len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("figures %+v; want %+v", got, want)
+	}
+}
+
+func TestADrainingCoreRefusesNewPublicationsAndSubscriptionsWith503(t *testing.T) {
+	core := clusterOf(t, nil, &agentAPI{id: "a", live: map[string]bool{"on-a": true}})
+	core.Drain()
+	_, errPub := core.Publish(context.Background(), PublishRequest{Stream: "new", Protocol: "moq", Tracks: 1})
+	_, errSub := core.Subscribe(context.Background(), "on-a")
+	for _, err := range []error{errPub, errSub} {
+		var se *Error
+		if !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable || se.Kind != "draining" {
+			t.Errorf("a new session on a draining core: %v; want 503 draining", err)
+		}
 	}
 }

@@ -48,6 +48,9 @@ type PublishRequest struct {
 // the cluster and places it. The protocol then answers its client and calls
 // start, or abort if it cannot.
 func (c *Core) Publish(ctx context.Context, req PublishRequest) (*Publication, error) {
+	if c.Draining() {
+		return nil, errDraining
+	}
 	p := &Publication{core: c, stream: req.Stream, protocol: req.Protocol, client: req.Client, expect: req.Tracks, started: time.Now(),
 		req: placeRequest{stream: req.Stream, protocol: req.Protocol, client: req.Client, headers: req.Headers}}
 	p.ctx, p.cancel = context.WithCancel(c.ctx)

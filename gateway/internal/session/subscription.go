@@ -46,6 +46,9 @@ type Subscription struct {
 // waits until its tracks are known. The caller must call leave when its viewer
 // is gone (or never came).
 func (c *Core) Subscribe(ctx context.Context, stream string) (*Subscription, error) {
+	if c.Draining() {
+		return nil, errDraining
+	}
 	c.mu.Lock()
 	s := c.subs[stream]
 	if s != nil {
