@@ -42,7 +42,7 @@ type Config struct {
 	// appends "--purpose P". Default: this executable with "node".
 	// Services are the operator's own per-stream services that gateways
 	// proxy calls to (agent.services, agent.serviceHooks).
-	Services Services
+	Services    Services
 	NodeCommand []string
 }
 
