@@ -38,11 +38,11 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Inspection writes periodic process-table snapshots (M2's inspection.process).
 	Inspection Inspection
-	// NodeCommand is the program and leading arguments that start a node; the agent
-	// appends "--purpose P". Default: this executable with "node".
 	// Services are the operator's own per-stream services that gateways
 	// proxy calls to (agent.services, agent.serviceHooks).
-	Services    Services
+	Services Services
+	// NodeCommand is the program and leading arguments that start a node; the agent
+	// appends "--purpose P". Default: this executable with "node".
 	NodeCommand []string
 }
 
