@@ -94,6 +94,7 @@ type ProxyRoute struct {
 	Stream  string        // "header" (default), "path:N" or "query:NAME"
 	Timeout time.Duration // the whole call; 0: unbounded
 	MaxBody int64         // request body bytes; default 10 MiB
+	Origin  string        // where the throttle's "origin" sends a call instead (http(s) URL); "" the service
 }
 
 // MoQConfig configures the MoQ endpoint: MoQT over raw QUIC and WebTransport
@@ -209,7 +210,8 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 	if len(cfg.ProxyRoutes) > 0 {
 		routes := make([]proxy.Route, len(cfg.ProxyRoutes))
 		for i, r := range cfg.ProxyRoutes {
-			routes[i] = proxy.Route{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service, Stream: r.Stream, Timeout: r.Timeout, MaxBody: r.MaxBody}
+			routes[i] = proxy.Route{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service, Stream: r.Stream, Timeout: r.Timeout,
+				MaxBody: r.MaxBody, Origin: r.Origin}
 		}
 		g.proxy, err = proxy.New(proxy.Config{Routes: routes, StreamHeader: cfg.StreamHeader}, core, log.With("component", "proxy"), proxy.NewMetrics(set))
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/sluicegw/sluice/gateway/internal/proxy"
 	"github.com/sluicegw/sluice/internal/problem"
 )
 
@@ -23,6 +24,13 @@ func (g *Gateway) routes(set metricsWriter) http.Handler {
 	mux.HandleFunc("GET /v1/cluster", g.handleCluster)
 	mux.HandleFunc("GET /v1/streams", g.handleStreams)
 	mux.HandleFunc("GET /v1/streams/{stream}", g.handleStream)
+	mux.HandleFunc("GET /v1/proxy", func(w http.ResponseWriter, _ *http.Request) {
+		v := proxy.View{Routes: []proxy.RouteView{}, Limited: []string{}}
+		if g.proxy != nil {
+			v = g.proxy.View()
+		}
+		problem.WriteJSON(w, http.StatusOK, v)
+	})
 	g.nodesRoutes(mux)
 	mux.Handle("GET /", dashboard())
 	for _, r := range g.extras {

@@ -69,7 +69,7 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 	}
 	for _, r := range g.Proxy.Routes {
 		s.ProxyRoutes = append(s.ProxyRoutes, gateway.ProxyRoute{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service,
-			Stream: r.Stream, Timeout: time.Duration(r.Timeout), MaxBody: r.MaxBody})
+			Stream: r.Stream, Timeout: time.Duration(r.Timeout), MaxBody: r.MaxBody, Origin: r.Origin})
 	}
 	if s.Listen == "" {
 		s.Listen = "127.0.0.1:8080"

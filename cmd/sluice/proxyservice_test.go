@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -71,19 +72,41 @@ func runTestService(name string) int {
 			}
 		}
 	}))
-	mux.HandleFunc("/echo/", func(w http.ResponseWriter, r *http.Request) {
+	echo := func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"service": name, "method": r.Method, "path": r.URL.Path, "query": r.URL.RawQuery,
 			"stream": r.Header.Get("X-Stream-Id"), "forwardedFor": r.Header.Get("X-Forwarded-For"), "bodyBytes": n,
 		})
-	})
+	}
+	mux.HandleFunc("/echo/", echo)
+	mux.HandleFunc("/api/", echo) // as an origin, the service gets the path as the client sent it
 	// /hang answers nothing until its caller goes, and counts those that went.
 	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 		cancelled.Add(1)
+	})
+	// /status/N answers N: a service that times out (504) or has recovered (200).
+	mux.HandleFunc("/status/{code}", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.PathValue("code"))
+		if err != nil || code < 200 || code > 599 {
+			http.Error(w, "bad code", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(code)
+	})
+	// /hold answers nothing at all — not even a status — until its caller
+	// goes; /holding says how many are held now.
+	var holding atomic.Int64
+	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		holding.Add(1)
+		defer holding.Add(-1)
+		<-r.Context().Done()
+	})
+	mux.HandleFunc("GET /holding", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, holding.Load())
 	})
 	mux.HandleFunc("GET /cancelled", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, cancelled.Load())

@@ -79,6 +79,7 @@ type ProxyRoute struct {
 	Stream  string   `yaml:"stream"`  // header (default), path:N, query:NAME
 	Timeout Duration `yaml:"timeout"` // default: none
 	MaxBody int64    `yaml:"maxBody"` // bytes; default 10 MiB
+	Origin  string   `yaml:"origin"`  // the throttle's "origin" answer goes here; default the service
 }
 
 // MoQ is the gateway's Media over QUIC endpoint (raw QUIC and WebTransport).

@@ -46,6 +46,12 @@ type Route struct {
 	Timeout time.Duration
 	// MaxBody bounds a request body in bytes. Default 10 MiB.
 	MaxBody int64
+	// Origin is where a call goes instead of the service when the throttle
+	// policy answers "origin" (M2: the unprocessed original), an http(s) URL;
+	// "" sends it on to the service.
+	Origin string
+
+	origin *httputil.ReverseProxy // for Origin
 
 	streamSeg   int    // from Stream "path:N"
 	streamQuery string // from Stream "query:NAME"
@@ -87,6 +93,12 @@ func (c *Config) check() error {
 		if r.MaxBody == 0 {
 			r.MaxBody = 10 << 20
 		}
+		if r.Origin != "" {
+			u, err := url.Parse(r.Origin)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("%s.origin: %q is not an http:// or https:// URL", field, r.Origin)
+			}
+		}
 		if r.MaxBody < 0 || r.Timeout < 0 {
 			return fmt.Errorf("%s: maxBody and timeout must not be negative", field)
 		}
@@ -119,6 +131,7 @@ func (c *Config) check() error {
 type Locator interface {
 	ProxyAgent(ctx context.Context, req session.ProxyRequest) (session.Agent, error)
 	AgentTransport() http.RoundTripper
+	Admit(ctx context.Context, a session.Admission) (session.ThrottleOutput, bool, error)
 }
 
 // Proxy serves the routes.
@@ -128,6 +141,7 @@ type Proxy struct {
 	log   *slog.Logger
 	rp    *httputil.ReverseProxy
 	cache mappings
+	limit limiter
 	m     *Metrics
 }
 
@@ -136,7 +150,15 @@ func New(cfg Config, loc Locator, log *slog.Logger, m *Metrics) (*Proxy, error) 
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, loc: loc, log: log, m: m, cache: mappings{m: map[string]mapping{}}}
+	p := &Proxy{cfg: cfg, loc: loc, log: log, m: m, cache: mappings{m: map[string]mapping{}},
+		limit: limiter{limited: map[string]bool{}, inflight: map[string]int{}}}
+	for i := range p.cfg.Routes {
+		if o := p.cfg.Routes[i].Origin; o != "" {
+			u, _ := url.Parse(o) // checked
+			p.cfg.Routes[i].origin = newOriginProxy(u, p.fail)
+		}
+	}
+	m.limited(p.limit.Limited)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: &forwarder{p: p, base: loc.AgentTransport(), upgrade: http1Only(loc.AgentTransport())},
@@ -161,6 +183,36 @@ func (p *Proxy) Match(path string) *Route {
 		}
 	}
 	return best
+}
+
+// View is the proxy as the operator API shows it (GET /v1/proxy).
+type View struct {
+	Routes  []RouteView `json:"routes"`
+	Limited []string    `json:"limitedUpstreams"` // "agent/service" under M2's 504 rule
+}
+
+// RouteView is one route in the View.
+type RouteView struct {
+	Prefix  string `json:"prefix"`
+	Rewrite string `json:"rewrite,omitempty"`
+	Service string `json:"service"`
+	Stream  string `json:"stream"`
+	Timeout string `json:"timeout,omitempty"`
+	MaxBody int64  `json:"maxBody"`
+	Origin  string `json:"origin,omitempty"`
+}
+
+// View reports the routes and the upstreams under the 504 rule.
+func (p *Proxy) View() View {
+	v := View{Limited: p.limit.Limited()}
+	for _, r := range p.cfg.Routes {
+		rv := RouteView{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service, Stream: p.where(&r), MaxBody: r.MaxBody, Origin: r.Origin}
+		if r.Timeout > 0 {
+			rv.Timeout = r.Timeout.String()
+		}
+		v.Routes = append(v.Routes, rv)
+	}
+	return v
 }
 
 // Strays reports whether r names a stream (in the stream header) on a path no
@@ -207,6 +259,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{route: rt, stream: stream, client: clientHost(r.RemoteAddr)}
+	if !p.admit(w, r, rt, stream, c.client) {
+		return
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		c.body = &watchedBody{rc: http.MaxBytesReader(w, r.Body, rt.MaxBody)}
 		r.Body = c.body
@@ -385,7 +440,19 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		if out.Header.Get("Upgrade") != "" {
 			rt = f.upgrade
 		}
+		key := a.ID + "/" + c.route.Service
+		if !f.p.limit.acquire(key) {
+			f.p.m.limited504.Inc()
+			return nil, &session.Error{Status: http.StatusGatewayTimeout, Kind: "upstream-limited", Title: "The service is held to 2 calls at once",
+				Detail: "it answered 504 and has not answered 200 since (M2's 504 rule)"}
+		}
 		resp, err := rt.RoundTrip(out)
+		if err != nil {
+			f.p.limit.release(key)
+		} else {
+			f.p.limit.answered(key, resp.StatusCode)
+			resp.Body = &releasingBody{ReadCloser: resp.Body, done: func() { f.p.limit.release(key) }}
+		}
 		again := attempt == 0 && !c.body.touched() && req.Context().Err() == nil
 		switch {
 		case err != nil && again:

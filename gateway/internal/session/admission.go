@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 // Admission is a request the throttle policy admits or not, whatever its
 // protocol.
 type Admission struct {
-	Kind     string // wire.KindPublish or wire.KindPlay
+	Kind     string // wire.KindPublish, wire.KindPlay or wire.KindProxy
 	Stream   string
 	Path     string // the request path (HTTP) or the namespace (MoQ)
 	Protocol string
@@ -36,6 +37,28 @@ func (c *Core) Admit(ctx context.Context, a Admission) (out ThrottleOutput, ok b
 	}
 	c.m.throttled.Inc()
 	return out, false, nil
+}
+
+// WriteThrottled answers an HTTP request the throttle policy did not admit:
+// a redirect to the URL it gave, or its status and body (M2's 510
+// {"enable":false,"error":"throttle"}), 503 when it gave none.
+func WriteThrottled(w http.ResponseWriter, out ThrottleOutput) {
+	if out.Action == Redirect {
+		w.Header().Set("Location", out.URL)
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return
+	}
+	ct := out.ContentType
+	if ct == "" {
+		ct = "application/json"
+	}
+	status := out.Status
+	if status == 0 {
+		status = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(status)
+	_, _ = w.Write(out.Body)
 }
 
 // poolFigures are the pool figures of the gateway's purpose with M2's meaning,

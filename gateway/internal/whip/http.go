@@ -103,29 +103,9 @@ func (srv *Server) readOffer(w http.ResponseWriter, r *http.Request, publish boo
 	case err != nil:
 		problem.Write(w, http.StatusServiceUnavailable, "throttle-failed", "Admission failed", err.Error())
 	case !admitted:
-		writeThrottled(w, out)
+		session.WriteThrottled(w, out)
 	}
 	return offer{stream: stream, client: a.Client, sdp: string(body), info: info}, err == nil && admitted
-}
-
-// writeThrottled answers a request the throttle policy did not admit.
-func writeThrottled(w http.ResponseWriter, out session.ThrottleOutput) {
-	if out.Action == session.Redirect {
-		w.Header().Set("Location", out.URL)
-		w.WriteHeader(http.StatusTemporaryRedirect)
-		return
-	}
-	ct := out.ContentType
-	if ct == "" {
-		ct = "application/json"
-	}
-	status := out.Status
-	if status == 0 {
-		status = http.StatusServiceUnavailable
-	}
-	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(status)
-	_, _ = w.Write(out.Body)
 }
 
 // writeCreated answers a WHIP or WHEP offer with its resource (RFC 9725 §4.2)
