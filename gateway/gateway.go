@@ -119,6 +119,9 @@ type Gateway struct {
 	moqDone chan struct{}
 	mux     http.Handler
 	extras  []route
+	auth    *authorizer   // nil: auth off
+	stop    chan struct{} // closed by Close: ends the limits enforcer
+	loops   sync.WaitGroup
 	closed  sync.Once
 }
 
@@ -150,7 +153,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 	if set == nil {
 		set = metrics.NewSet()
 	}
-	g := &Gateway{cfg: cfg, log: log, cluster: c}
+	g := &Gateway{cfg: cfg, log: log, cluster: c, stop: make(chan struct{})}
 	for _, o := range opts {
 		o(g)
 	}
@@ -159,13 +162,21 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.core = core
-	g.webrtc, err = whip.New(cfg.webrtcConfig(), core, log)
+	wc := cfg.webrtcConfig()
+	if g.auth != nil {
+		wc.Authorize = g.authorizeHTTP
+	}
+	g.webrtc, err = whip.New(wc, core, log)
 	if err != nil {
 		core.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if cfg.MoQ.Listen != "" {
-		g.moq, err = moq.New(moq.Config{Listen: cfg.MoQ.Listen, TLS: cfg.MoQ.TLS, Metrics: set}, core, log.With("component", "moq"))
+		mc := moq.Config{Listen: cfg.MoQ.Listen, TLS: cfg.MoQ.TLS, Metrics: set}
+		if g.auth != nil {
+			mc.Authorize = g.authorizeMoQ
+		}
+		g.moq, err = moq.New(mc, core, log.With("component", "moq"))
 		if err != nil {
 			g.webrtc.Close()
 			core.Close()
@@ -178,6 +189,10 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		}()
 	}
 	g.mux = g.routes(set)
+	if g.auth != nil {
+		g.loops.Add(1)
+		go func() { defer g.loops.Done(); g.enforceLimits(g.stop) }()
+	}
 	return g, nil
 }
 
@@ -224,6 +239,8 @@ func (g *Gateway) ServingAgents() int { return g.core.ServingAgents() }
 // twice.
 func (g *Gateway) Close() error {
 	g.closed.Do(func() {
+		close(g.stop)
+		g.loops.Wait()
 		if g.moq != nil {
 			_ = g.moq.Close()
 			<-g.moqDone

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicegw/sluice/agent"
 	"github.com/sluicegw/sluice/gateway"
+	"github.com/sluicegw/sluice/internal/auth"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/config"
 	"github.com/sluicegw/sluice/internal/pki"
@@ -31,6 +32,15 @@ func loadConfig(path string) (*fileConfig, error) {
 	// Validate the agent part now, so bad config fails every subcommand at start.
 	if _, err := fc.agentConfig("check", "", false).Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := f.Auth.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if f.Auth.JWT.Configured() {
+		// The keys are read now, so a missing key file fails at start.
+		if _, err := auth.NewVerifier(f.Auth.JWT, nil); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
 	}
 	wc, err := pluginsConfig(fc)
 	if err == nil {

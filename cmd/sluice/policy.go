@@ -22,14 +22,21 @@ type policyHost struct {
 	host *wasm.Host
 }
 
-func (p *policyHost) options() []gateway.Option {
+// options are the gateway's options for its policies and the config's auth
+// section.
+func (p *policyHost) options(cfg *fileConfig, log logger) ([]gateway.Option, error) {
 	h := p.host.Handler()
-	return []gateway.Option{
+	opts := []gateway.Option{
 		gateway.WithPolicy(p.host),
 		gateway.WithHandler("GET /v1/plugins", h),
 		gateway.WithHandler("PUT /v1/plugins/{slot}", h),
 		gateway.WithHandler("POST /v1/plugins/{slot}/rollback", h),
 	}
+	aopts, err := authOptions(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, aopts...), nil
 }
 
 // pluginsConfig decodes the config file's plugins section, refusing unknown

@@ -69,8 +69,7 @@ type Key struct {
 // Enabled reports whether auth is on: a key is configured, or the auth
 // policy decides instead of the JWT check.
 func (c Config) Enabled() bool {
-	j := c.JWT
-	return j.Secret != "" || j.SecretFile != "" || len(j.Keys) > 0 || j.JWKSFile != "" || c.Policy == PolicyInstead
+	return c.JWT.Configured() || c.Policy == PolicyInstead
 }
 
 // The values of Config.Policy.
@@ -87,7 +86,7 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("auth.policy %q: want off, after or instead", c.Policy)
 	}
-	if c.Policy == PolicyAfter && !c.JWT.any() {
+	if c.Policy == PolicyAfter && !c.JWT.Configured() {
 		return fmt.Errorf("auth.policy after: configure auth.jwt keys, or use policy: instead")
 	}
 	if _, err := duration("auth.jwt.leeway", c.JWT.Leeway, 30*time.Second); err != nil {
@@ -102,7 +101,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func (j JWT) any() bool {
+// Configured reports whether a key is set, so the JWT check is on.
+func (j JWT) Configured() bool {
 	return j.Secret != "" || j.SecretFile != "" || len(j.Keys) > 0 || j.JWKSFile != ""
 }
 
