@@ -60,14 +60,14 @@ func withBearer(t *testing.T) func(token string) {
 
 // authConfig writes a config with an HMAC secret, an audience and a JWKS
 // file (empty of keys at first); it returns the config and the JWKS paths.
-func authConfig(t *testing.T) (cfgPath, jwksPath string) {
+func authConfig(t *testing.T, extra ...string) (cfgPath, jwksPath string) {
 	dir := t.TempDir()
 	jwksPath = filepath.Join(dir, "jwks.json")
 	if err := os.WriteFile(jwksPath, []byte(`{"keys":[]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfgPath = filepath.Join(dir, "sluice.yaml")
-	cfg := "auth:\n  jwt:\n    secret: " + testSecret + "\n    audience: sluice\n    jwksFile: " + jwksPath + "\n    jwksCheck: 100ms\n"
+	cfg := "auth:\n  jwt:\n    secret: " + testSecret + "\n    audience: sluice\n    jwksFile: " + jwksPath + "\n    jwksCheck: 100ms\n" + strings.Join(extra, "")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -343,4 +343,46 @@ func TestSluicePushWithATokenPublishesAndMoQViewersNeedAPlayToken(t *testing.T) 
 		}
 	}
 	_ = pusher.cmd.Process.Signal(os.Interrupt)
+}
+
+// /v1 takes the static API token, or a JWT with the admin role (anything)
+// or the read role (GET only); without either it refuses, naming why.
+func TestV1TakesTheAPITokenOrAJWTWithARole(t *testing.T) {
+	const static = "static-api-token-0123456789"
+	cfgPath, _ := authConfig(t, "gateway:\n  apiToken: "+static+"\n")
+	_, base := startDev(t, "--config", cfgPath)
+	admin := sluiceToken(t, "--config", cfgPath, "--role", "admin")
+	read := sluiceToken(t, "--config", cfgPath, "--role", "read")
+	noRole := sluiceToken(t, "--config", cfgPath, "--stream", "*", "--allow", "play")
+	for _, c := range []struct {
+		name, method, path, token string
+		status                    int
+		check                     string
+	}{
+		{"no token", "GET", "/v1/streams", "", 401, "token-missing"},
+		{"the static API token", "GET", "/v1/streams", static, 200, ""},
+		{"a read token", "GET", "/v1/cluster", read, 200, ""},
+		{"a token without a role", "GET", "/v1/streams", noRole, 403, "no-role"},
+		{"a read token changing a slot", "PUT", "/v1/plugins/route", read, 403, "read-only"},
+		{"a forged admin token", "GET", "/v1/streams", forge(t, jwt.SigningMethodHS256, []byte(strings.Repeat("z", 32)), func(c *auth.Claims) { c.Role = "admin" }), 401, "token-signature"},
+	} {
+		hdr := map[string]string{}
+		if c.token != "" {
+			hdr["Authorization"] = "Bearer " + c.token
+		}
+		resp, body := do(t, c.method, base+c.path, "application/wasm", "not wasm", hdr)
+		m := problemType.FindStringSubmatch(body)
+		if resp.StatusCode != c.status || c.check != "" && (m == nil || m[1] != c.check) {
+			t.Errorf("%s: %s %s = %d %s; want %d %s", c.name, c.method, c.path, resp.StatusCode, body, c.status, c.check)
+		}
+	}
+	// An admin token gets past the guard to the slot's own checks.
+	resp, body := do(t, "PUT", base+"/v1/plugins/route", "application/wasm", "not wasm", map[string]string{"Authorization": "Bearer " + admin})
+	if resp.StatusCode == 401 || resp.StatusCode == 403 || resp.StatusCode < 400 {
+		t.Errorf("PUT of a non-module with an admin token: %d %s; want the slot to refuse the module", resp.StatusCode, body)
+	}
+	// sluice status takes a JWT with a role as its --token.
+	if out, err := runSluice("status", "--addr", strings.TrimPrefix(base, "http://"), "--token", read); err != nil {
+		t.Errorf("sluice status --token <read JWT>: %v\n%s", err, out)
+	}
 }
