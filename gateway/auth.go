@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -11,19 +13,54 @@ import (
 	"github.com/sluicegw/sluice/internal/auth"
 	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/wire"
+	"github.com/sluicegw/sluice/sdk/abi"
 )
+
+// clientHost is the host of a remote address, as the throttle policy sees it.
+func clientHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
 
 // Auth is how a gateway decides who may publish and play once `auth` is
 // configured: WHIP, WHEP and MoQ requests need a bearer token that grants
-// the action on the stream.
+// the action on the stream, and the auth policy may decide too.
 type Auth struct {
-	// Verifier checks the tokens. Required.
+	// Verifier checks the tokens. Nil only with Mode auth.PolicyInstead: then
+	// no token verifies and the policy alone decides.
 	Verifier *auth.Verifier
+	// Policy is the auth policy slot. Nil: only the JWT check decides.
+	Policy AuthPolicy
+	// Mode is when Policy decides: auth.PolicyAfter (once the JWT check has
+	// passed) or auth.PolicyInstead (in place of it). Default: after.
+	Mode string
+	// Headers are the request headers the auth policy sees. Default
+	// [User-Agent, Origin].
+	Headers []string
+}
+
+// AuthPolicy allows or denies a request that the gateway's JWT check has
+// verified (or, in place of it, that carries whatever token it has). It is
+// called concurrently. The policy host (package wasm) is the AuthPolicy of a
+// running sluice.
+type AuthPolicy interface {
+	Authorize(ctx context.Context, in *abi.AuthInput) (abi.AuthOutput, error)
 }
 
 // WithAuth turns authentication on: from then on every WHIP and WHEP request
-// (POST, PATCH, DELETE) and every MoQ publish and subscribe needs a token.
-func WithAuth(a Auth) Option { return func(g *Gateway) { g.auth = newAuthorizer(a) } }
+// (POST, PATCH, DELETE) and every MoQ publish and subscribe needs a token (or
+// the auth policy's consent).
+func WithAuth(a Auth) Option {
+	if a.Mode == "" {
+		a.Mode = auth.PolicyAfter
+	}
+	if a.Headers == nil {
+		a.Headers = []string{"User-Agent", "Origin"}
+	}
+	return func(g *Gateway) { g.auth = newAuthorizer(a) }
+}
 
 // authorizer holds the gateway's auth decisions and the limits its tokens
 // set. It is nil on a gateway without auth.
@@ -34,11 +71,16 @@ type authorizer struct {
 	limits map[string]*streamLimits // by stream: what its publisher's token allows
 }
 
-// streamLimits are a published stream's limits, from its publisher's token.
+// streamLimits are what the gateway keeps of an allowed publish: its token's
+// limits and, when the auth policy allowed it, the publish-end notice to send.
 type streamLimits struct {
 	auth.Limits
 	since   time.Time
-	strikes int // consecutive bitrate samples over the limit
+	live    bool // seen published here
+	strikes int  // consecutive bitrate samples over the limit
+
+	end    *authRequest // nil: the policy is not told
+	claims *auth.Claims
 }
 
 func newAuthorizer(a Auth) *authorizer {
@@ -47,32 +89,102 @@ func newAuthorizer(a Auth) *authorizer {
 
 // authRequest is a request to authorize, whatever its protocol.
 type authRequest struct {
-	kind, stream string
-	token        string
-	tokenErr     error // from reading the token (missing, malformed)
-	opens        bool  // a new session (POST, PUBLISH, SUBSCRIBE), not a PATCH or DELETE
+	kind, stream   string
+	path, protocol string
+	client         string
+	headers        abi.Pairs
+	token          string
+	tokenErr       error // from reading the token (missing, malformed)
+	opens          bool  // a new session (POST, PUBLISH, SUBSCRIBE), not a PATCH or DELETE
 }
 
-// check verifies the request's token and grant and, for a new session, the
-// limits; it returns nil or an *auth.Error.
-func (g *Gateway) check(_ context.Context, req authRequest) error {
+// errNoKeys is the JWT check's verdict when the gateway has no keys (the
+// auth policy decides instead).
+var errNoKeys = &auth.Error{Status: http.StatusUnauthorized, Check: "off", Detail: "the gateway verifies no tokens"}
+
+// check runs the JWT check and the auth policy, as configured, and, for a new
+// session, the limits; it returns nil or an *auth.Error.
+func (g *Gateway) check(ctx context.Context, req authRequest) error {
 	a := g.auth
-	if req.tokenErr != nil {
-		return req.tokenErr
-	}
 	action := auth.Play
 	if req.kind == wire.KindPublish {
 		action = auth.Publish
 	}
-	c, err := a.cfg.Verifier.Authorize(req.token, action, req.stream)
-	if err != nil || !req.opens {
-		return err
+	c, verr := a.verify(req, action)
+	usePolicy := a.cfg.Policy != nil
+	instead := usePolicy && a.cfg.Mode == auth.PolicyInstead
+	switch {
+	case verr != nil && !instead:
+		return verr
+	case !req.opens:
+		// A PATCH or DELETE of a session: the JWT check alone decides, or,
+		// when the policy decides instead, the session's unguessable
+		// resource URL, from an answer the policy allowed, is the
+		// capability. The policy sees each session once, as a quota needs.
+		return nil
+	case usePolicy:
+		if err := g.askPolicy(ctx, req, c, verr); err != nil {
+			return err
+		}
+	}
+	var limits auth.Limits
+	if c != nil {
+		limits = c.Limits
 	}
 	if action == auth.Publish {
-		a.setLimits(req.stream, c.Limits)
+		a.published(req, c, usePolicy)
 		return nil
 	}
-	return g.checkViewers(req.stream, c.Limits.MaxViewers)
+	return g.checkViewers(req.stream, limits.MaxViewers)
+}
+
+// verify is the JWT check: the claims of a token that verifies (even when it
+// does not grant the action), and the check's refusal.
+func (a *authorizer) verify(req authRequest, action auth.Action) (*auth.Claims, error) {
+	switch {
+	case req.tokenErr != nil:
+		return nil, req.tokenErr
+	case a.cfg.Verifier == nil:
+		return nil, errNoKeys
+	}
+	return a.cfg.Verifier.Authorize(req.token, action, req.stream)
+}
+
+// askPolicy asks the auth policy about req, with the JWT check's claims and
+// verdict, and turns a denial into an *auth.Error.
+func (g *Gateway) askPolicy(ctx context.Context, req authRequest, c *auth.Claims, verr error) error {
+	in := policyInput(req, c, verr)
+	out, err := g.auth.cfg.Policy.Authorize(ctx, in)
+	if err != nil {
+		return fmt.Errorf("auth policy: %w", err)
+	}
+	if out.Allow {
+		return nil
+	}
+	status := out.Status
+	if status < 400 || status > 599 {
+		status = http.StatusForbidden
+	}
+	return &auth.Error{Status: status, Check: "policy", Detail: out.Reason}
+}
+
+// policyInput is the auth policy's input for req.
+func policyInput(req authRequest, c *auth.Claims, verr error) *abi.AuthInput {
+	in := &abi.AuthInput{Kind: req.kind, StreamID: req.stream, Path: req.path, Protocol: req.protocol, Client: req.client,
+		Headers: req.headers, NowNanos: time.Now().UnixNano()}
+	var ae *auth.Error
+	if errors.As(verr, &ae) {
+		in.Check = ae.Check
+	}
+	if c != nil {
+		tc := &abi.TokenClaims{Subject: c.Subject, Tenant: c.Tenant, Role: c.Role, Issuer: c.Issuer, Granted: verr == nil,
+			MaxViewers: c.Limits.MaxViewers, MaxBitrate: c.Limits.MaxBitrate}
+		if c.ExpiresAt != nil {
+			tc.ExpiresNanos = c.ExpiresAt.UnixNano()
+		}
+		in.Token = tc
+	}
+	return in
 }
 
 // checkViewers refuses a new viewer of stream when it would pass its own
@@ -91,14 +203,47 @@ func (g *Gateway) checkViewers(stream string, own int) error {
 	return nil
 }
 
-func (a *authorizer) setLimits(stream string, l auth.Limits) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if l == (auth.Limits{}) {
-		delete(a.limits, stream)
-		return
+// published records an allowed publish of req.stream: the limits of its
+// token, and, when the auth policy allowed it, what to tell the policy when
+// it ends. A publish that replaces one still recorded ends that one first, so
+// a policy counting publishes never counts one twice.
+func (a *authorizer) published(req authRequest, c *auth.Claims, tellEnd bool) {
+	var l auth.Limits
+	if c != nil {
+		l = c.Limits
 	}
-	a.limits[stream] = &streamLimits{Limits: l, since: time.Now()}
+	e := &streamLimits{Limits: l, since: time.Now()}
+	if tellEnd {
+		end := *req.asEnd()
+		e.end = &end
+		e.claims = c
+	}
+	a.mu.Lock()
+	old := a.limits[req.stream]
+	if l == (auth.Limits{}) && e.end == nil {
+		delete(a.limits, req.stream)
+	} else {
+		a.limits[req.stream] = e
+	}
+	a.mu.Unlock()
+	if old != nil && old.end != nil {
+		a.tellEnded(old)
+	}
+}
+
+// asEnd is the publish-end notice of an allowed publish.
+func (req authRequest) asEnd() *authRequest {
+	end := req
+	end.kind, end.token, end.tokenErr = abi.KindPublishEnd, "", nil
+	return &end
+}
+
+// tellEnded tells the auth policy that a publish it allowed is over. Its
+// answer is ignored.
+func (a *authorizer) tellEnded(e *streamLimits) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _ = a.cfg.Policy.Authorize(ctx, policyInput(*e.end, e.claims, nil))
 }
 
 func (a *authorizer) limitsOf(stream string) auth.Limits {
@@ -114,7 +259,18 @@ func (a *authorizer) limitsOf(stream string) auth.Limits {
 // header (RFC 9725 §4.5), checked for kind on stream.
 func (g *Gateway) authorizeHTTP(w http.ResponseWriter, r *http.Request, kind, stream string) bool {
 	tok, terr := auth.FromRequest(r)
-	err := g.check(r.Context(), authRequest{kind: kind, stream: stream, token: tok, tokenErr: terr, opens: r.Method == http.MethodPost})
+	proto := "whep"
+	if kind == wire.KindPublish {
+		proto = "whip"
+	}
+	var hs []string
+	for _, name := range g.auth.cfg.Headers {
+		if v := r.Header.Get(name); v != "" {
+			hs = append(hs, http.CanonicalHeaderKey(name), v)
+		}
+	}
+	err := g.check(r.Context(), authRequest{kind: kind, stream: stream, path: r.URL.Path, protocol: proto, client: clientHost(r.RemoteAddr),
+		headers: abi.MakePairs(hs...), token: tok, tokenErr: terr, opens: r.Method == http.MethodPost})
 	if err != nil {
 		writeAuthError(w, err)
 		return false
@@ -124,7 +280,7 @@ func (g *Gateway) authorizeHTTP(w http.ResponseWriter, r *http.Request, kind, st
 
 // authorizeMoQ is moq.Config.Authorize.
 func (g *Gateway) authorizeMoQ(ctx context.Context, m moq.Auth) error {
-	req := authRequest{kind: m.Kind, stream: m.Stream, token: string(m.Token), opens: true}
+	req := authRequest{kind: m.Kind, stream: m.Stream, path: m.Path, protocol: "moq", client: m.Client, token: string(m.Token), opens: true}
 	if len(m.Token) == 0 {
 		req.tokenErr = auth.ErrMissing
 	}
@@ -157,6 +313,10 @@ func writeAuthError(w http.ResponseWriter, err error) {
 	problem.Write(w, ae.Status, ae.Check, title, detail)
 }
 
+// placementGrace is how long an allowed publish may go unseen before it is
+// taken as over: longer than a publish request's placement deadline (15 s).
+const placementGrace = 16 * time.Second
+
 // bitrateStrikes is how many consecutive one-second samples a publisher may
 // spend over its token's bitrate before it is ended: a keyframe burst is not
 // a violation.
@@ -188,26 +348,34 @@ func (g *Gateway) enforceOnce(now time.Time) {
 	a.mu.Unlock()
 	views := g.core.LocalStreams()
 	var over []string
+	var ended []*streamLimits
 	a.mu.Lock()
 	for stream, l := range a.limits {
 		v := views[stream]
 		switch {
 		case v == nil || v.Publisher == nil:
-			// Not (or not yet) published here: a publication takes a few
-			// seconds to be placed.
-			if now.Sub(l.since) > 30*time.Second {
+			// Not published here: over, or not placed yet (a WHIP or MoQ
+			// publish is placed within its 15 s request deadline).
+			if l.live || now.Sub(l.since) > placementGrace {
 				delete(a.limits, stream)
+				if l.end != nil {
+					ended = append(ended, l)
+				}
 			}
 		case l.MaxBitrate > 0 && v.Bitrate > float64(l.MaxBitrate):
+			l.live = true
 			if l.strikes++; l.strikes >= bitrateStrikes {
 				over = append(over, stream)
 				delete(a.limits, stream)
 			}
 		default:
-			l.strikes = 0
+			l.live, l.strikes = true, 0
 		}
 	}
 	a.mu.Unlock()
+	for _, l := range ended {
+		a.tellEnded(l)
+	}
 	for _, stream := range over {
 		if n := g.webrtc.EndPublisher(stream, "over the token's bitrate limit"); n > 0 {
 			g.log.Warn("auth: publisher ended over its token's bitrate limit", "stream", stream)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -385,4 +386,51 @@ func TestV1TakesTheAPITokenOrAJWTWithARole(t *testing.T) {
 	if out, err := runSluice("status", "--addr", strings.TrimPrefix(base, "http://"), "--token", read); err != nil {
 		t.Errorf("sluice status --token <read JWT>: %v\n%s", err, out)
 	}
+}
+
+// With auth.policy after and the tenant-quota example in the auth slot
+// (loaded with PUT /v1/plugins/auth and an admin token), a tenant whose quota
+// is one stream publishes one; a second publish is refused with the policy's
+// 429 until the first ends, and then it publishes.
+func TestTheAuthSlotKeepsATenantsStreamQuotaEndToEnd(t *testing.T) {
+	cfgPath, _ := authConfig(t, "  policy: after\nplugins:\n  slots:\n    auth:\n      config: {max-streams: \"1\"}\n")
+	_, base := startDev(t, "--config", cfgPath)
+	mod := filepath.Join(t.TempDir(), "quota.wasm")
+	sluiceOK(t, "plugin", "build", "../../examples/plugins/tenant-quota", "-o", mod)
+	wasmBytes, err := os.ReadFile(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := sluiceToken(t, "--config", cfgPath, "--role", "admin")
+	if resp, body := do(t, "PUT", base+"/v1/plugins/auth", "application/wasm", string(wasmBytes), map[string]string{"Authorization": "Bearer " + admin}); resp.StatusCode != 200 {
+		t.Fatalf("PUT /v1/plugins/auth: %d %s", resp.StatusCode, body)
+	}
+	setToken := withBearer(t)
+	setToken(sluiceToken(t, "--config", cfgPath, "--stream", "q-*", "--allow", "publish", "--tenant", "acme"))
+	ctx := ctxT(t, 60*time.Second)
+	api, _ := mediatest.API()
+	first, err := mediatest.Publish(ctx, api, base, "q-1")
+	if err != nil {
+		t.Fatalf("the tenant's first stream: %v", err)
+	}
+	if err := mediatest.WaitConnected(ctx, first.PC); err != nil {
+		t.Fatal(err)
+	}
+	_, err = mediatest.Publish(ctx, api, base, "q-2")
+	var he *mediatest.HTTPError
+	if !errors.As(err, &he) || he.Status != 429 || !strings.Contains(he.Body, "already publishes 1 streams") {
+		t.Fatalf("the tenant's second stream while the first is live: %v; want the policy's 429", err)
+	}
+	time.Sleep(2 * time.Second) // live long enough for the gateway to have seen it
+	first.Close()               // DELETE with the token: the gateway tells the policy it ended
+	var second *mediatest.Publisher
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if second, err = mediatest.Publish(ctx, api, base, "q-2"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("the tenant's second stream after the first ended: %v", err)
+	}
+	second.Close()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/config"
 	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/wasm"
 )
 
 type logger = *slog.Logger
@@ -43,6 +44,9 @@ func loadConfig(path string) (*fileConfig, error) {
 		}
 	}
 	wc, err := pluginsConfig(fc)
+	if _, set := wc.Slots[wasm.SlotAuth]; err == nil && set && !f.Auth.PolicyOn() {
+		err = fmt.Errorf("plugins.slots.auth is set but auth.policy is off: set it to after or instead")
+	}
 	if err == nil {
 		err = withBuiltins(wc, slog.Default()).Validate()
 	}

@@ -118,7 +118,7 @@ func (j *routeInputJSON) input() *abi.RouteInput {
 func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sluice plugin test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	input := fs.String("input", "", `decision JSON: {"slot":"route"|"throttle","config":{...},"input":{...}}`)
+	input := fs.String("input", "", `decision JSON: {"slot":"route"|"throttle"|"auth","config":{...},"input":{...}}`)
 	file, err := splitArgs(fs, args)
 	if err != nil || *input == "" {
 		fmt.Fprintf(stderr, "sluice plugin test: a module and --input are required\n%s", pluginUsage)
@@ -139,8 +139,8 @@ func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if d.Slot == "" {
 		d.Slot = wasm.SlotRoute
 	}
-	if d.Slot != wasm.SlotRoute && d.Slot != wasm.SlotThrottle {
-		fmt.Fprintf(stderr, "sluice plugin test: slot %q is not route or throttle\n", d.Slot)
+	if d.Slot != wasm.SlotRoute && d.Slot != wasm.SlotThrottle && d.Slot != wasm.SlotAuth {
+		fmt.Fprintf(stderr, "sluice plugin test: slot %q is not route, throttle or auth\n", d.Slot)
 		return 1
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -151,14 +151,22 @@ func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	defer h.Close(ctx)
 	var out any
-	if d.Slot == wasm.SlotRoute {
+	switch d.Slot {
+	case wasm.SlotRoute:
 		var j routeInputJSON
 		if err := json.Unmarshal(d.Input, &j); err != nil {
 			fmt.Fprintf(stderr, "sluice plugin test: route input: %v\n", err)
 			return 1
 		}
 		out, err = h.Route(ctx, j.input())
-	} else {
+	case wasm.SlotAuth:
+		var in abi.AuthInput
+		if err := json.Unmarshal(d.Input, &in); err != nil {
+			fmt.Fprintf(stderr, "sluice plugin test: auth input: %v\n", err)
+			return 1
+		}
+		out, err = h.Authorize(ctx, &in)
+	default:
 		var in abi.ThrottleInput
 		if err := json.Unmarshal(d.Input, &in); err != nil {
 			fmt.Fprintf(stderr, "sluice plugin test: throttle input: %v\n", err)
@@ -206,7 +214,7 @@ func pluginInspect(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "module   %s\nsize     %d bytes\n", file, len(b))
 	// The ABI version and slot fit come from loading it the way the host does.
-	for _, slot := range []string{wasm.SlotRoute, wasm.SlotThrottle} {
+	for _, slot := range []string{wasm.SlotRoute, wasm.SlotThrottle, wasm.SlotAuth} {
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 		h, err := wasm.New(ctx, withBuiltins(wasm.Config{Slots: map[string]wasm.SlotConfig{slot: {Module: file, Pool: 1, Deadline: 10 * time.Second}}}, quiet), quiet, nil)
 		if err != nil {

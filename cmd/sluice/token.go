@@ -99,14 +99,24 @@ func tokenClaims(streams, allow, role string, ttl time.Duration, j auth.JWT) (*a
 }
 
 // authOptions are the gateway options of the config's auth section: none
-// when it is off.
-func authOptions(cfg *fileConfig, log logger) ([]gateway.Option, error) {
-	if !cfg.Auth.Enabled() {
+// when it is off. pol is the auth policy slot, consulted as auth.policy says.
+func authOptions(cfg *fileConfig, log logger, pol gateway.AuthPolicy) ([]gateway.Option, error) {
+	a := cfg.Auth
+	if !a.Enabled() {
 		return nil, nil
 	}
-	v, err := auth.NewVerifier(cfg.Auth.JWT, log.With("component", "auth"))
-	if err != nil {
-		return nil, err
+	ga := gateway.Auth{Mode: a.Policy, Headers: a.Headers}
+	if a.JWT.Configured() {
+		v, err := auth.NewVerifier(a.JWT, log.With("component", "auth"))
+		if err != nil {
+			return nil, err
+		}
+		ga.Verifier = v
 	}
-	return []gateway.Option{gateway.WithAuth(gateway.Auth{Verifier: v})}, nil
+	if a.PolicyOn() {
+		ga.Policy = pol
+	} else {
+		ga.Mode = ""
+	}
+	return []gateway.Option{gateway.WithAuth(ga)}, nil
 }

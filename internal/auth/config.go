@@ -26,6 +26,9 @@ type Config struct {
 	// passed, with the verified claims; "instead" it alone decides, with the
 	// claims of a token that verifies (or none).
 	Policy string `yaml:"policy"`
+	// Headers are the request headers the auth policy sees. Default
+	// [User-Agent, Origin].
+	Headers []string `yaml:"headers"`
 }
 
 // JWT configures token verification. At least one of Secret, SecretFile,
@@ -71,6 +74,9 @@ type Key struct {
 func (c Config) Enabled() bool {
 	return c.JWT.Configured() || c.Policy == PolicyInstead
 }
+
+// PolicyOn reports whether the auth policy slot takes part in decisions.
+func (c Config) PolicyOn() bool { return c.Policy == PolicyAfter || c.Policy == PolicyInstead }
 
 // The values of Config.Policy.
 const (
