@@ -1,6 +1,7 @@
 // Package gateway is sluice's edge: it terminates WHIP and WHEP (WebRTC with pion)
 // and Media over QUIC (package internal/moq: raw QUIC and WebTransport),
-// admits requests through the throttle policy, places streams on agents through the
+// authenticates requests once auth is configured (auth.go: bearer JWTs and the
+// auth policy), admits them through the throttle policy, places streams on agents through the
 // route policy, carries media to and from node processes over the internal QUIC
 // media link, and serves the HTTP API, metrics and the dashboard.
 //
