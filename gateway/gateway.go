@@ -1,6 +1,7 @@
 // Package gateway is sluice's edge: it terminates WHIP and WHEP (WebRTC with pion)
 // and Media over QUIC (package internal/moq: raw QUIC and WebTransport),
-// admits requests through the throttle policy, places streams on agents through the
+// authenticates requests once auth is configured (auth.go: bearer JWTs and the
+// auth policy), admits them through the throttle policy, places streams on agents through the
 // route policy, carries media to and from node processes over the internal QUIC
 // media link, and serves the HTTP API, metrics and the dashboard.
 //
@@ -149,6 +150,9 @@ type Gateway struct {
 	moqDone chan struct{}
 	mux     http.Handler
 	extras  []route
+	auth    *authorizer   // nil: auth off
+	stop    chan struct{} // closed by Close: ends the limits enforcer
+	loops   sync.WaitGroup
 	closed  sync.Once
 }
 
@@ -180,7 +184,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 	if set == nil {
 		set = metrics.NewSet()
 	}
-	g := &Gateway{cfg: cfg, log: log, cluster: c}
+	g := &Gateway{cfg: cfg, log: log, cluster: c, stop: make(chan struct{})}
 	for _, o := range opts {
 		o(g)
 	}
@@ -189,13 +193,21 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.core = core
-	g.webrtc, err = whip.New(cfg.webrtcConfig(), core, log)
+	wc := cfg.webrtcConfig()
+	if g.auth != nil {
+		wc.Authorize = g.authorizeHTTP
+	}
+	g.webrtc, err = whip.New(wc, core, log)
 	if err != nil {
 		core.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if cfg.MoQ.Listen != "" {
-		g.moq, err = moq.New(moq.Config{Listen: cfg.MoQ.Listen, TLS: cfg.MoQ.TLS, Metrics: set}, core, log.With("component", "moq"))
+		mc := moq.Config{Listen: cfg.MoQ.Listen, TLS: cfg.MoQ.TLS, Metrics: set}
+		if g.auth != nil {
+			mc.Authorize = g.authorizeMoQ
+		}
+		g.moq, err = moq.New(mc, core, log.With("component", "moq"))
 		if err != nil {
 			g.webrtc.Close()
 			core.Close()
@@ -213,13 +225,21 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 			routes[i] = proxy.Route{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service, Stream: r.Stream, Timeout: r.Timeout,
 				MaxBody: r.MaxBody, Origin: r.Origin}
 		}
-		g.proxy, err = proxy.New(proxy.Config{Routes: routes, StreamHeader: cfg.StreamHeader}, core, log.With("component", "proxy"), proxy.NewMetrics(set))
+		pcfg := proxy.Config{Routes: routes, StreamHeader: cfg.StreamHeader}
+		if g.auth != nil {
+			pcfg.Authorize = g.authorizeHTTP
+		}
+		g.proxy, err = proxy.New(pcfg, core, log.With("component", "proxy"), proxy.NewMetrics(set))
 		if err != nil {
 			g.Close()
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
 	g.mux = g.guard(g.routes(set))
+	if g.auth != nil {
+		g.loops.Add(1)
+		go func() { defer g.loops.Done(); g.enforceLimits(g.stop) }()
+	}
 	return g, nil
 }
 
@@ -286,6 +306,8 @@ func (g *Gateway) LiveSessions() int { return g.core.LiveSessions() }
 // twice.
 func (g *Gateway) Close() error {
 	g.closed.Do(func() {
+		close(g.stop)
+		g.loops.Wait()
 		if g.moq != nil {
 			_ = g.moq.Close()
 			<-g.moqDone

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/sluicegw/sluice/gateway/internal/proxy"
+	"github.com/sluicegw/sluice/internal/auth"
 	"github.com/sluicegw/sluice/internal/problem"
 )
 
@@ -68,21 +69,52 @@ func (g *Gateway) cors(next http.Handler) http.Handler {
 	})
 }
 
-// authAPI demands the API token on /v1/ when one is configured.
+// authAPI guards /v1/ once an API token or auth is configured: the static
+// API token may do everything, a JWT with the admin role too, one with the
+// read role only GET and HEAD.
 func (g *Gateway) authAPI(next http.Handler) http.Handler {
-	if g.cfg.APIToken == "" {
+	if g.cfg.APIToken == "" && g.auth == nil {
 		return next
 	}
-	want := "Bearer " + g.cfg.APIToken
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v1/") && r.Method != http.MethodOptions &&
-			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
-			problem.Write(w, http.StatusUnauthorized, "unauthorized", "An API token is required", "send Authorization: Bearer <gateway.apiToken>")
+		if !strings.HasPrefix(r.URL.Path, "/v1/") || r.Method == http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if err := g.checkAPI(r); err != nil {
+			writeAuthError(w, err)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// checkAPI reports why r may not use the API, or nil.
+func (g *Gateway) checkAPI(r *http.Request) error {
+	h := r.Header.Get("Authorization")
+	if g.cfg.APIToken != "" && subtle.ConstantTimeCompare([]byte(h), []byte("Bearer "+g.cfg.APIToken)) == 1 {
+		return nil
+	}
+	tok, err := auth.BearerToken(h)
+	if err != nil {
+		return err
+	}
+	if g.auth == nil || g.auth.cfg.Verifier == nil {
+		return &auth.Error{Status: http.StatusUnauthorized, Check: "token-invalid", Detail: "send Authorization: Bearer <gateway.apiToken>"}
+	}
+	c, err := g.auth.cfg.Verifier.Verify(tok)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.Role == auth.RoleAdmin:
+		return nil
+	case c.Role == auth.RoleRead && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		return nil
+	case c.Role == auth.RoleRead:
+		return &auth.Error{Status: http.StatusForbidden, Check: "read-only", Detail: "the token's read role allows only GET"}
+	}
+	return &auth.Error{Status: http.StatusForbidden, Check: "no-role", Detail: "the token has no API role (admin or read)"}
 }
 
 func (g *Gateway) originAllowed(origin string) bool {

@@ -15,7 +15,7 @@ import (
 var modules embed.FS
 
 // Names lists the built-in policies.
-var Names = []string{"route-hrw", "route-least-loaded", "throttle-m2"}
+var Names = []string{"auth-grants", "route-hrw", "route-least-loaded", "throttle-m2"}
 
 // Builtin returns a built-in module by name.
 func Builtin(name string) ([]byte, error) {

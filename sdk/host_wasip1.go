@@ -137,3 +137,8 @@ func _route(ptr, n uint32) uint64 {
 func _throttle(ptr, n uint32) uint64 {
 	return result(CallThrottle(guestBytes(ptr, n), outBuf[:0]))
 }
+
+//go:wasmexport sluice_auth
+func _auth(ptr, n uint32) uint64 {
+	return result(CallAuth(guestBytes(ptr, n), outBuf[:0]))
+}

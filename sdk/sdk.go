@@ -1,5 +1,5 @@
 // Package sdk is what a sluice policy author imports: the decision types, the
-// registration of route and throttle handlers, and the host's services (log,
+// registration of route, throttle and auth handlers, and the host's services (log,
 // clock, config values, counters, and a key/value store shared by every instance
 // of the policy). Build a policy with `sluice plugin build DIR`; test it natively
 // with package sdktest, which emulates the host.
@@ -42,6 +42,17 @@ type (
 	PoolFigures    = abi.PoolFigures
 	ThrottleOutput = abi.ThrottleOutput
 	Action         = abi.Action
+	AuthInput      = abi.AuthInput
+	TokenClaims    = abi.TokenClaims
+	AuthOutput     = abi.AuthOutput
+)
+
+// Auth input kinds beside abi.OpPublish and abi.OpPlay.
+const (
+	// KindPublishEnd tells an auth policy that a publish it allowed is no
+	// longer live on the gateway; its answer is ignored. A quota counts down
+	// with it.
+	KindPublishEnd = abi.KindPublishEnd
 )
 
 // Throttle actions.
@@ -64,6 +75,7 @@ const (
 var (
 	routeFn    func(*RouteInput) RouteOutput
 	throttleFn func(*ThrottleInput) ThrottleOutput
+	authFn     func(*AuthInput) AuthOutput
 )
 
 // HandleRoute registers the policy's route handler. Call it from init.
@@ -72,6 +84,9 @@ func HandleRoute(f func(*RouteInput) RouteOutput) { routeFn = f }
 // HandleThrottle registers the policy's throttle handler. Call it from init.
 func HandleThrottle(f func(*ThrottleInput) ThrottleOutput) { throttleFn = f }
 
+// HandleAuth registers the policy's auth handler. Call it from init.
+func HandleAuth(f func(*AuthInput) AuthOutput) { authFn = f }
+
 // routeIn, its decoder and throttleIn are reused from call to call, and their strings point
 // into the host's input buffer or the decoder's memory: a handler must not keep
 // its input (copy what it needs with strings.Clone).
@@ -79,6 +94,8 @@ var (
 	routeIn    RouteInput
 	routeDec   abi.RouteDecoder
 	throttleIn ThrottleInput
+	authIn     AuthInput
+	authClaims TokenClaims
 )
 
 // CallRoute runs the registered route handler on an encoded input and returns
@@ -122,6 +139,21 @@ func CallThrottle(in []byte, out []byte) ([]byte, error) {
 		to = throttleFn(ti)
 	}
 	return abi.AppendThrottleOutput(out, &to), nil
+}
+
+// CallAuth is CallRoute for the auth handler; its calls must not overlap
+// either. A policy with no auth handler denies (403): an auth slot fails
+// closed by default.
+func CallAuth(in []byte, out []byte) ([]byte, error) {
+	ai := &authIn
+	if err := abi.DecodeAuthInputView(in, ai, &authClaims); err != nil {
+		return out, err
+	}
+	ao := AuthOutput{Status: 403, Reason: "this policy has no auth handler"}
+	if authFn != nil {
+		ao = authFn(ai)
+	}
+	return abi.AppendAuthOutput(out, &ao), nil
 }
 
 // Log writes a line to the host's log at a level (LevelInfo, …).

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/sluicegw/sluice/internal/problem"
 )
@@ -56,7 +58,11 @@ func (h *Host) Status() []SlotStatus {
 		}
 		out = append(out, st)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Slot < out[j].Slot })
+	// In the order the slots are named (route, throttle, auth): a client
+	// that indexed the list keeps working as slots are added.
+	sort.Slice(out, func(i, j int) bool {
+		return slices.Index(slotNames, out[i].Slot) < slices.Index(slotNames, out[j].Slot)
+	})
 	return out
 }
 
@@ -94,7 +100,7 @@ func (h *Host) Handler() http.Handler {
 func writeErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrNoSlot):
-		problem.Write(w, http.StatusNotFound, "no-slot", "No such slot", err.Error()+" (slots: route, throttle)")
+		problem.Write(w, http.StatusNotFound, "no-slot", "No such slot", err.Error()+" (slots: "+strings.Join(slotNames, ", ")+")")
 	case errors.Is(err, ErrNoPrevious):
 		problem.Write(w, http.StatusConflict, "no-previous-module", "Nothing to roll back to", err.Error())
 	case errors.Is(err, ErrRefused):

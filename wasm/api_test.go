@@ -35,7 +35,7 @@ func TestThePluginsAPIShowsSwapsRefusesBadModulesAndRollsBack(t *testing.T) {
 	if code != 422 || !strings.Contains(body, "module-refused") || !strings.Contains(body, "ABI v2") {
 		t.Fatalf("PUT wrong-abi: %d %s", code, body)
 	}
-	if code, _ = call("PUT", "/v1/plugins/auth", testModule(t, "good")); code != 404 {
+	if code, _ = call("PUT", "/v1/plugins/ingest", testModule(t, "good")); code != 404 {
 		t.Fatalf("PUT to an unknown slot: %d", code)
 	}
 	code, body = call("GET", "/v1/plugins", nil)

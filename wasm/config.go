@@ -13,11 +13,15 @@ import (
 const (
 	SlotRoute    = "route"
 	SlotThrottle = "throttle"
+	SlotAuth     = "auth"
 )
+
+// slotNames are the slots every host has, in the order they are started.
+var slotNames = []string{SlotRoute, SlotThrottle, SlotAuth}
 
 // Failure modes: what a slot decides when its module cannot.
 const (
-	FailOpen     = "open"     // route: candidates in the given order; throttle: admit
+	FailOpen     = "open"     // route: candidates in the given order; throttle and auth: admit
 	FailClosed   = "closed"   // refuse with 503
 	FailFallback = "fallback" // the slot's native policy (Config.Fallback)
 )
@@ -27,7 +31,7 @@ const (
 // host hands in, since the host knows no particular policy. The zero value
 // starts both slots with no module, failing open.
 type Config struct {
-	// Dir is watched for SLOT.wasm files (route.wasm, throttle.wasm): a file that
+	// Dir is watched for SLOT.wasm files (route.wasm, throttle.wasm, auth.wasm): a file that
 	// appears or changes is loaded into its slot, as with PUT /v1/plugins/SLOT.
 	// Default: none.
 	Dir string `yaml:"dir"`
@@ -80,6 +84,8 @@ type Fallback struct {
 	// Throttle decides admission for the throttle slot, reading the slot's
 	// config values and shared store from env. Default nil.
 	Throttle func(env Env, in *abi.ThrottleInput) abi.ThrottleOutput
+	// Auth allows or denies a request for the auth slot. Default nil.
+	Auth func(env Env, in *abi.AuthInput) abi.AuthOutput
 }
 
 // Env is a slot's config values and shared store, as its native fallback
@@ -97,6 +103,8 @@ func (f Fallback) has(slot string) bool {
 		return f.Route != nil
 	case SlotThrottle:
 		return f.Throttle != nil
+	case SlotAuth:
+		return f.Auth != nil
 	}
 	return false
 }
@@ -192,11 +200,11 @@ func (cfg Config) slot(slot string) (SlotConfig, error) {
 // file; a built-in module's config values are checked by its CheckConfig.
 func (cfg Config) Validate() error {
 	for name := range cfg.Slots {
-		if name != SlotRoute && name != SlotThrottle {
-			return fmt.Errorf("plugins.slots.%s: unknown slot (have route, throttle)", name)
+		if !slices.Contains(slotNames, name) {
+			return fmt.Errorf("plugins.slots.%s: unknown slot (have %s)", name, strings.Join(slotNames, ", "))
 		}
 	}
-	for _, name := range []string{SlotRoute, SlotThrottle} {
+	for _, name := range slotNames {
 		sc, err := cfg.slot(name)
 		if err != nil {
 			return err

@@ -30,7 +30,7 @@ func TestConfigErrorsNameTheFieldAndTheProgramsParts(t *testing.T) {
 		{map[string]SlotConfig{SlotThrottle: {Failure: FailFallback}}, "plugins.slots.throttle.failure: fallback, but this program has no native throttle policy"},
 		{map[string]SlotConfig{SlotThrottle: {Module: "builtin:throttle-x", Config: map[string]string{"relay.enable": "perhaps"}}}, "plugins.slots.throttle.config: relay.enable"},
 		{map[string]SlotConfig{SlotThrottle: {Module: "builtin:throttle-x", Config: map[string]string{"relay.enable": "true"}}}, ""},
-		{map[string]SlotConfig{"auth": {}}, "plugins.slots.auth: unknown slot"},
+		{map[string]SlotConfig{"ingest": {}}, "plugins.slots.ingest: unknown slot"},
 	} {
 		cfg := program
 		cfg.Slots = c.slots

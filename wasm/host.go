@@ -1,5 +1,5 @@
 // Package wasm is sluice's policy host: it runs operator-supplied WebAssembly
-// policies in named slots (route, throttle) on wazero, with a bounded pool of
+// policies in named slots (route, throttle, auth) on wazero, with a bounded pool of
 // instances per slot, per-slot memory and time limits, a failure setting and
 // native fallback per slot, a crash-loop breaker, and atomic hot swap with
 // rollback. It knows no particular policy: the program hands in the modules
@@ -79,7 +79,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*
 	go func() { defer h.wg.Done(); h.dog.run() }()
 	h.wg.Add(1)
 	go h.tidier()
-	for _, name := range []string{SlotRoute, SlotThrottle} {
+	for _, name := range slotNames {
 		sc, err := cfg.slot(name)
 		if err != nil {
 			h.Close(ctx)
@@ -135,10 +135,7 @@ func (h *Host) newSlot(ctx context.Context, name string, sc SlotConfig) (*slot, 
 	}
 	s := &slot{host: h, name: name, cfg: sc, rt: rt, kv: newKVStore(10000),
 		callHist: h.set.NewHistogram(fmt.Sprintf(`sluice_plugin_call_duration_seconds{slot=%q}`, name))}
-	s.export = exportRoute
-	if name == SlotThrottle {
-		s.export = exportThrottle
-	}
+	s.export = map[string]string{SlotRoute: exportRoute, SlotThrottle: exportThrottle, SlotAuth: exportAuth}[name]
 	if err := s.hostModule(ctx); err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -270,6 +267,28 @@ func (h *Host) Throttle(ctx context.Context, in *abi.ThrottleInput) (abi.Throttl
 		return abi.ThrottleOutput{Action: abi.Reject, Status: 503, ContentType: "text/plain", Body: []byte("throttle policy failed\n")}, nil
 	}
 	return h.cfg.Fallback.Throttle(slotEnv{s}, in), nil // Validate made sure it is set
+}
+
+// Authorize allows or denies a request with the auth slot, following the
+// slot's failure setting when the module cannot decide (open allows, closed
+// denies with 503). A slot with no module decides by its failure setting too.
+func (h *Host) Authorize(ctx context.Context, in *abi.AuthInput) (abi.AuthOutput, error) {
+	s := h.slots[SlotAuth]
+	var ao abi.AuthOutput
+	err := s.call(ctx,
+		func(_ *instance, b []byte) []byte { return abi.AppendAuthInput(b, in) },
+		func(_ *instance, out []byte) error { return abi.DecodeAuthOutput(out, &ao) })
+	if err == nil {
+		return ao, nil
+	}
+	s.fallbacks.Add(1)
+	switch s.cfg.Failure {
+	case FailOpen:
+		return abi.AuthOutput{Allow: true}, nil
+	case FailClosed:
+		return abi.AuthOutput{Status: 503, Reason: "auth policy failed"}, nil
+	}
+	return h.cfg.Fallback.Auth(slotEnv{s}, in), nil // Validate made sure it is set
 }
 
 // slotEnv is a slot's config and shared store, for its native fallback.

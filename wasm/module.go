@@ -25,6 +25,7 @@ const (
 	exportAlloc    = "sluice_alloc"
 	exportRoute    = "sluice_route"
 	exportThrottle = "sluice_throttle"
+	exportAuth     = "sluice_auth"
 )
 
 // Errors callers branch on.

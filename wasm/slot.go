@@ -266,10 +266,14 @@ func (s *slot) forgetCode(p *module) {
 // dryRun decides a canned input with one of m's instances; the output must decode.
 func (s *slot) dryRun(ctx context.Context, m *module) error {
 	var input []byte
-	if s.name == SlotThrottle {
+	switch s.name {
+	case SlotThrottle:
 		input = abi.AppendThrottleInput(nil, &abi.ThrottleInput{Kind: "publish", StreamID: "dry-run", Path: "/whip/dry-run", Protocol: "whip",
 			Pools: []abi.PoolFigures{{Purpose: "relay", Concurrent: 1}}, NowNanos: time.Now().UnixNano()})
-	} else {
+	case SlotAuth:
+		input = abi.AppendAuthInput(nil, &abi.AuthInput{Kind: "publish", StreamID: "dry-run", Path: "/whip/dry-run", Protocol: "whip",
+			Check: "token-missing", NowNanos: time.Now().UnixNano()})
+	default:
 		input = abi.AppendRouteInput(nil, &abi.RouteInput{StreamID: "dry-run", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay",
 			Candidates: []abi.Candidate{{ID: "a", Purposes: []string{"relay"}, Capacity: 10, State: "serving"}}})
 	}
@@ -286,10 +290,14 @@ func (s *slot) dryRun(ctx context.Context, m *module) error {
 		m.closeInstance(in)
 		return fmt.Errorf("%w: %s failed its dry run: %v", ErrRefused, m.info.Source, err)
 	}
-	if s.name == SlotThrottle {
+	switch s.name {
+	case SlotThrottle:
 		var o abi.ThrottleOutput
 		err = abi.DecodeThrottleOutput(out, &o)
-	} else {
+	case SlotAuth:
+		var o abi.AuthOutput
+		err = abi.DecodeAuthOutput(out, &o)
+	default:
 		var o abi.RouteOutput
 		err = in.decodeRoute(out, &o, s.cfg.MaxOutput)
 	}

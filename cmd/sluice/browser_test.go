@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +37,28 @@ func chromium(t *testing.T) string {
 func TestChromiumPublishesFromThePageAndASecondPageDecodesTheStream(t *testing.T) {
 	bin := chromium(t)
 	_, base := startDev(t)
+	pageRoundTrip(t, bin, base+"/", base+"/", "", false)
+}
 
+// With auth on, the page takes its token from the URL fragment (the
+// publisher's tab) or typed in (the viewer's, whose token also has the read
+// role): both tabs work as without auth, and the viewer's stream list shows
+// the stream.
+func TestChromiumPageUsesItsTokenForPublishPlayAndTheStreamList(t *testing.T) {
+	bin := chromium(t)
+	cfgPath, _ := authConfig(t)
+	_, base := startDev(t, "--config", cfgPath)
+	pubTok := sluiceToken(t, "--config", cfgPath, "--stream", "browser-cam", "--allow", "publish")
+	viewTok := sluiceToken(t, "--config", cfgPath, "--stream", "browser-*", "--allow", "play", "--role", "read")
+	pageRoundTrip(t, bin, base+"/#token="+pubTok, base+"/", viewTok, true)
+}
+
+// pageRoundTrip drives the page in headless Chromium: a tab at pubURL
+// publishes its fake camera over WHIP as browser-cam, a second tab at viewURL
+// (with viewToken typed in, if set) plays it over WHEP, and the viewer's
+// getStats() must show decoded frames rising; with listed, the viewer's
+// stream list must show the stream.
+func pageRoundTrip(t *testing.T, bin, pubURL, viewURL, viewToken string, listed bool) {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
 		chromedp.UserDataDir(t.TempDir()),
@@ -59,7 +81,7 @@ func TestChromiumPublishesFromThePageAndASecondPageDecodesTheStream(t *testing.T
 	defer cancelPub()
 
 	if err := chromedp.Do(pubTab,
-		chromedp.Navigate(base+"/"),
+		chromedp.Navigate(pubURL),
 		chromedp.WaitVisible("#publish"),
 		chromedp.SetValue("#stream", "browser-cam"),
 		chromedp.Click("#publish"),
@@ -74,14 +96,16 @@ func TestChromiumPublishesFromThePageAndASecondPageDecodesTheStream(t *testing.T
 		status, _ := chromedp.Run(pubTab, chromedp.Evaluate[string](`document.getElementById("pubStatus").textContent`))
 		t.Fatalf("publisher never connected (page says %q): %v", status, err)
 	}
+	if href, _ := chromedp.Run(pubTab, chromedp.Evaluate[string](`window.location.href`)); strings.Contains(href, "token=") {
+		t.Errorf("the token stayed in the address bar: %s", href)
+	}
 	viewTab, cancelView := chromedp.NewContext(pubTab) // same browser (it runs now), second tab
 	defer cancelView()
-	if err := chromedp.Do(viewTab,
-		chromedp.Navigate(base+"/"),
-		chromedp.WaitVisible("#play"),
-		chromedp.SetValue("#stream", "browser-cam"),
-		chromedp.Click("#play"),
-	); err != nil {
+	steps := []chromedp.Action[chromedp.Void]{chromedp.Navigate(viewURL), chromedp.WaitVisible("#play"), chromedp.SetValue("#stream", "browser-cam")}
+	if viewToken != "" {
+		steps = append(steps, chromedp.SetValue("#token", viewToken))
+	}
+	if err := chromedp.Do(viewTab, append(steps, chromedp.Click("#play"))...); err != nil {
 		t.Fatal(err)
 	}
 	frames := func() int {
@@ -100,12 +124,21 @@ func TestChromiumPublishesFromThePageAndASecondPageDecodesTheStream(t *testing.T
 		}
 		if first > 0 && n >= first+30 {
 			t.Logf("viewer decoded %d frames (first seen %d)", n, first)
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			status, _ := chromedp.Run(viewTab, chromedp.Evaluate[string](`document.getElementById("playStatus").textContent`))
 			t.Fatalf("viewer's framesDecoded did not rise by 30 within 30 s: first %d, now %d (page says %q)", first, n, status)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	if !listed {
+		return
+	}
+	wait, cancel = context.WithTimeout(viewTab, 10*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(wait, chromedp.Poll[bool](`document.getElementById("streams").textContent.includes("browser-cam")`)); err != nil {
+		status, _ := chromedp.Run(viewTab, chromedp.Evaluate[string](`document.getElementById("listStatus").textContent`))
+		t.Fatalf("the stream list never showed browser-cam (page says %q): %v", status, err)
 	}
 }

@@ -12,9 +12,11 @@ import (
 
 	"github.com/sluicegw/sluice/agent"
 	"github.com/sluicegw/sluice/gateway"
+	"github.com/sluicegw/sluice/internal/auth"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/config"
 	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/wasm"
 )
 
 type logger = *slog.Logger
@@ -32,7 +34,19 @@ func loadConfig(path string) (*fileConfig, error) {
 	if _, err := fc.agentConfig("check", "", false).Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	if err := f.Auth.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if f.Auth.JWT.Configured() {
+		// The keys are read now, so a missing key file fails at start.
+		if _, err := auth.NewVerifier(f.Auth.JWT, nil); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
 	wc, err := pluginsConfig(fc)
+	if _, set := wc.Slots[wasm.SlotAuth]; err == nil && set && !f.Auth.PolicyOn() {
+		err = fmt.Errorf("plugins.slots.auth is set but auth.policy is off: set it to after or instead")
+	}
 	if err == nil {
 		err = withBuiltins(wc, slog.Default()).Validate()
 	}

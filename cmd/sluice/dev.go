@@ -105,7 +105,12 @@ func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr str
 	if icePort == 0 {
 		gcfg.ICEUDPPort = -1
 	}
-	gw, err := gateway.New(gcfg.Config, c, id, log.With("component", "gateway"), set, pol.options()...)
+	opts, err := pol.options(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice dev:", err)
+		return 1
+	}
+	gw, err := gateway.New(gcfg.Config, c, id, log.With("component", "gateway"), set, opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice dev:", err)
 		return 1

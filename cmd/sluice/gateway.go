@@ -68,7 +68,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err := gcfg.withMoQ(); err != nil {
 		return fail(err)
 	}
-	gw, err := gateway.New(gcfg.Config, c, id, log.With("component", "gateway"), set, pol.options()...)
+	opts, err := pol.options(cfg, log)
+	if err != nil {
+		return fail(err)
+	}
+	gw, err := gateway.New(gcfg.Config, c, id, log.With("component", "gateway"), set, opts...)
 	if err != nil {
 		return fail(err)
 	}

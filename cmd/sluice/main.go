@@ -23,6 +23,7 @@ Usage:
   sluice node       run one node process (started by an agent, not by hand)
   sluice status     show the process table of every agent in the cluster
   sluice push       push VP8/Opus files or a live encoder to a gateway over MoQ (QUIC)
+  sluice token      print a signed token granting publish / play on streams (auth)
   sluice ca         make the cluster CA and member certificates
   sluice plugin     build, test and inspect Wasm policies
   sluice bench      measure the media path against a minimal pion relay
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runNode(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
+	case "token":
+		return runToken(ctx, rest, stdout, stderr)
 	case "ca":
 		return runCA(ctx, rest, stdout, stderr)
 	case "plugin":

@@ -28,11 +28,12 @@ import (
 // moqViewer is a MoQT subscriber over raw QUIC written here on sdk/moqt: it
 // subscribes to tracks of one broadcast and collects their objects.
 type moqViewer struct {
-	v    moqt.Version
-	qc   *quic.Conn
-	ctrl *quic.Stream // draft 16
-	wmu  sync.Mutex
-	next uint64
+	v     moqt.Version
+	token string // sent as every SUBSCRIBE's AUTHORIZATION_TOKEN, when set
+	qc    *quic.Conn
+	ctrl  *quic.Stream // draft 16
+	wmu   sync.Mutex
+	next  uint64
 
 	mu      sync.Mutex
 	names   map[uint64]string // track alias → name
@@ -143,6 +144,9 @@ func (mv *moqViewer) subscribe(ctx context.Context, ns, name string) (*moqt.Subs
 	mv.oks[id] = ch
 	mv.mu.Unlock()
 	sub := &moqt.Subscribe{RequestID: id, Namespace: moqt.Namespace{ns}, TrackName: name}
+	if mv.token != "" {
+		sub.Params = moqt.Params{{Type: moqt.ParamAuthToken, Bytes: []byte(mv.token)}}
+	}
 	if mv.v == moqt.Draft16 {
 		mv.wmu.Lock()
 		_, err := mv.ctrl.Write(sub.Append(nil, mv.v))

@@ -119,7 +119,7 @@ func (j *routeInputJSON) input() *abi.RouteInput {
 func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sluice plugin test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	input := fs.String("input", "", `decision JSON: {"slot":"route"|"throttle","config":{...},"input":{...}}`)
+	input := fs.String("input", "", `decision JSON: {"slot":"route"|"throttle"|"auth","config":{...},"input":{...}}`)
 	cfgPath := fs.String("config", "", "YAML config file: the slot's plugins.slots.SLOT.config, used when the decision has no config")
 	file, err := splitArgs(fs, args)
 	if err != nil || *input == "" {
@@ -146,8 +146,8 @@ func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if d.Slot == "" {
 		d.Slot = wasm.SlotRoute
 	}
-	if d.Slot != wasm.SlotRoute && d.Slot != wasm.SlotThrottle {
-		fmt.Fprintf(stderr, "sluice plugin test: slot %q is not route or throttle\n", d.Slot)
+	if d.Slot != wasm.SlotRoute && d.Slot != wasm.SlotThrottle && d.Slot != wasm.SlotAuth {
+		fmt.Fprintf(stderr, "sluice plugin test: slot %q is not route, throttle or auth\n", d.Slot)
 		return 1
 	}
 	if d.Config == nil {
@@ -162,14 +162,22 @@ func pluginTest(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	defer h.Close(ctx)
 	var out any
-	if d.Slot == wasm.SlotRoute {
+	switch d.Slot {
+	case wasm.SlotRoute:
 		var j routeInputJSON
 		if err := json.Unmarshal(d.Input, &j); err != nil {
 			fmt.Fprintf(stderr, "sluice plugin test: route input: %v\n", err)
 			return 1
 		}
 		out, err = h.Route(ctx, j.input())
-	} else {
+	case wasm.SlotAuth:
+		var in abi.AuthInput
+		if err := json.Unmarshal(d.Input, &in); err != nil {
+			fmt.Fprintf(stderr, "sluice plugin test: auth input: %v\n", err)
+			return 1
+		}
+		out, err = h.Authorize(ctx, &in)
+	default:
 		var in abi.ThrottleInput
 		if err := json.Unmarshal(d.Input, &in); err != nil {
 			fmt.Fprintf(stderr, "sluice plugin test: throttle input: %v\n", err)
@@ -217,7 +225,7 @@ func pluginInspect(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "module   %s\nsize     %d bytes\n", file, len(b))
 	// The ABI version and slot fit come from loading it the way the host does.
-	for _, slot := range []string{wasm.SlotRoute, wasm.SlotThrottle} {
+	for _, slot := range []string{wasm.SlotRoute, wasm.SlotThrottle, wasm.SlotAuth} {
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 		h, err := wasm.New(ctx, withBuiltins(wasm.Config{Slots: map[string]wasm.SlotConfig{slot: {Module: file, Pool: 1, Deadline: 10 * time.Second}}}, quiet), quiet, nil)
 		if err != nil {

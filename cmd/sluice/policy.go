@@ -22,14 +22,21 @@ type policyHost struct {
 	host *wasm.Host
 }
 
-func (p *policyHost) options() []gateway.Option {
+// options are the gateway's options for its policies and the config's auth
+// section.
+func (p *policyHost) options(cfg *fileConfig, log logger) ([]gateway.Option, error) {
 	h := p.host.Handler()
-	return []gateway.Option{
+	opts := []gateway.Option{
 		gateway.WithPolicy(p.host),
 		gateway.WithHandler("GET /v1/plugins", h),
 		gateway.WithHandler("PUT /v1/plugins/{slot}", h),
 		gateway.WithHandler("POST /v1/plugins/{slot}/rollback", h),
 	}
+	aopts, err := authOptions(cfg, log, p.host)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, aopts...), nil
 }
 
 // pluginsConfig decodes the config file's plugins section, refusing unknown
@@ -68,7 +75,8 @@ func withBuiltins(wc wasm.Config, log logger) wasm.Config {
 	m2.CheckConfig = checkM2
 	wc.Builtins["throttle-m2"] = m2
 	wc.DefaultModules = map[string]string{wasm.SlotRoute: "builtin:route-hrw", wasm.SlotThrottle: "builtin:throttle-m2"}
-	wc.Fallback = wasm.Fallback{Route: policy.RouteHRW, Throttle: (&m2Fallback{log: log}).decide}
+	wc.Fallback = wasm.Fallback{Route: policy.RouteHRW, Throttle: (&m2Fallback{log: log}).decide,
+		Auth: func(_ wasm.Env, in *abi.AuthInput) abi.AuthOutput { return policy.AuthGrants(in) }}
 	return wc
 }
 
@@ -131,7 +139,12 @@ func newPolicy(ctx context.Context, cfg *fileConfig, log logger, set *metrics.Se
 		return nil, nil, err
 	}
 	log = log.With("component", "wasm")
-	h, err := wasm.New(ctx, withBuiltins(wc, log), log, set)
+	wc = withBuiltins(wc, log)
+	if cfg.Auth.PolicyOn() {
+		// The auth slot loads a module only when the gateway consults it.
+		wc.DefaultModules[wasm.SlotAuth] = "builtin:auth-grants"
+	}
+	h, err := wasm.New(ctx, wc, log, set)
 	if err != nil {
 		return nil, nil, err
 	}

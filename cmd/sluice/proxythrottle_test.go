@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -158,5 +159,48 @@ gateway:
 	}
 	if code, raw := third(); code != http.StatusOK {
 		t.Fatalf("after a 200, a third call at once got %d %s", code, raw)
+	}
+}
+
+// With auth on, a proxied call needs a token granting "proxy" on its stream:
+// none gets 401 with a Bearer challenge, a play token or a token for another
+// stream 403, and a proxy token for the stream reaches the service.
+func TestWithAuthAProxiedCallNeedsAProxyTokenForItsStream(t *testing.T) {
+	svc := startTestService(t, "svc-agent")
+	cfg, _ := authConfig(t, fmt.Sprintf(`agent:
+  services: {default: %q}
+gateway:
+  proxy:
+    routes:
+      - {prefix: /api/, rewrite: /echo/}
+`, svc.http))
+	_, base := startDev(t, "--config", cfg)
+	callWith := func(token, stream string) (int, string, http.Header) {
+		req, _ := http.NewRequest(http.MethodGet, base+"/api/x", nil)
+		req.Header.Set("X-Stream-Id", stream)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	proxyTok := sluiceToken(t, "--config", cfg, "--stream", "cam-*", "--allow", "proxy", "--ttl", "1h")
+	playTok := sluiceToken(t, "--config", cfg, "--stream", "cam-1", "--allow", "play", "--ttl", "1h")
+	if code, body, h := callWith("", "cam-1"); code != http.StatusUnauthorized || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatalf("no token: %d %q %s; want 401 with a Bearer challenge", code, h.Get("WWW-Authenticate"), body)
+	}
+	if code, body, _ := callWith(playTok, "cam-1"); code != http.StatusForbidden {
+		t.Fatalf("a play token: %d %s; want 403", code, body)
+	}
+	if code, body, _ := callWith(proxyTok, "other-1"); code != http.StatusForbidden {
+		t.Fatalf("a proxy token for cam-*, calling for other-1: %d %s; want 403", code, body)
+	}
+	if code, body, _ := callWith(proxyTok, "cam-7"); code != http.StatusOK || !strings.Contains(body, `"service":"svc-agent"`) {
+		t.Fatalf("a proxy token for cam-*, calling for cam-7: %d %s; want the service's answer", code, body)
 	}
 }

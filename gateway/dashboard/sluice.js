@@ -5,6 +5,18 @@
 const $ = (id) => document.getElementById(id);
 const sessions = { publish: null, play: null };
 
+// The bearer token, typed in or given in the URL fragment (#token=…, which
+// never reaches a server log); the fragment is dropped from the address bar.
+const fromFragment = new URLSearchParams(window.location.hash.slice(1)).get("token");
+if (fromFragment) {
+  $("token").value = fromFragment;
+  history.replaceState(null, "", window.location.pathname + window.location.search);
+}
+const auth = (headers = {}) => {
+  const t = $("token").value.trim();
+  return t ? { ...headers, Authorization: "Bearer " + t } : headers;
+};
+
 // iceServers asks the endpoint (OPTIONS) for the STUN/TURN servers its Link
 // headers name (RFC 9725 §4.6), as RTCPeerConnection's iceServers.
 async function iceServers(url) {
@@ -39,14 +51,14 @@ async function negotiate(kind, pc, stream) {
   const patch = async (cands) => {
     if (!resource || cands.length === 0) return;
     const frag = cands.map((c) => "a=" + c.candidate + "\r\n").join("");
-    await fetch(resource, { method: "PATCH", headers: { "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": etag }, body: frag });
+    await fetch(resource, { method: "PATCH", headers: auth({ "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": etag }), body: frag });
   };
   pc.onicecandidate = (e) => {
     if (!e.candidate || !e.candidate.candidate) return;
     if (resource) patch([e.candidate]); else pending.push(e.candidate);
   };
   await pc.setLocalDescription(await pc.createOffer());
-  const resp = await fetch(url, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
+  const resp = await fetch(url, { method: "POST", headers: auth({ "Content-Type": "application/sdp" }), body: pc.localDescription.sdp });
   if (resp.status !== 201) {
     let msg = resp.status + " " + resp.statusText;
     try { const p = await resp.json(); msg = p.title + (p.detail ? ": " + p.detail : ""); } catch (_) {}
@@ -65,7 +77,7 @@ async function stop(kind) {
   if (!s) return;
   s.pc.close();
   if (s.stream) s.stream.getTracks().forEach((t) => t.stop());
-  if (s.location) await fetch(s.location, { method: "DELETE" }).catch(() => {});
+  if (s.location) await fetch(s.location, { method: "DELETE", headers: auth() }).catch(() => {});
 }
 
 function status(kind, text, isErr) {
@@ -112,7 +124,12 @@ async function play() {
 
 async function refresh() {
   try {
-    const resp = await fetch("/v1/streams");
+    const resp = await fetch("/v1/streams", { headers: auth() });
+    if (!resp.ok) {
+      $("listStatus").textContent = "stream list: " + resp.status + (resp.status === 401 || resp.status === 403 ? " (a token with the read or admin role shows it)" : "");
+      return;
+    }
+    $("listStatus").textContent = "";
     const { streams } = await resp.json();
     const body = $("streams");
     body.replaceChildren(...streams.map((s) => {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluicegw/sluice/internal/auth"
 )
 
 // File is the whole configuration file.
@@ -26,6 +28,7 @@ type File struct {
 	Process     map[string]Process `yaml:"process"`
 	Inspection  Inspection         `yaml:"inspection"`
 	Plugins     yaml.Node          `yaml:"plugins"` // decoded by the policy host
+	Auth        auth.Config        `yaml:"auth"`    // tokens for WHIP, WHEP, MoQ and /v1; default off
 }
 
 // Cluster is the serf membership.

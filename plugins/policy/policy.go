@@ -1,5 +1,6 @@
 // Package policy holds the logic of sluice's built-in policies in plain Go: the
-// Wasm plugins in ../route-hrw, ../route-least-loaded and ../throttle-m2 wrap it
+// Wasm plugins in ../route-hrw, ../route-least-loaded, ../throttle-m2 and
+// ../auth-grants wrap it
 // with the SDK, and the policy host uses the same code as its native fallback, so
 // the fallback has exactly the built-ins' semantics.
 package policy

@@ -71,6 +71,22 @@ func (h *Host) Throttle(in *abi.ThrottleInput) (abi.ThrottleOutput, error) {
 	return out, nil
 }
 
+// Auth runs the policy's auth handler through the ABI encoding.
+func (h *Host) Auth(in *abi.AuthInput) (abi.AuthOutput, error) {
+	calls.Lock()
+	defer calls.Unlock()
+	hostcall.Current = h
+	b, err := sdk.CallAuth(abi.AppendAuthInput(nil, in), nil)
+	if err != nil {
+		return abi.AuthOutput{}, err
+	}
+	var out abi.AuthOutput
+	if err := abi.DecodeAuthOutput(b, &out); err != nil {
+		return abi.AuthOutput{}, fmt.Errorf("the policy's output does not decode: %w", err)
+	}
+	return out, nil
+}
+
 // KV returns a value of the shared store.
 func (h *Host) KV(key string) int64 { return h.KVGet(key) }
 

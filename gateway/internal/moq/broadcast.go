@@ -79,13 +79,8 @@ func (s *moqSession) openBroadcast(ns moqt.Namespace, token []byte, announce *re
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
 	defer cancel()
-	if s.srv.cfg.Authorize != nil {
-		if token == nil {
-			token = s.setupToken
-		}
-		if err := s.srv.cfg.Authorize(ctx, Auth{Stream: stream, Client: s.client, Token: token}); err != nil {
-			return nil, &refusal{moqt.ReqUnauthorized, err.Error()}
-		}
+	if ref := s.authorize(ctx, wire.KindPublish, stream, ns, token); ref != nil {
+		return nil, ref
 	}
 	out, admitted, err := s.srv.core.Admit(ctx, session.Admission{Kind: wire.KindPublish, Stream: stream, Path: ns.Path(), Protocol: "moq", Client: s.client})
 	switch {
@@ -112,6 +107,47 @@ func (s *moqSession) openBroadcast(ns moqt.Namespace, token []byte, announce *re
 	pub.Start(b)
 	s.log.Info("moq: publishing", "stream", stream, "namespace", ns.Path())
 	return b, nil
+}
+
+// authorize asks Config.Authorize about a request carrying token (its
+// AUTHORIZATION_TOKEN parameter, nil if none).
+func (s *moqSession) authorize(ctx context.Context, kind, stream string, ns moqt.Namespace, token []byte) *refusal {
+	if s.srv.cfg.Authorize == nil {
+		return nil
+	}
+	tok := tokenValue(s.v, token)
+	if tok == nil {
+		tok = tokenValue(s.v, s.setupToken)
+	}
+	if tok == nil {
+		tok = s.urlToken
+	}
+	if err := s.srv.cfg.Authorize(ctx, Auth{Kind: kind, Stream: stream, Path: ns.Path(), Client: s.client, Token: tok}); err != nil {
+		return &refusal{moqt.ReqUnauthorized, err.Error()}
+	}
+	return nil
+}
+
+// tokenValue is the value of the drafts' Token structure sent by value (Alias
+// Type USE_VALUE, Token Type, value). Bytes that are not one are taken as the
+// token itself, as clients that send a bare JWT do; the alias types are not
+// served (our MAX_AUTH_TOKEN_CACHE_SIZE is 0) and give nil.
+func tokenValue(v moqt.Version, b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	alias, n, err := moqt.ParseVarint(b, v)
+	if err != nil || alias != 0x3 {
+		if err == nil && alias <= 0x2 {
+			return nil
+		}
+		return b
+	}
+	_, m, err := moqt.ParseVarint(b[n:], v)
+	if err != nil {
+		return nil
+	}
+	return b[n+m:]
 }
 
 // loadCode is EXCESSIVE_LOAD where the draft has it (17+), else INTERNAL_ERROR.

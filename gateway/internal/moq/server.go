@@ -54,18 +54,22 @@ type Config struct {
 	// WriteTimeout bounds every control message write: a client that stops
 	// reading its control stream loses the session. Default 5s.
 	WriteTimeout time.Duration
-	// Authorize, if set, decides whether a client may publish a stream. It is
-	// the seam for the auth issue: nil admits every publisher that the
-	// throttle policy admits.
+	// Authorize, if set, decides whether a client may publish (PUBLISH,
+	// PUBLISH_NAMESPACE) or view (SUBSCRIBE) a stream, before the throttle
+	// policy; its error is the reason of an UNAUTHORIZED refusal. Nil admits
+	// every request the throttle policy admits.
 	Authorize func(ctx context.Context, a Auth) error
 }
 
 // Auth is what Config.Authorize decides on.
 type Auth struct {
+	Kind   string // wire.KindPublish or wire.KindPlay
 	Stream string
+	Path   string // the namespace
 	Client string
-	// Token is the AUTHORIZATION_TOKEN parameter of the request or of SETUP,
-	// as sent (nil if none).
+	// Token is the token's value: of the request's AUTHORIZATION_TOKEN
+	// parameter, else of SETUP's, else the "jwt" query parameter of the
+	// session's URL (nil if none).
 	Token []byte
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +39,7 @@ type moqSession struct {
 	ctrlOut transport.SendStream // draft 17+: our unidirectional control stream
 
 	setupToken []byte     // AUTHORIZATION_TOKEN of the client's SETUP
+	urlToken   []byte     // the "jwt" query parameter of the session's URL
 	openMu     sync.Mutex // PUBLISH: one broadcast per namespace
 	watchMu    sync.Mutex // SUBSCRIBE: one watch per stream
 
@@ -58,6 +61,9 @@ func newSession(srv *Server, conn transport.Conn, v moqt.Version) *moqSession {
 		reqs:    map[uint64]*request{}, tracks: map[uint64]*track{}, bcasts: map[string]*broadcast{}, watches: map[string]*watch{}}
 	s.log = srv.log.With("client", s.client, "version", v.String(), "webtransport", conn.WebTransport())
 	s.ctx, s.cancel = context.WithCancel(conn.Context())
+	if t := conn.Query().Get("jwt"); t != "" {
+		s.urlToken = []byte(t)
+	}
 	return s
 }
 
@@ -220,6 +226,7 @@ func (s *moqSession) setupParams(ps moqt.Params) error {
 			if s.conn.WebTransport() {
 				return closeWith(moqt.CodeInvalidPath, "PATH over WebTransport")
 			}
+			s.urlToken = queryToken(string(p.Bytes))
 		case moqt.SetupAuthority:
 			if s.conn.WebTransport() {
 				return closeWith(moqt.CodeInvalidAuthority, "AUTHORITY over WebTransport")
@@ -229,6 +236,20 @@ func (s *moqSession) setupParams(ps moqt.Params) error {
 		}
 	}
 	return nil
+}
+
+// queryToken is the "jwt" query parameter of a path ("/?jwt=…"), as
+// moq-dev's clients send a token, or nil.
+func queryToken(path string) []byte {
+	_, q, ok := strings.Cut(path, "?")
+	if !ok {
+		return nil
+	}
+	vs, err := url.ParseQuery(q)
+	if err != nil || vs.Get("jwt") == "" {
+		return nil
+	}
+	return []byte(vs.Get("jwt"))
 }
 
 // readPeerControl reads the client's draft 17+ control stream, which carries

@@ -47,6 +47,11 @@ func (s *moqSession) onSubscribe(r *request, m *moqt.Subscribe) {
 		r.refuse(moqt.ReqDoesNotExist, err.Error())
 		return
 	}
+	tok, _ := m.Params.Get(moqt.ParamAuthToken)
+	if ref := s.authorize(s.ctx, wire.KindPlay, stream, m.Namespace, tok.Bytes); ref != nil {
+		r.refuse(ref.code, ref.reason)
+		return
+	}
 	w, ref := s.watch(stream, m.Namespace)
 	if ref != nil {
 		r.refuse(ref.code, ref.reason)

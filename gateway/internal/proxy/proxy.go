@@ -63,6 +63,10 @@ type Config struct {
 	// StreamHeader names the header that carries the stream id (SDR's
 	// convention). Default X-Stream-Id.
 	StreamHeader string
+	// Authorize, when set, decides every call (kind wire.KindProxy) once its
+	// stream is known; it answers a call it refuses and returns false. Nil
+	// admits every call (auth off).
+	Authorize func(w http.ResponseWriter, r *http.Request, kind, stream string) bool
 }
 
 // reserved are the gateway's own paths, which no route may take.
@@ -258,6 +262,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("route %s, stream %s: %d bytes, limit %d", rt.Prefix, stream, r.ContentLength, rt.MaxBody))
 		return
 	}
+	if p.cfg.Authorize != nil && !p.cfg.Authorize(w, r, wire.KindProxy, stream) {
+		return
+	}
 	c := &call{route: rt, stream: stream, client: clientHost(r.RemoteAddr)}
 	if !p.admit(w, r, rt, stream, c.client) {
 		return
@@ -451,7 +458,7 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 			f.p.limit.release(key)
 		} else {
 			f.p.limit.answered(key, resp.StatusCode)
-			resp.Body = &releasingBody{ReadCloser: resp.Body, done: func() { f.p.limit.release(key) }}
+			resp.Body = releasing(resp.Body, func() { f.p.limit.release(key) })
 		}
 		again := attempt == 0 && !c.body.touched() && req.Context().Err() == nil
 		switch {

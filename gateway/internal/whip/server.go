@@ -14,6 +14,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sluicegw/sluice/gateway/internal/session"
+	"github.com/sluicegw/sluice/internal/streamid"
+	"github.com/sluicegw/sluice/internal/wire"
 )
 
 // Config configures the WebRTC edge. Zero values mean the defaults given.
@@ -38,6 +40,11 @@ type Config struct {
 	// ICEServers are named to clients in Link headers on OPTIONS and on the
 	// 201 of an offer. Default none.
 	ICEServers []ICEServer
+	// Authorize, when set, runs first on every WHIP and WHEP request (POST,
+	// PATCH, DELETE) whose stream id is valid, with the request's kind
+	// (wire.KindPublish or wire.KindPlay). It answers a request it refuses
+	// and returns false. Nil admits every request (auth off).
+	Authorize func(w http.ResponseWriter, r *http.Request, kind, stream string) bool
 }
 
 func (c Config) withDefaults() Config {
@@ -86,14 +93,46 @@ func New(cfg Config, core *session.Core, log *slog.Logger) (*Server, error) {
 
 // Register mounts the WHIP and WHEP endpoints on mux.
 func (srv *Server) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /whip/{stream}", srv.handleWHIP)
-	mux.HandleFunc("POST /whep/{stream}", srv.handleWHEP)
-	for _, proto := range []string{"whip", "whep"} {
-		mux.HandleFunc("PATCH /"+proto+"/{stream}/{res}", srv.handlePatch)
-		mux.HandleFunc("DELETE /"+proto+"/{stream}/{res}", srv.handleDelete)
+	mux.HandleFunc("POST /whip/{stream}", srv.authorized(wire.KindPublish, srv.handleWHIP))
+	mux.HandleFunc("POST /whep/{stream}", srv.authorized(wire.KindPlay, srv.handleWHEP))
+	for proto, kind := range map[string]string{"whip": wire.KindPublish, "whep": wire.KindPlay} {
+		mux.HandleFunc("PATCH /"+proto+"/{stream}/{res}", srv.authorized(kind, srv.handlePatch))
+		mux.HandleFunc("DELETE /"+proto+"/{stream}/{res}", srv.authorized(kind, srv.handleDelete))
 		mux.HandleFunc("OPTIONS /"+proto+"/{stream}", srv.handleOptions)
 		mux.HandleFunc("OPTIONS /"+proto+"/{stream}/{res}", srv.handleOptions)
 	}
+}
+
+// authorized runs Config.Authorize before h. A request with an invalid
+// stream id goes straight to h, which refuses it (400) before any work.
+func (srv *Server) authorized(kind string, h http.HandlerFunc) http.HandlerFunc {
+	if srv.cfg.Authorize == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		stream := r.PathValue("stream")
+		if streamid.Validate(stream) == nil && !srv.cfg.Authorize(w, r, kind, stream) {
+			return
+		}
+		h(w, r)
+	}
+}
+
+// EndPublisher ends the WHIP sessions publishing stream (a publisher over its
+// token's limits) and reports how many there were.
+func (srv *Server) EndPublisher(stream, reason string) int {
+	srv.mu.Lock()
+	var ss []resource
+	for _, s := range srv.resources {
+		if s.kind() == wire.KindPublish && s.streamID() == stream {
+			ss = append(ss, s)
+		}
+	}
+	srv.mu.Unlock()
+	for _, s := range ss {
+		srv.endResource(s, reason)
+	}
+	return len(ss)
 }
 
 // ICEAddr is the bound ICE UDP address.

@@ -10,7 +10,7 @@ import (
 )
 
 func main() {
-	for _, name := range []string{"route-hrw", "route-least-loaded", "throttle-m2"} {
+	for _, name := range []string{"auth-grants", "route-hrw", "route-least-loaded", "throttle-m2"} {
 		if err := wasmbuild.Build("./"+name, name+".wasm"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

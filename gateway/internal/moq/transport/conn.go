@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -23,6 +24,9 @@ type Conn interface {
 	CloseWithError(code uint64, reason string) error
 	// WebTransport reports whether the session came over HTTP/3.
 	WebTransport() bool
+	// Query is the query of a WebTransport session's URL (where browser
+	// clients put a token); nil over raw QUIC, whose URL is in SETUP.
+	Query() url.Values
 }
 
 // ReceiveStream is the reading half of a stream.
@@ -52,6 +56,7 @@ type rawConn struct{ c *quic.Conn }
 func (r rawConn) Context() context.Context { return r.c.Context() }
 func (r rawConn) RemoteAddr() net.Addr     { return r.c.RemoteAddr() }
 func (r rawConn) WebTransport() bool       { return false }
+func (r rawConn) Query() url.Values        { return nil }
 
 func (r rawConn) AcceptStream(ctx context.Context) (Stream, error) {
 	s, err := r.c.AcceptStream(ctx)
@@ -113,11 +118,15 @@ func (s rawSend) CancelWrite(code uint64)            { s.s.CancelWrite(quic.Stre
 func (s rawSend) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }
 
 // wtConn is a MoQ session inside a WebTransport session.
-type wtConn struct{ s *webtransport.Session }
+type wtConn struct {
+	s     *webtransport.Session
+	query url.Values
+}
 
 func (w wtConn) Context() context.Context { return w.s.Context() }
 func (w wtConn) RemoteAddr() net.Addr     { return w.s.RemoteAddr() }
 func (w wtConn) WebTransport() bool       { return true }
+func (w wtConn) Query() url.Values        { return w.query }
 
 func (w wtConn) AcceptStream(ctx context.Context) (Stream, error) {
 	s, err := w.s.AcceptStream(ctx)

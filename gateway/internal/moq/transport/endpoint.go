@@ -177,7 +177,7 @@ func (e *Endpoint) upgrade(w http.ResponseWriter, r *http.Request) {
 		_ = sess.CloseWithError(webtransport.SessionErrorCode(moqt.CodeVersionNegotiationFailed), "no common MoQT version")
 		return
 	}
-	e.handle(wtConn{sess}, proto)
+	e.handle(wtConn{s: sess, query: r.URL.Query()}, proto)
 }
 
 // CertificateHash is the hex SHA-256 of the self-signed certificate, or "".
