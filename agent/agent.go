@@ -22,6 +22,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicegw/sluice/agent/internal/services"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/procstat"
@@ -38,7 +39,7 @@ type Agent struct {
 	ln      net.Listener
 	started time.Time
 	meter   *procstat.Meter
-	svc     *services
+	svc     *services.Proxy
 
 	nextInspect time.Time // touched only by Run's loop
 }
@@ -63,8 +64,8 @@ func New(cfg Config, c *cluster.Cluster, ident *pki.Identity, log *slog.Logger, 
 	}
 	a := &Agent{cfg: cfg, cluster: c, ident: ident, log: log, ln: ln, started: time.Now(), meter: procstat.NewMeter(0)}
 	a.mgr = newManager(cfg, ident, log)
-	a.svc = newServices(cfg.Services, cfg.ID, log, a.mgr.liveStream)
-	a.mgr.streams.agent, a.mgr.streams.changed = cfg.ID, a.svc.streamChanged
+	a.svc = services.New(cfg.Services, cfg.ID, log, a.mgr.liveStream)
+	a.mgr.streams.agent, a.mgr.streams.changed = cfg.ID, a.svc.StreamChanged
 	if set != nil {
 		a.registerMetrics(set)
 	}
@@ -92,7 +93,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	mctx, stopMgr := context.WithCancel(context.Background())
 	a.mgr.start(mctx)
 	svcDone := make(chan struct{})
-	go func() { defer close(svcDone); a.svc.run(mctx) }()
+	go func() { defer close(svcDone); a.svc.Run(mctx) }()
 	_ = a.cluster.SetTags(a.tags(wire.StateServing))
 	a.log.Info("agent serving", "id", a.cfg.ID, "api", a.APIAddr())
 

@@ -26,9 +26,9 @@ func (a *Agent) api() http.Handler {
 	mux.HandleFunc("DELETE "+wire.PathNode, a.handleStopNode)
 	mux.HandleFunc("GET "+wire.PathNodeLogs, a.handleLogs)
 	mux.HandleFunc("GET "+wire.PathEvents, a.handleEvents)
-	mux.HandleFunc("GET "+wire.PathProxyStream, a.svc.handleGetStream)
-	mux.HandleFunc("PUT "+wire.PathProxyStream, a.svc.handleHoldStream)
-	mux.HandleFunc(wire.PathProxy, a.svc.handleProxy)
+	mux.HandleFunc("GET "+wire.PathProxyStream, a.svc.HandleGetStream)
+	mux.HandleFunc("PUT "+wire.PathProxyStream, a.svc.HandleHoldStream)
+	mux.HandleFunc(wire.PathProxy, a.svc.HandleProxy)
 	return mux
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicegw/sluice/agent/internal/services"
 )
 
 // Config configures an agent. The zero value of each field means its default.
@@ -153,6 +155,14 @@ func parseMemory(s string, auto int64) (int64, error) {
 	return n, nil
 }
 
+// Services are the operator's own per-stream services beside the agent
+// (agent.services, agent.serviceHooks, agent.serviceIdle).
+type Services = services.Config
+
+// ServiceHooks are the paths on the default service called when a stream
+// comes to the agent or leaves it.
+type ServiceHooks = services.Hooks
+
 // withDefaults fills defaults on a copy and validates. Errors name the field.
 func (c Config) withDefaults() (Config, error) {
 	if c.ID == "" {
@@ -217,7 +227,7 @@ func (c Config) withDefaults() (Config, error) {
 		pools[name] = p
 	}
 	c.Pools = pools
-	if c.Services, err = c.Services.withDefaults(); err != nil {
+	if c.Services, err = c.Services.WithDefaults(); err != nil {
 		return c, err
 	}
 	return c, nil

@@ -61,12 +61,6 @@ func TestEveryInvalidConfigFieldIsRefusedNamingTheField(t *testing.T) {
 	}
 }
 
-// checkConfig loads a file the way every subcommand does.
-func checkConfig(path string) error {
-	_, err := loadConfig(path)
-	return err
-}
-
 func TestBadConfigExitsNonZeroBeforeStarting(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(path, []byte("process:\n  relay:\n    concurrent: -1\n"), 0o644)

@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
+
+	"github.com/sluicegw/sluice/cmd/sluice/internal/bench"
 )
 
 const usage = `sluice — edge proxy and media gateway with Wasm policies
@@ -47,6 +49,12 @@ func main() {
 	os.Exit(code)
 }
 
+// checkConfig loads a config file for its errors alone (sluice bench).
+func checkConfig(path string) error {
+	_, err := loadConfig(path)
+	return err
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -73,9 +81,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "push":
 		return runPush(ctx, rest, stdout, stderr)
 	case "bench":
-		return runBench(ctx, rest, stdout, stderr)
+		return bench.Run(ctx, rest, stdout, stderr, bench.Deps{CheckConfig: checkConfig, Trust: trustFor})
 	case "bench-relay":
-		return runBenchRelay(ctx, rest, stdout, stderr)
+		return bench.RunRelay(ctx, rest, stdout, stderr)
 	case "version", "-v", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return 0

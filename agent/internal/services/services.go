@@ -1,4 +1,9 @@
-package agent
+// Package services is the agent's side of the edge proxy: it forwards the
+// calls gateways proxy to the operator's own per-stream services beside the
+// agent (SDR's port mapping), holds the streams that have calls but no media
+// here, and calls the services' add and remove hooks (SDR's add and delete
+// URLs). gateway/internal/proxy/RATIONALE.md says why it is built this way.
+package services
 
 import (
 	"bytes"
@@ -20,27 +25,27 @@ import (
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
-// Services are the operator's own per-stream services beside the agent (an
+// Config is the operator's own per-stream services beside the agent (an
 // inference service, a thumbnailer, a stats API), which gateways proxy HTTP and
 // gRPC calls to by stream id: SDR's port mapping (Upstreams) and its add and
 // delete URLs (Hooks).
-type Services struct {
+type Config struct {
 	// Upstreams maps a service name to its address. "host:port" speaks
 	// HTTP/1.1, and HTTP/2 without TLS for gRPC calls; "http://host:port" only
 	// HTTP/1.1; "h2c://host:port" only HTTP/2 without TLS.
 	Upstreams map[string]string
 	// Hooks are paths on the "default" service that the agent POSTs a
 	// wire.ServiceHook to when a stream comes to it or leaves it.
-	Hooks ServiceHooks
+	Hooks Hooks
 	// Idle lets a stream held for proxied calls alone (no media here) go after
 	// this long without one. Default 10m.
 	Idle time.Duration
 }
 
-// ServiceHooks are the add and remove paths; "" calls nothing.
-type ServiceHooks struct{ Add, Remove string }
+// Hooks are the add and remove paths; "" calls nothing.
+type Hooks struct{ Add, Remove string }
 
-func (s Services) withDefaults() (Services, error) {
+func (s Config) WithDefaults() (Config, error) {
 	if s.Idle == 0 {
 		s.Idle = 10 * time.Minute
 	}
@@ -98,10 +103,10 @@ const (
 	upstreamH2C
 )
 
-// services forwards proxied calls to the upstreams and calls their hooks. Lock
-// order: the manager's state lock, then mu (streamChanged); never the reverse.
-type services struct {
-	cfg     Services
+// Proxy forwards proxied calls to the upstreams and calls their hooks. Lock
+// order: the manager's state lock, then mu (StreamChanged); never the reverse.
+type Proxy struct {
+	cfg     Config
 	agentID string
 	log     *slog.Logger
 	live    func(id string) (wire.StreamInfo, bool) // the stream's media, if live here
@@ -125,8 +130,8 @@ type upstream struct {
 	h1, h2 *httputil.ReverseProxy
 }
 
-func newServices(cfg Services, agentID string, log *slog.Logger, live func(string) (wire.StreamInfo, bool)) *services {
-	s := &services{cfg: cfg, agentID: agentID, log: log, live: live, up: map[string]*upstream{},
+func New(cfg Config, agentID string, log *slog.Logger, live func(string) (wire.StreamInfo, bool)) *Proxy {
+	s := &Proxy{cfg: cfg, agentID: agentID, log: log, live: live, up: map[string]*upstream{},
 		held: map[string]time.Time{}, wake: make(chan struct{}, 1),
 		hookc: &http.Client{Timeout: 5 * time.Second}}
 	for name, addr := range cfg.Upstreams {
@@ -223,7 +228,7 @@ func (u *upstream) pick(r *http.Request) *httputil.ReverseProxy {
 
 // here says whether calls for stream belong to this agent: its media is live
 // here, or a gateway's route policy put it here for proxied calls.
-func (s *services) here(stream string, touch bool) (wire.ProxyStream, bool) {
+func (s *Proxy) here(stream string, touch bool) (wire.ProxyStream, bool) {
 	if _, ok := s.live(stream); ok {
 		return wire.ProxyStream{Stream: stream, Agent: s.agentID, Media: true}, true
 	}
@@ -241,7 +246,7 @@ func (s *services) here(stream string, touch bool) (wire.ProxyStream, bool) {
 
 // hold keeps stream here for proxied calls, calling the add hook when it is new
 // to the agent.
-func (s *services) hold(stream string) wire.ProxyStream {
+func (s *Proxy) hold(stream string) wire.ProxyStream {
 	if ps, ok := s.here(stream, true); ok {
 		return ps
 	}
@@ -252,8 +257,8 @@ func (s *services) hold(stream string) wire.ProxyStream {
 	return wire.ProxyStream{Stream: stream, Agent: s.agentID}
 }
 
-// streamChanged is the stream table's news of media streams (under its lock).
-func (s *services) streamChanged(si wire.StreamInfo, live bool) {
+// StreamChanged is the stream table's news of media streams (under its lock).
+func (s *Proxy) StreamChanged(si wire.StreamInfo, live bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, held := s.held[si.Stream]
@@ -265,7 +270,7 @@ func (s *services) streamChanged(si wire.StreamInfo, live bool) {
 	}
 }
 
-func (s *services) enqueueLocked(path string, h wire.ServiceHook) {
+func (s *Proxy) enqueueLocked(path string, h wire.ServiceHook) {
 	if path == "" || s.up["default"] == nil {
 		return
 	}
@@ -278,7 +283,7 @@ func (s *services) enqueueLocked(path string, h wire.ServiceHook) {
 
 // run calls the hooks in order and lets idle held streams go, until ctx ends;
 // then it tells the services that every held stream leaves.
-func (s *services) run(ctx context.Context) {
+func (s *Proxy) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -300,7 +305,7 @@ func (s *services) run(ctx context.Context) {
 	}
 }
 
-func (s *services) expire() {
+func (s *Proxy) expire() {
 	s.mu.Lock()
 	var gone []string
 	for id, last := range s.held {
@@ -310,7 +315,7 @@ func (s *services) expire() {
 		}
 	}
 	s.mu.Unlock()
-	// The stream table calls streamChanged under its lock, which takes s.mu:
+	// The stream table calls StreamChanged under its lock, which takes s.mu:
 	// ask it with s.mu released.
 	for _, id := range gone {
 		if _, media := s.live(id); !media {
@@ -324,7 +329,7 @@ func (s *services) expire() {
 // callHooks POSTs the queued hooks to the default service, one at a time. A
 // service that is down misses them (logged): hooks are notices, and a call for
 // the stream still reaches the service.
-func (s *services) callHooks(ctx context.Context) {
+func (s *Proxy) callHooks(ctx context.Context) {
 	for {
 		s.mu.Lock()
 		if len(s.queue) == 0 {
@@ -355,7 +360,7 @@ func (s *services) callHooks(ctx context.Context) {
 	}
 }
 
-func (s *services) handleGetStream(w http.ResponseWriter, r *http.Request) {
+func (s *Proxy) HandleGetStream(w http.ResponseWriter, r *http.Request) {
 	ps, ok := s.here(r.PathValue("id"), false)
 	if !ok {
 		problem.Write(w, http.StatusNotFound, "stream-not-here", "The stream is not on this agent", "stream "+r.PathValue("id"))
@@ -364,7 +369,7 @@ func (s *services) handleGetStream(w http.ResponseWriter, r *http.Request) {
 	problem.WriteJSON(w, http.StatusOK, ps)
 }
 
-func (s *services) handleHoldStream(w http.ResponseWriter, r *http.Request) {
+func (s *Proxy) HandleHoldStream(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if streamid.Validate(id) != nil {
 		problem.Write(w, http.StatusBadRequest, "bad-stream-id", "Not a valid stream id", id)
@@ -373,8 +378,8 @@ func (s *services) handleHoldStream(w http.ResponseWriter, r *http.Request) {
 	problem.WriteJSON(w, http.StatusOK, s.hold(id))
 }
 
-// handleProxy forwards one call to a service, for a stream that is here.
-func (s *services) handleProxy(w http.ResponseWriter, r *http.Request) {
+// HandleProxy forwards one call to a service, for a stream that is here.
+func (s *Proxy) HandleProxy(w http.ResponseWriter, r *http.Request) {
 	u := s.up[r.PathValue("service")]
 	if u == nil {
 		problem.Write(w, http.StatusNotFound, "no-service", "No such service on this agent", "service "+r.PathValue("service"))

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 	"github.com/sluicegw/sluice/gateway"
 )
 
-// runBenchRelay is the baseline of `sluice bench`: a minimal one-process pion
+// RunRelay is `sluice bench-relay`, the baseline of `sluice bench`: a minimal one-process pion
 // relay. A WHIP publisher's tracks are fanned out to WHEP viewers' tracks through
 // pion's TrackLocalStaticRTP, with the same pion settings as the gateway (default
 // codecs and interceptors, ICE on one UDP port) — and nothing else: no policy, no
 // placement, no media link, no node.
-func runBenchRelay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func RunRelay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sluice bench-relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	httpAddr := fs.String("http", "127.0.0.1:0", "HTTP address")

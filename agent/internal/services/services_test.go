@@ -1,4 +1,4 @@
-package agent
+package services
 
 import (
 	"encoding/json"
@@ -45,18 +45,18 @@ func (h *hookRecorder) wait(t *testing.T, want ...string) {
 	}
 }
 
-func newTestServices(t *testing.T, idle time.Duration, live map[string]bool) (*services, *hookRecorder) {
+func newTestServices(t *testing.T, idle time.Duration, live map[string]bool) (*Proxy, *hookRecorder) {
 	t.Helper()
 	rec := &hookRecorder{}
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
-	cfg, err := Services{Upstreams: map[string]string{"default": strings.TrimPrefix(srv.URL, "http://")},
-		Hooks: ServiceHooks{Add: "/add", Remove: "/remove"}, Idle: idle}.withDefaults()
+	cfg, err := Config{Upstreams: map[string]string{"default": strings.TrimPrefix(srv.URL, "http://")},
+		Hooks: Hooks{Add: "/add", Remove: "/remove"}, Idle: idle}.WithDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	s := newServices(cfg, "agent-1", slog.New(slog.NewTextHandler(io.Discard, nil)), func(id string) (wire.StreamInfo, bool) {
+	s := New(cfg, "agent-1", slog.New(slog.NewTextHandler(io.Discard, nil)), func(id string) (wire.StreamInfo, bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		return wire.StreamInfo{Stream: id}, live[id]
@@ -88,10 +88,10 @@ func TestAHeldStreamIsAddedOnceAndRemovedWhenIdle(t *testing.T) {
 // none for a stream the proxy already held (its service knows it).
 func TestMediaStreamsComingAndGoingCallTheHooks(t *testing.T) {
 	s, rec := newTestServices(t, time.Minute, nil)
-	s.streamChanged(wire.StreamInfo{Stream: "live-1", Node: "relay-1"}, true)
+	s.StreamChanged(wire.StreamInfo{Stream: "live-1", Node: "relay-1"}, true)
 	s.hold("held-1")
-	s.streamChanged(wire.StreamInfo{Stream: "held-1"}, true)
-	s.streamChanged(wire.StreamInfo{Stream: "live-1"}, false)
+	s.StreamChanged(wire.StreamInfo{Stream: "held-1"}, true)
+	s.StreamChanged(wire.StreamInfo{Stream: "live-1"}, false)
 	s.callHooks(t.Context())
 	rec.wait(t, "add live-1 media", "add held-1 proxy", "remove live-1 ended")
 }
@@ -101,7 +101,7 @@ func TestMediaStreamsComingAndGoingCallTheHooks(t *testing.T) {
 func TestACallForAStreamElsewhereIsMisdirected(t *testing.T) {
 	s, _ := newTestServices(t, time.Minute, map[string]bool{"live-1": true})
 	mux := http.NewServeMux()
-	mux.HandleFunc(wire.PathProxy, s.handleProxy)
+	mux.HandleFunc(wire.PathProxy, s.HandleProxy)
 	for _, c := range []struct {
 		path, stream string
 		want         int
@@ -123,17 +123,17 @@ func TestACallForAStreamElsewhereIsMisdirected(t *testing.T) {
 // Service settings that cannot work are refused, naming the field.
 func TestServiceSettingsErrorsNameTheField(t *testing.T) {
 	for _, c := range []struct {
-		s    Services
+		s    Config
 		want string
 	}{
-		{Services{Upstreams: map[string]string{"default": "nohost"}}, "agent.services.default"},
-		{Services{Upstreams: map[string]string{"default": "ftp://h:1"}}, "agent.services.default"},
-		{Services{Upstreams: map[string]string{"a b": "h:1"}}, "agent.services.a b"},
-		{Services{Upstreams: map[string]string{"grpc": "h:1"}, Hooks: ServiceHooks{Add: "/add"}}, "agent.serviceHooks.add"},
-		{Services{Upstreams: map[string]string{"default": "h:1"}, Hooks: ServiceHooks{Remove: "remove"}}, "agent.serviceHooks.remove"},
-		{Services{Idle: -time.Second}, "agent.serviceIdle"},
+		{Config{Upstreams: map[string]string{"default": "nohost"}}, "agent.services.default"},
+		{Config{Upstreams: map[string]string{"default": "ftp://h:1"}}, "agent.services.default"},
+		{Config{Upstreams: map[string]string{"a b": "h:1"}}, "agent.services.a b"},
+		{Config{Upstreams: map[string]string{"grpc": "h:1"}, Hooks: Hooks{Add: "/add"}}, "agent.serviceHooks.add"},
+		{Config{Upstreams: map[string]string{"default": "h:1"}, Hooks: Hooks{Remove: "remove"}}, "agent.serviceHooks.remove"},
+		{Config{Idle: -time.Second}, "agent.serviceIdle"},
 	} {
-		if _, err := c.s.withDefaults(); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := c.s.WithDefaults(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Fatalf("%+v: error %v, want one naming %s", c.s, err, c.want)
 		}
 	}

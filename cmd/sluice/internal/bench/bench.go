@@ -1,4 +1,8 @@
-package main
+// Package bench is `sluice bench` and its baseline, `sluice bench-relay`: the
+// media path measured against a minimal pion relay in one run, with the
+// stream published over WHIP or pushed over MoQ, and many pushes at once.
+// docs/performance.md gives the figures and the commands.
+package bench
 
 import (
 	"bufio"
@@ -8,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -20,15 +25,23 @@ import (
 
 	"github.com/sluicegw/sluice/internal/mediaload"
 	"github.com/sluicegw/sluice/internal/mediatest"
+	"github.com/sluicegw/sluice/sdk/push"
 )
 
-// runBench measures what the media path costs: one WHIP publisher and N WHEP
+// Deps are what the bench takes from the sluice command: the config check of
+// `--config` and how `sluice push` trusts a gateway's certificate.
+type Deps struct {
+	CheckConfig func(path string) error
+	Trust       func(ctx context.Context, u *url.URL, caFile string, opts *push.Options) error
+}
+
+// Run is `sluice bench`. It measures what the media path costs: one WHIP publisher and N WHEP
 // viewers over loopback, through `sluice dev` (gateway → media link → node →
 // media link → gateway) and through a minimal one-process pion relay, in the same
 // run. It reports the CPU time the serving processes spend per delivered RTP
 // packet in steady state (handshakes excluded; the load generator is this process
 // and is not counted) and the publisher-to-viewer latency.
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps) int {
 	fs := flag.NewFlagSet("sluice bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	viewers := fs.String("viewers", "10,100", "comma list of viewer counts")
@@ -40,7 +53,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if _, err := loadConfig(*cfgPath); err != nil {
+	if err := deps.CheckConfig(*cfgPath); err != nil {
 		fmt.Fprintln(stderr, "sluice bench:", err)
 		return 2
 	}
@@ -90,7 +103,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			run := benchRun
 			if tg.moq {
 				run = func(ctx context.Context, base string, pid, n int, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
-					return benchRunMoQ(ctx, base, urls[1], pid, n, warmup, window, stderr)
+					return benchRunMoQ(ctx, deps, base, urls[1], pid, n, warmup, window, stderr)
 				}
 			}
 			r, err := run(ctx, urls[0], srv.Process.Pid, n, *warmup, *window, stderr)
@@ -106,7 +119,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		stopServer(srv)
 	}
 	if *pushes > 0 {
-		r, err := benchManyPushes(ctx, self, devArgs, *pushes, *warmup, *window, stderr)
+		r, err := benchManyPushes(ctx, deps, self, devArgs, *pushes, *warmup, *window, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "sluice bench: %d pushes: %v\n", *pushes, err)
 			return 1

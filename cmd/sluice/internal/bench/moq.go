@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -21,19 +21,19 @@ import (
 // send time up by its sequence number as with WHIP: every frame carries the time
 // it was written instead (unix nanoseconds at bytes 3–10), and the latency is
 // that of the packets that start a frame.
-func benchRunMoQ(ctx context.Context, base, moqURL string, pid, n int, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
-	return benchPushes(ctx, base, moqURL, pid, 1, n, mediaload.Frames{Video: 3000, Key: 9000}, warmup, window, stderr)
+func benchRunMoQ(ctx context.Context, deps Deps, base, moqURL string, pid, n int, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
+	return benchPushes(ctx, deps, base, moqURL, pid, 1, n, mediaload.Frames{Video: 3000, Key: 9000}, warmup, window, stderr)
 }
 
 // benchPushes pushes `pushes` streams at once over MoQ, each watched by n WHEP
 // viewers, and measures them together in one window.
-func benchPushes(ctx context.Context, base, moqURL string, pid, pushes, n int, sizes mediaload.Frames, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
+func benchPushes(ctx context.Context, deps Deps, base, moqURL string, pid, pushes, n int, sizes mediaload.Frames, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
 	u, err := url.Parse(moqURL)
 	if err != nil {
 		return mediaload.Result{}, err
 	}
 	opts := &push.Options{}
-	if err := trustFor(ctx, u, "", opts); err != nil {
+	if err := deps.Trust(ctx, u, "", opts); err != nil {
 		return mediaload.Result{}, err
 	}
 	m := &mediaload.Meter{Stamped: true}
@@ -72,13 +72,13 @@ func benchPushes(ctx context.Context, base, moqURL string, pid, pushes, n int, s
 // benchManyPushes starts `sluice dev` and pushes n streams of ~1 Mbit/s (4,200
 // bytes of video 30 times a second, a 12,600-byte keyframe every second, and
 // Opus), each to one WHEP viewer.
-func benchManyPushes(ctx context.Context, self string, devArgs []string, n int, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
+func benchManyPushes(ctx context.Context, deps Deps, self string, devArgs []string, n int, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
 	srv, urls, err := startServer(ctx, self, devArgs, devReadyRE, true)
 	if err != nil {
 		return mediaload.Result{}, err
 	}
 	defer stopServer(srv)
-	r, err := benchPushes(ctx, urls[0], urls[1], srv.Process.Pid, n, 1, mediaload.Frames{Video: 4200, Key: 12600}, warmup, window, stderr)
+	r, err := benchPushes(ctx, deps, urls[0], urls[1], srv.Process.Pid, n, 1, mediaload.Frames{Video: 4200, Key: 12600}, warmup, window, stderr)
 	if err == nil {
 		fmt.Fprintf(stderr, "%d MoQ pushes: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%%s\n",
 			n, r.PPS, r.CPUPerPkt, r.P50, r.P99, 100*r.Loss, dropNote(r))
