@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -50,22 +49,10 @@ func publishAndWatch(t *testing.T, pubBase, viewBase, stream string) {
 	// The stream's tracks become known to the gateway with their first packets:
 	// keep sending the first video frame and audio packet until the viewer is in,
 	// then send the rest — the sequence the viewer must receive.
-	warm, stopWarm := context.WithCancel(ctx)
-	warmed := make(chan struct{})
-	go func() {
-		defer close(warmed)
-		for warm.Err() == nil {
-			_ = pub.Send(warm, video[:1], audio[:1])
-			select {
-			case <-warm.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
+	stopWarm := keepWarm(ctx, pub, video, audio)
 	var view *mediatest.Viewer
 	view, err = playWhenLive(ctx, api, viewBase, stream, 15*time.Second)
 	stopWarm()
-	<-warmed
 	if err != nil {
 		t.Fatalf("WHEP play: %v", err)
 	}

@@ -190,3 +190,22 @@ func playWhenLive(ctx context.Context, api *webrtc.API, base, stream string, wit
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// keepWarm sends a WHIP publisher's first video frame and audio packet every
+// 100 ms — the stream's tracks become known to the gateway with their first
+// packets — until the returned stop, which waits for the last send to end.
+func keepWarm(ctx context.Context, pub *mediatest.Publisher, video, audio [][]byte) (stop func()) {
+	warm, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for warm.Err() == nil {
+			_ = pub.Send(warm, video[:1], audio[:1])
+			select {
+			case <-warm.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}

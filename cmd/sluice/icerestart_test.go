@@ -157,18 +157,7 @@ func TestICERestartThroughPATCHKeepsTheMediaFlowingToTheViewer(t *testing.T) {
 	defer pub.Close()
 	pubICE := iceStates(pub.PC)
 	waitICE(ctx, t, pub.PC, pubICE, webrtc.ICEConnectionStateConnected)
-	warm, stopWarm := context.WithCancel(ctx)
-	warmed := make(chan struct{})
-	go func() {
-		defer close(warmed)
-		for warm.Err() == nil {
-			_ = pub.Send(warm, video[:1], audio[:1])
-			select {
-			case <-warm.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
+	stopWarm := keepWarm(ctx, pub, video, audio)
 	var view *mediatest.Viewer
 	view, err = playWhenLive(ctx, api, base, "restart", 15*time.Second)
 	if err != nil {
@@ -178,7 +167,6 @@ func TestICERestartThroughPATCHKeepsTheMediaFlowingToTheViewer(t *testing.T) {
 	viewICE := iceStates(view.PC)
 	waitICE(ctx, t, view.PC, viewICE, webrtc.ICEConnectionStateConnected)
 	stopWarm()
-	<-warmed
 
 	sendAndCheck := func(label string) {
 		t.Helper()

@@ -132,21 +132,14 @@ func (b *releasingBody) Close() error {
 // releasingConn is releasingBody for the writable body of a protocol upgrade
 // (101), which the reverse proxy uses as the connection.
 type releasingConn struct {
-	io.ReadWriteCloser
-	once sync.Once
-	done func()
-}
-
-func (b *releasingConn) Close() error {
-	err := b.ReadWriteCloser.Close()
-	b.once.Do(b.done)
-	return err
+	*releasingBody
+	io.Writer
 }
 
 // releasing wraps a response body so that closing it calls done once.
 func releasing(body io.ReadCloser, done func()) io.ReadCloser {
 	if rw, ok := body.(io.ReadWriteCloser); ok {
-		return &releasingConn{ReadWriteCloser: rw, done: done}
+		return &releasingConn{&releasingBody{ReadCloser: rw, done: done}, rw}
 	}
 	return &releasingBody{ReadCloser: body, done: done}
 }
