@@ -111,6 +111,7 @@ func startProxyCluster(t *testing.T) *proxyCluster {
       - {prefix: /cams/, rewrite: /echo/, stream: "path:1"}
       - {prefix: /grpc.health.v1., service: grpc}
       - {prefix: /slow/, rewrite: /hang, timeout: 1s}
+      - {prefix: /silent/, rewrite: /hold, timeout: 1s}
       - {prefix: /open/, rewrite: /hang}
       - {prefix: /small/, rewrite: /echo/, maxBody: 100}
 `)
@@ -341,12 +342,33 @@ func TestProxyRefusesBadCallsWithProblemsAndKeepsServing(t *testing.T) {
 	}
 	waitCancelled(t, s, before+1)
 
+	// A service that answers nothing at all, not even a status: the gateway
+	// answers 504 itself when the route's timeout passes, and the service's
+	// call is cancelled.
+	req, _ = http.NewRequest(http.MethodGet, pc.base+"/silent/", nil)
+	req.Header.Set("X-Stream-Id", "cam-1")
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("a silent service behind a 1 s route timeout: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	problemOf(resp.StatusCode, resp.Header.Get("Content-Type")+" "+string(b), http.StatusGatewayTimeout, "timeout")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, n := get(t, "http://"+s.http+"/holding"); n == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the silent service's call was not cancelled after the gateway's 504")
+		}
+	}
+
 	// A client that goes away mid-call cancels the service's call.
 	before = cancelledCount(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, pc.base+"/open/", nil)
 	req.Header.Set("X-Stream-Id", "cam-1")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
