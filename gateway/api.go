@@ -21,6 +21,19 @@ type metricsWriter interface{ WritePrometheus(w io.Writer) }
 
 func writeProcessMetrics(w io.Writer) { metrics.WriteProcessMetrics(w) }
 
+// handleRotateGossipKey moves the whole cluster to a new gossip key (serf's
+// keyring operations, no downtime): POST /v1/cluster/gossip-key. The key never
+// leaves the members; the answer says how many switched.
+func (g *Gateway) handleRotateGossipKey(w http.ResponseWriter, r *http.Request) {
+	rot, err := g.cluster.RotateKey(r.Context())
+	if err != nil {
+		problem.Write(w, http.StatusConflict, "rotation-failed", "The gossip key was not rotated", err.Error())
+		return
+	}
+	g.log.Info("gateway: the cluster's gossip key was rotated", "members", rot.Members, "removed", rot.Removed)
+	problem.WriteJSON(w, http.StatusOK, rot)
+}
+
 func (g *Gateway) handleCluster(w http.ResponseWriter, _ *http.Request) {
 	ms := g.cluster.Members()
 	out := make([]map[string]any, 0, len(ms))

@@ -87,9 +87,12 @@ func runNode(ctx context.Context, args []string, _, stderr io.Writer) int {
 }
 
 // runCA makes the cluster CA and member certificates.
-func runCA(_ context.Context, args []string, stdout, stderr io.Writer) int {
+func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) >= 2 && args[0] == "gossip-key" && args[1] == "rotate" {
+		return runRotateGossipKey(ctx, args[2:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "init" && args[0] != "issue") {
-		fmt.Fprintln(stderr, "usage: sluice ca init --dir DIR | sluice ca issue --dir DIR --name NAME [--host H]...")
+		fmt.Fprintln(stderr, "usage: sluice ca init --dir DIR | sluice ca issue --dir DIR --name NAME [--host H]... | sluice ca gossip-key rotate [--addr GATEWAY] [--token T]")
 		return 2
 	}
 	fs := flag.NewFlagSet("sluice ca "+args[0], flag.ContinueOnError)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -185,7 +186,8 @@ func (m member) joinCluster(ctx context.Context, tags map[string]string, log log
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := cluster.Start(ctx, cluster.Config{Name: m.name, Bind: m.bind, Advertise: m.advertise, Join: m.join, Key: key, Tags: tags},
+	c, err := cluster.Start(ctx, cluster.Config{Name: m.name, Bind: m.bind, Advertise: m.advertise, Join: m.join, Key: key,
+		KeyringFile: filepath.Join(m.tlsDir, pki.GossipKeyringFile), Tags: tags},
 		log.With("component", "cluster"))
 	if err != nil {
 		return nil, nil, err

@@ -134,3 +134,50 @@ func uptime(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// runRotateGossipKey is `sluice ca gossip-key rotate`: it asks a gateway to move
+// the whole cluster to a new gossip key (POST /v1/cluster/gossip-key, an admin
+// call). Every member installs the new key, switches to it and drops the old
+// one, with no member leaving; members keep it in gossip.keyring in their TLS
+// directory for their next start.
+func runRotateGossipKey(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice ca gossip-key rotate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "", "gateway HTTP address (default gateway.listen, else 127.0.0.1:8080)")
+	token := fs.String("token", os.Getenv("SLUICE_API_TOKEN"), "API token or admin JWT (default $SLUICE_API_TOKEN, else gateway.apiToken)")
+	cfgPath := fs.String("config", "", "YAML config file: gateway.listen and gateway.apiToken")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice ca gossip-key rotate:", err)
+		return 2
+	}
+	*addr, *token = cmp.Or(*addr, cfg.gatewayConfig().Listen), cmp.Or(*token, cfg.Gateway.APIToken)
+	base := *addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/cluster/gossip-key", nil)
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice ca gossip-key rotate: %v (is a gateway running at %s? use --addr)\n", err, *addr)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "sluice ca gossip-key rotate: %s: %s\n", resp.Status, body)
+		return 1
+	}
+	var rot struct{ Members, Removed int }
+	_ = json.Unmarshal(body, &rot)
+	fmt.Fprintf(stdout, "the cluster's gossip key is new: %d members switched, %d old keys removed\n", rot.Members, rot.Removed)
+	return 0
+}

@@ -45,6 +45,10 @@ type Config struct {
 	Join []string
 	// Key encrypts gossip (16, 24 or 32 bytes). Required unless Dev is true.
 	Key []byte
+	// KeyringFile keeps the member's gossip keys across restarts: serf
+	// rewrites it when the cluster's keys change (RotateKey), and when it
+	// exists at start its keys (the primary first) are used instead of Key.
+	KeyringFile string
 	// Dev allows plaintext gossip, for `sluice dev` on loopback only.
 	Dev bool
 	// Tags are the member's initial tags.
@@ -134,6 +138,15 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Cluster, erro
 		ml.AdvertiseAddr, ml.AdvertisePort = ah, ap
 	}
 	ml.SecretKey = cfg.Key
+	if cfg.KeyringFile != "" {
+		kr, err := loadKeyring(cfg.KeyringFile)
+		if err != nil {
+			return nil, err
+		}
+		if kr != nil {
+			ml.Keyring, ml.SecretKey = kr, nil
+		}
+	}
 	logOut := &slogWriter{log: logger.With("component", "serf")}
 	ml.LogOutput = logOut
 
@@ -147,6 +160,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Cluster, erro
 	sc.ReconnectTimeout = 10 * time.Minute
 	sc.TombstoneTimeout = 10 * time.Minute
 	sc.EnableNameConflictResolution = true
+	sc.KeyringFile = cfg.KeyringFile
 
 	s, err := serf.Create(sc)
 	if err != nil {

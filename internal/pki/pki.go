@@ -34,6 +34,9 @@ const (
 	CACertFile    = "ca.crt"
 	CAKeyFile     = "ca.key"
 	GossipKeyFile = "gossip.key"
+	// GossipKeyringFile is where a member keeps the gossip keys it has after
+	// a rotation (`sluice ca gossip-key rotate`); it wins over GossipKeyFile.
+	GossipKeyringFile = "gossip.keyring"
 )
 
 // Validity periods. Member certificates are short-lived relative to the CA so that a
