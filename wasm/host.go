@@ -47,6 +47,39 @@ type Host struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed sync.Once
+	gate   gate // calls and swaps in flight, which Close waits for
+}
+
+// gate lets calls and swaps in until Close, which waits for those in flight
+// before it closes the runtimes. Closing a runtime closes every instance, and
+// an instance's memory is its own mapping (memory_unix.go), unmapped as it
+// closes: a guest still running in it would fault the whole process (a test
+// whose deciders outlived its host did).
+type gate struct {
+	mu     sync.RWMutex
+	closed bool
+	busy   sync.WaitGroup
+}
+
+func (g *gate) enter() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.closed {
+		return false
+	}
+	g.busy.Add(1)
+	return true
+}
+
+func (g *gate) leave() { g.busy.Done() }
+
+// shut lets nothing in any more and waits for what is in: calls end by their
+// deadlines, swaps by their compile and dry run.
+func (g *gate) shut() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.busy.Wait()
 }
 
 // New starts the host and loads every slot's module (its default module when
@@ -307,6 +340,10 @@ func (h *Host) Load(ctx context.Context, slotName string, b []byte, source strin
 	if s == nil {
 		return ModuleInfo{}, fmt.Errorf("%w: %q", ErrNoSlot, slotName)
 	}
+	if !h.gate.enter() {
+		return ModuleInfo{}, ErrClosed
+	}
+	defer h.gate.leave()
 	info, err := s.load(ctx, b, source)
 	if err != nil {
 		msg := "load " + source + ": " + err.Error()
@@ -322,6 +359,10 @@ func (h *Host) Rollback(ctx context.Context, slotName string) (ModuleInfo, error
 	if s == nil {
 		return ModuleInfo{}, fmt.Errorf("%w: %q", ErrNoSlot, slotName)
 	}
+	if !h.gate.enter() {
+		return ModuleInfo{}, ErrClosed
+	}
+	defer h.gate.leave()
 	return s.rollback(ctx)
 }
 
@@ -427,6 +468,7 @@ func (h *Host) Close(ctx context.Context) error {
 	h.closed.Do(func() {
 		close(h.stop)
 		h.wg.Wait()
+		h.gate.shut()
 		for _, s := range h.slots {
 			s.swapMu.Lock()
 			if s.forget != nil {

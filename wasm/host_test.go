@@ -8,7 +8,9 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluicegw/sluice/plugins/policy"
 	"github.com/sluicegw/sluice/sdk/abi"
@@ -110,5 +112,56 @@ func TestRouteDecisionsStayExactWhileTheAgentListChanges(t *testing.T) {
 	}
 	if st := h.Status()[0]; st.Fallbacks != 0 || st.Calls != 1200 {
 		t.Fatalf("status %+v: want 1200 calls decided by the module", st)
+	}
+}
+
+// Closing the host while deciders are calling waits for the calls in flight,
+// then closes the instances: a guest running in memory that closing unmaps
+// would fault the whole process. Calls after Close decide by the failure
+// setting (the native fallback here) and still answer.
+func TestClosingTheHostWhileCallsAreInFlightWaitsForThemAndDecidesAfterByTheFallback(t *testing.T) {
+	h := newHost(t, Config{})
+	in := &abi.RouteInput{StreamID: "cam-1", Op: abi.OpPublish, Protocol: "whip", Purpose: "relay", Candidates: candidates(16)}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var calls, failed atomic.Int64
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				out, err := h.Route(context.Background(), in)
+				calls.Add(1)
+				if err != nil || len(out.Agents) == 0 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for calls.Load() < 200 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := h.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	after := calls.Load()
+	for calls.Load() < after+200 {
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d decisions failed around Close", failed.Load(), calls.Load())
+	}
+	st := h.Status()
+	for _, s := range st {
+		if s.Slot == "route" && s.Fallbacks == 0 {
+			t.Fatal("no call after Close fell back to the native policy")
+		}
 	}
 }

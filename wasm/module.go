@@ -34,6 +34,7 @@ var (
 	ErrOutput       = errors.New("wasm: the module's output is invalid")
 	ErrBreakerOpen  = errors.New("wasm: the module is out of service after repeated failures")
 	ErrNoSlot       = errors.New("wasm: no such slot")
+	ErrClosed       = errors.New("wasm: the policy host is closed")
 	ErrNoPrevious   = errors.New("wasm: the slot has no previous module")
 	errInstanceBusy = errors.New("wasm: no instance free before the deadline")
 )

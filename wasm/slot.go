@@ -51,6 +51,10 @@ type slot struct {
 // valid only while decode runs. On any failure it returns the error; the caller
 // applies the failure setting.
 func (s *slot) call(ctx context.Context, encode func(in *instance, b []byte) []byte, decode func(in *instance, out []byte) error) error {
+	if !s.host.gate.enter() {
+		return ErrClosed // the failure setting decides, as for any call that cannot run
+	}
+	defer s.host.gate.leave()
 	s.calls.Add(1)
 	if s.breakerOpen() {
 		return ErrBreakerOpen

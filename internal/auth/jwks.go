@@ -21,6 +21,7 @@ type jwksFile struct {
 	looked time.Time
 	info   os.FileInfo
 	keys   []key
+	gen    uint64 // counts the key sets read; a verified token is cached per set
 }
 
 func openJWKS(path string, every time.Duration, now time.Time, log *slog.Logger) (*jwksFile, error) {
@@ -43,6 +44,14 @@ func (f *jwksFile) current(now time.Time, force bool) []key {
 		}
 	}
 	return f.keys
+}
+
+// generation is the number of the key set current(now) gives.
+func (f *jwksFile) generation(now time.Time) uint64 {
+	f.current(now, false)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gen
 }
 
 func (f *jwksFile) reload(now time.Time) error {
@@ -69,5 +78,6 @@ func (f *jwksFile) reloadLocked(now time.Time) error {
 		return fmt.Errorf("auth.jwt.jwksFile %s: %w", f.path, err)
 	}
 	f.info, f.keys = fi, ks
+	f.gen++
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -17,11 +18,26 @@ const MaxTokenBytes = 8 << 10
 // Verifier checks tokens against the configured keys. It is safe for
 // concurrent use.
 type Verifier struct {
-	static []key
-	jwks   *jwksFile // nil without auth.jwt.jwksFile
-	parser *jwt.Parser
-	now    func() time.Time
+	static    []key
+	jwks      *jwksFile // nil without auth.jwt.jwksFile
+	parser    *jwt.Parser
+	validator *jwt.Validator // the parser's claim checks, for a cached token
+	now       func() time.Time
+
+	mu       sync.Mutex
+	verified map[string]verified // tokens whose signature checked out, by token
 }
+
+// verified is a token whose signature a key of set gen verified: its claims'
+// times and audience are checked again at every use, its signature not.
+type verified struct {
+	claims *Claims
+	gen    uint64
+}
+
+// maxVerified bounds the tokens remembered: a public-key signature costs
+// ~60 µs to check, a map look-up well under one.
+const maxVerified = 4096
 
 // Option changes a Verifier at construction.
 type Option func(*Verifier)
@@ -65,6 +81,8 @@ func NewVerifier(cfg JWT, log *slog.Logger, opts ...Option) (*Verifier, error) {
 		popts = append(popts, jwt.WithIssuer(cfg.Issuer))
 	}
 	v.parser = jwt.NewParser(popts...)
+	v.validator = jwt.NewValidator(popts...)
+	v.verified = map[string]verified{}
 	return v, nil
 }
 
@@ -99,11 +117,47 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, unauthorized("token-malformed", fmt.Sprintf("the token is longer than %d bytes", MaxTokenBytes))
 	}
+	gen := v.keySet()
+	v.mu.Lock()
+	hit, ok := v.verified[token]
+	v.mu.Unlock()
+	if ok && hit.gen == gen {
+		if err := v.validator.Validate(hit.claims); err != nil {
+			return nil, refusal(err)
+		}
+		c := *hit.claims
+		return &c, nil
+	}
 	c := &Claims{}
 	if _, err := v.parser.ParseWithClaims(token, c, v.keyFor); err != nil {
 		return nil, refusal(err)
 	}
+	v.remember(token, c, gen)
 	return c, nil
+}
+
+// keySet names the keys tokens are verified against now: the static keys
+// never change, the JWKS file's are numbered as they are read.
+func (v *Verifier) keySet() uint64 {
+	if v.jwks == nil {
+		return 0
+	}
+	return v.jwks.generation(v.now())
+}
+
+// remember keeps a verified token's claims, dropping an arbitrary one when
+// full (a token in use comes back on its next request).
+func (v *Verifier) remember(token string, c *Claims, gen uint64) {
+	kept := *c
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.verified) >= maxVerified {
+		for t := range v.verified {
+			delete(v.verified, t)
+			break
+		}
+	}
+	v.verified[token] = verified{claims: &kept, gen: gen}
 }
 
 // Authorize verifies token and checks that it grants action on stream.

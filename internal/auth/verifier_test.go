@@ -318,3 +318,27 @@ func TestSignerTokensVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A token verified once is remembered, but its times are checked at every
+// use: the same token, past its expiry, is refused as expired.
+func TestARememberedTokenIsStillRefusedOnceExpired(t *testing.T) {
+	now := t0
+	v, err := NewVerifier(JWT{Secret: secret}, nil, WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := hs(t, secret, claims(Grant{Streams: []string{"cam-1"}, Allow: []Action{Play}}))
+	for range 2 {
+		if _, err := v.Authorize(tok, Play, "cam-1"); err != nil {
+			t.Fatalf("a valid token: %v", err)
+		}
+	}
+	if _, err := v.Authorize(tok, Publish, "cam-1"); err == nil {
+		t.Fatal("a remembered play token was let publish")
+	}
+	now = t0.Add(2 * time.Hour)
+	var ae *Error
+	if _, err := v.Authorize(tok, Play, "cam-1"); !errors.As(err, &ae) || ae.Check != "token-expired" {
+		t.Fatalf("the remembered token after its expiry: %v; want token-expired", err)
+	}
+}
