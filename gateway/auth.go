@@ -14,6 +14,7 @@ import (
 	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/wire"
 	"github.com/sluicegw/sluice/sdk/abi"
+	"github.com/sluicegw/sluice/sdk/moqt"
 )
 
 // clientHost is the host of a remote address, as the throttle policy sees it.
@@ -386,7 +387,11 @@ func (g *Gateway) enforceOnce(now time.Time) {
 		a.tellEnded(l)
 	}
 	for _, stream := range over {
-		if n := g.webrtc.EndPublisher(stream, "over the token's bitrate limit"); n > 0 {
+		n := g.webrtc.EndPublisher(stream, "over the token's bitrate limit")
+		if g.moq != nil {
+			n += g.moq.EndPublisher(stream, "over the token's bitrate limit", moqt.ReqUnauthorized)
+		}
+		if n > 0 {
 			g.log.Warn("auth: publisher ended over its token's bitrate limit", "stream", stream)
 		}
 	}

@@ -434,3 +434,22 @@ func TestTheAuthSlotKeepsATenantsStreamQuotaEndToEnd(t *testing.T) {
 	}
 	second.Close()
 }
+
+// A MoQ push over its token's bitrate limit is ended by the gateway, as a
+// WHIP publisher is: `sluice push` stops, saying the server ended its
+// announcement, and the stream is gone.
+func TestAMoQPushOverItsTokensBitrateIsEnded(t *testing.T) {
+	cfgPath, _ := authConfig(t)
+	moqAddr := freeport.Loopback(t)
+	_, base := startDev(t, "--config", cfgPath, "--moq", moqAddr)
+	tok := sluiceToken(t, "--config", cfgPath, "--stream", "slow-*", "--allow", "publish", "--max-bitrate", "20000")
+	out, err := runSluice("push", "--stream", "slow-1", "--url", "moqt://"+moqAddr, "--token", tok,
+		"--video", "../../testdata/video.ivf", "--audio", "../../testdata/audio.ogg", "--loop")
+	if err == nil || !strings.Contains(out, "PUBLISH_NAMESPACE") {
+		t.Fatalf("a push over its token's 20 kbit/s ended with %v:\n%s\nwant the server to end its announcement", err, out)
+	}
+	withBearer(t)(sluiceToken(t, "--config", cfgPath, "--role", "read"))
+	if code, body := get(t, base+"/v1/streams/slow-1"); code != 404 {
+		t.Fatalf("the ended push's stream is still listed: %d %s", code, body)
+	}
+}

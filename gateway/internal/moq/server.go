@@ -155,6 +155,30 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// EndPublisher ends the MoQ publishes of stream on this gateway (a publisher
+// over its token's limits), with the announcement cancelled by code, and
+// reports how many there were. The session itself goes on.
+func (s *Server) EndPublisher(stream, reason string, code moqt.ErrorCode) int {
+	s.mu.Lock()
+	sessions := make([]*moqSession, 0, len(s.sessions))
+	for ms := range s.sessions {
+		sessions = append(sessions, ms)
+	}
+	s.mu.Unlock()
+	var bs []*broadcast
+	for _, ms := range sessions {
+		ms.mu.Lock()
+		if b := ms.bcasts[stream]; b != nil {
+			bs = append(bs, b)
+		}
+		ms.mu.Unlock()
+	}
+	for _, b := range bs {
+		b.end(reason, &refusal{code: code, reason: reason})
+	}
+	return len(bs)
+}
+
 // Serve accepts sessions until ctx ends or the server closes.
 func (s *Server) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
