@@ -21,6 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
+	"github.com/sluicegw/sluice/internal/config"
 	"github.com/sluicegw/sluice/internal/freeport"
 )
 
@@ -320,7 +323,7 @@ func poll(t *testing.T, what string, limit time.Duration, try func() error) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s: %v", what, limit, err)
+			t.Fatalf("waited %s for %s: %v", limit, what, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -350,4 +353,22 @@ func readPool(t *testing.T, path string) *x509.CertPool {
 		t.Fatalf("%s holds no PEM certificate", path)
 	}
 	return p
+}
+
+func TestACMEDefaultsAreLetsEncryptOnPort80WithBothChallenges(t *testing.T) {
+	for _, c := range []struct {
+		in              config.ACME
+		httpListen      string
+		http01, tlsalpn bool
+	}{
+		{config.ACME{Domains: []string{"a.example.com"}}, ":80", true, true},
+		{config.ACME{HTTPListen: "off"}, "", false, true},
+		{config.ACME{HTTPListen: "127.0.0.1:8081", Challenges: []string{"http-01"}}, "127.0.0.1:8081", true, false},
+	} {
+		s := acmeFromConfig(c.in)
+		if s.HTTPListen != c.httpListen || s.HTTP01 != c.http01 || s.TLSALPN01 != c.tlsalpn ||
+			s.CA != certmagic.LetsEncryptProductionCA || s.Storage != "./acme" || s.RenewInterval != 10*time.Minute {
+			t.Errorf("%+v resolved to %+v", c.in, s)
+		}
+	}
 }
