@@ -198,6 +198,7 @@ func startACME(t *testing.T, kit pebbleKit, c acmeCase) *acmeRun {
 	r.gw = start(t, "gateway", "--config", cfg, "--tls-dir", dir, "--tls-name", "gw-1", "--bind", freeport.Loopback(t),
 		"--http", gwHTTPS, "--ice-port", "-1")
 	r.gw.waitLine(regexp.MustCompile(`ready on https://`), 30*time.Second)
+	r.gw.waitLine(regexp.MustCompile(`ACME\s+`+regexp.QuoteMeta(acmeDomain+" from https://"+pebbleDir+"/dir (")), 5*time.Second)
 	return r
 }
 

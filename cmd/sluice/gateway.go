@@ -89,7 +89,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 				fmt.Fprintf(stdout, "  MoQ        moqt://%s (QUIC)  https://%s/ (WebTransport)\n", ma, ma)
 			}
 			if len(gcfg.ACME.Domains) > 0 {
-				fmt.Fprintf(stdout, "  ACME       %s from %s; HTTP-01 and redirects on %s\n", strings.Join(gcfg.ACME.Domains, ", "), gcfg.ACME.CA, orNone(gcfg.ACME.HTTPListen))
+				fmt.Fprintf(stdout, "  ACME       %s\n", gcfg.ACME.summary())
 			}
 		}
 	}
@@ -102,14 +102,6 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return fail(err)
 	}
 	return 0
-}
-
-// orNone is s, or "none" when it is empty.
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }
 
 // drainOnSignal drains gw once ctx ends (SIGTERM or SIGINT; gateway.Drain

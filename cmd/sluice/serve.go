@@ -124,6 +124,22 @@ type acmeSettings struct {
 	RenewInterval time.Duration
 }
 
+// summary is the line the gateway prints about its certificates when ready.
+func (a acmeSettings) summary() string {
+	var ch []string
+	if a.HTTP01 {
+		ch = append(ch, "http-01 on "+a.HTTPListen)
+	}
+	if a.TLSALPN01 {
+		ch = append(ch, "tls-alpn-01")
+	}
+	s := fmt.Sprintf("%s from %s (%s)", strings.Join(a.Domains, ", "), a.CA, strings.Join(ch, ", "))
+	if a.HTTPListen != "" {
+		s += "; plain HTTP on " + a.HTTPListen + " redirects to HTTPS"
+	}
+	return s
+}
+
 // serveACME serves h over HTTPS on addr until ctx ends, with certificates
 // certmagic obtains for a.Domains and renews from a.CA, answering TLS-ALPN-01
 // on addr itself. With a.HTTPListen it also serves plain HTTP there: HTTP-01
