@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/caddyserver/certmagic"
 
 	"github.com/sluicegw/sluice/agent"
 	"github.com/sluicegw/sluice/gateway"
@@ -60,10 +62,11 @@ func loadConfig(path string) (*fileConfig, error) {
 // gatewaySettings is gateway.Config plus what the command needs to serve it.
 type gatewaySettings struct {
 	gateway.Config
-	Listen      string
-	ACMEDomains []string
-	ACMEEmail   string
-	MoQ         config.MoQ
+	Listen string
+	// ACME, when it has domains, makes Listen an HTTPS listener with
+	// certificates from an ACME CA (gateway.acme).
+	ACME acmeSettings
+	MoQ  config.MoQ
 	// DrainTimeout bounds the drain after SIGTERM or SIGINT (gateway.drainTimeout).
 	DrainTimeout time.Duration
 }
@@ -77,8 +80,7 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 			ICEServers: iceServers(g.ICEServers),
 		},
 		Listen:       g.Listen,
-		ACMEDomains:  g.ACME.Domains,
-		ACMEEmail:    g.ACME.Email,
+		ACME:         acmeFromConfig(g.ACME),
 		MoQ:          g.MoQ,
 		DrainTimeout: time.Duration(g.DrainTimeout),
 	}
@@ -91,6 +93,37 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 	}
 	if s.DrainTimeout == 0 {
 		s.DrainTimeout = 30 * time.Second
+	}
+	return s
+}
+
+// acmeFromConfig resolves gateway.acme's defaults (config.ACME documents
+// them); the config package has already refused values that do not fit.
+func acmeFromConfig(a config.ACME) acmeSettings {
+	s := acmeSettings{
+		Domains: a.Domains, Email: a.Email, CA: a.CA, CARoot: a.CARoot, Storage: a.Storage,
+		HTTPListen: a.HTTPListen, RenewInterval: time.Duration(a.RenewInterval),
+	}
+	if s.CA == "" {
+		s.CA = certmagic.LetsEncryptProductionCA
+	}
+	if s.Storage == "" {
+		s.Storage = "./acme"
+	}
+	switch s.HTTPListen {
+	case "":
+		s.HTTPListen = ":80"
+	case config.ListenOff:
+		s.HTTPListen = ""
+	}
+	if a.Challenges == nil {
+		s.HTTP01, s.TLSALPN01 = s.HTTPListen != "", true
+	} else {
+		s.HTTP01 = slices.Contains(a.Challenges, config.ChallengeHTTP01)
+		s.TLSALPN01 = slices.Contains(a.Challenges, config.ChallengeTLSALPN01)
+	}
+	if s.RenewInterval == 0 {
+		s.RenewInterval = certmagic.DefaultRenewCheckInterval
 	}
 	return s
 }

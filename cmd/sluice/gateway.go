@@ -82,12 +82,22 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	serveCtx, finishDrain := drainOnSignal(ctx, gw, c, gcfg.DrainTimeout)
 	defer finishDrain()
-	err = serveHTTP(serveCtx, gcfg.Listen, gw.Handler(), gcfg.ACMEDomains, gcfg.ACMEEmail, log, func(a net.Addr) {
-		fmt.Fprintf(stdout, "sluice gateway %s is ready on http://%s/ (ICE %s), cluster %s via %s\n", m.name, a, gw.ICEAddr(), c.Addr(), strings.Join(m.join, ","))
-		if ma := gw.MoQAddr(); ma != nil {
-			fmt.Fprintf(stdout, "  MoQ        moqt://%s (QUIC)  https://%s/ (WebTransport)\n", ma, ma)
+	ready := func(scheme string) func(net.Addr) {
+		return func(a net.Addr) {
+			fmt.Fprintf(stdout, "sluice gateway %s is ready on %s://%s/ (ICE %s), cluster %s via %s\n", m.name, scheme, a, gw.ICEAddr(), c.Addr(), strings.Join(m.join, ","))
+			if ma := gw.MoQAddr(); ma != nil {
+				fmt.Fprintf(stdout, "  MoQ        moqt://%s (QUIC)  https://%s/ (WebTransport)\n", ma, ma)
+			}
+			if len(gcfg.ACME.Domains) > 0 {
+				fmt.Fprintf(stdout, "  ACME       %s\n", gcfg.ACME.summary())
+			}
 		}
-	})
+	}
+	if len(gcfg.ACME.Domains) > 0 {
+		err = serveACME(serveCtx, gcfg.Listen, gcfg.ACME, gw.Handler(), log, ready("https"))
+	} else {
+		err = serveHTTP(serveCtx, gcfg.Listen, gw.Handler(), nil, "", log, ready("http"))
+	}
 	if err != nil {
 		return fail(err)
 	}

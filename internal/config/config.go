@@ -92,10 +92,28 @@ type MoQ struct {
 	Key    string `yaml:"key"`    // PEM private key file
 }
 
-// ACME turns on HTTPS with certificates from certmagic.
+// ACME turns gateway.listen into an HTTPS listener whose certificates are
+// obtained and renewed from an ACME CA (certmagic). It is off while Domains is
+// empty; the other fields are then unused.
 type ACME struct {
-	Domains []string `yaml:"domains"`
-	Email   string   `yaml:"email"`
+	Domains []string `yaml:"domains"` // names to get certificates for; default none (ACME off)
+	Email   string   `yaml:"email"`   // the ACME account's contact; default none
+	CA      string   `yaml:"ca"`      // the CA's directory URL (https); default Let's Encrypt production
+	CARoot  string   `yaml:"caRoot"`  // PEM file of roots the CA's own HTTPS chains to; default the system's
+	Storage string   `yaml:"storage"` // directory for the account, keys and certificates; default ./acme
+
+	// HTTPListen is the plain-HTTP address that answers HTTP-01 challenges
+	// and redirects every other request to HTTPS; default :80, off for none
+	// (then TLS-ALPN-01 alone).
+	HTTPListen string `yaml:"httpListen"`
+	// Challenges are the ACME challenge types offered to the CA: http-01
+	// (on HTTPListen) and tls-alpn-01 (on gateway.listen); default both, or
+	// tls-alpn-01 alone when HTTPListen is off.
+	Challenges []string `yaml:"challenges"`
+	// RenewInterval is how often certificates are checked; one is renewed
+	// once a third of its lifetime is left (or when the CA's renewal info
+	// says); default 10m.
+	RenewInterval Duration `yaml:"renewInterval"`
 }
 
 // Agent is the agent's section.
@@ -222,6 +240,9 @@ func Parse(b []byte) (*File, error) {
 		return nil, err
 	}
 	if err := checkICEServers(f.Gateway.ICEServers); err != nil {
+		return nil, err
+	}
+	if err := checkACME(f.Gateway.ACME); err != nil {
 		return nil, err
 	}
 	return f, nil
