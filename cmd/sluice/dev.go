@@ -14,6 +14,7 @@ import (
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/freeport"
+	"github.com/sluicegw/sluice/internal/loopback"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/wire"
 )
@@ -45,7 +46,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	moqListen, moqSet := devMoQListen(cfg, *moqAddr)
 	for _, a := range []string{*httpAddr, *serfAddr, *apiAddr, moqListen} {
-		if !isLoopbackAddr(a) {
+		if !loopback.Addr(a) {
 			fmt.Fprintf(stderr, "sluice dev: %s is not a loopback address; dev mode listens on loopback only (use sluice gateway / sluice agent for a real cluster)\n", a)
 			return 2
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/internal/cluster"
+	"github.com/sluicegw/sluice/internal/loopback"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -77,7 +78,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return fail(err)
 	}
 	defer gw.Close()
-	if !isLoopbackAddr(gcfg.Listen) && gcfg.Config.APIToken == "" {
+	if !loopback.Addr(gcfg.Listen) && gcfg.Config.APIToken == "" {
 		return fail(fmt.Errorf("gateway.listen %s is not loopback: set gateway.apiToken so the /v1 API is not open to anyone", gcfg.Listen))
 	}
 	serveCtx, finishDrain := drainOnSignal(ctx, gw, c, gcfg.DrainTimeout)

@@ -102,11 +102,11 @@ func sendMoQ(ctx context.Context, vt, at *moqtest.Track, start uint64, video, au
 		vAt, aAt := time.Duration(vi)*vDur, time.Duration(ai)*aDur
 		var err error
 		if vi < len(video) && (ai >= len(audio) || vAt <= aAt) {
-			sleepUntil(ctx, t0.Add(vAt))
+			mediatest.SleepUntil(ctx, t0.Add(vAt))
 			err = vt.WriteFrame(ctx, video[vi][0]&1 == 0, start+uint64(vAt.Microseconds()), video[vi])
 			vi++
 		} else {
-			sleepUntil(ctx, t0.Add(aAt))
+			mediatest.SleepUntil(ctx, t0.Add(aAt))
 			err = at.WriteFrame(ctx, true, start+uint64(aAt.Microseconds()), audio[ai])
 			ai++
 		}
@@ -118,15 +118,6 @@ func sendMoQ(ctx context.Context, vt, at *moqtest.Track, start uint64, video, au
 		}
 	}
 	return nil
-}
-
-func sleepUntil(ctx context.Context, t time.Time) {
-	if d := time.Until(t); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-		}
-	}
 }
 
 // A MoQ publisher over raw QUIC, in draft 16 and draft 19, reaches a WHEP

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicegw/sluice/internal/loopback"
 	"github.com/sluicegw/sluice/internal/mediafile"
 	"github.com/sluicegw/sluice/sdk/push"
 )
@@ -115,8 +116,7 @@ func trustFor(ctx context.Context, u *url.URL, caFile string, opts *push.Options
 	if opts.CertSHA256 != "" {
 		return nil
 	}
-	ip := net.ParseIP(u.Hostname())
-	if u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !loopback.Host(u.Hostname()) {
 		return nil // verify the chain against the system roots
 	}
 	port := u.Port()

@@ -97,19 +97,6 @@ func shutdown(srv *http.Server) {
 	}
 }
 
-// isLoopbackAddr reports whether a listen address only accepts local clients.
-func isLoopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // acmeSettings is gateway.acme with its defaults resolved (acmeFromConfig).
 type acmeSettings struct {
 	Domains    []string

@@ -24,6 +24,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
+	"github.com/sluicegw/sluice/internal/loopback"
 )
 
 // MaxTagBytes is serf's limit on a member's encoded tags.
@@ -108,7 +109,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Cluster, erro
 	if err != nil {
 		return nil, fmt.Errorf("cluster: bind %q: %w", cfg.Bind, err)
 	}
-	if cfg.Dev && len(cfg.Key) == 0 && !isLoopback(host) {
+	if cfg.Dev && len(cfg.Key) == 0 && !loopback.Host(host) {
 		return nil, fmt.Errorf("cluster: plaintext gossip is allowed on loopback only, not %s", host)
 	}
 	if err := checkTags(cfg.Tags); err != nil {
@@ -364,14 +365,6 @@ func splitHostPort(hp string) (string, int, error) {
 		h = "0.0.0.0"
 	}
 	return h, port, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // slogWriter turns serf's and memberlist's log lines into slog records.

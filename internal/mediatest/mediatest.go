@@ -246,11 +246,11 @@ func (p *Publisher) Send(ctx context.Context, video, audio [][]byte) error {
 		aAt := start.Add(time.Duration(ai) * aDur)
 		var err error
 		if vi < len(video) && (ai >= len(audio) || !vAt.After(aAt)) {
-			sleepUntil(ctx, vAt)
+			SleepUntil(ctx, vAt)
 			err = p.Video.WriteSample(media.Sample{Data: video[vi], Duration: vDur})
 			vi++
 		} else {
-			sleepUntil(ctx, aAt)
+			SleepUntil(ctx, aAt)
 			err = p.Audio.WriteSample(media.Sample{Data: audio[ai], Duration: aDur})
 			ai++
 		}
@@ -264,7 +264,9 @@ func (p *Publisher) Send(ctx context.Context, video, audio [][]byte) error {
 	return nil
 }
 
-func sleepUntil(ctx context.Context, t time.Time) {
+// SleepUntil sleeps until t, or until ctx ends: paced senders keep their
+// schedule from one start instead of drifting sleep by sleep.
+func SleepUntil(ctx context.Context, t time.Time) {
 	if d := time.Until(t); d > 0 {
 		select {
 		case <-time.After(d):

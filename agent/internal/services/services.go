@@ -113,6 +113,8 @@ type Proxy struct {
 	up      map[string]*upstream
 	hookc   *http.Client
 
+	hooksTo string // the default service's host:port, where hooks go
+
 	mu    sync.Mutex
 	held  map[string]time.Time // streams held for proxied calls alone → their last call
 	queue []hookCall           // hooks to call, in order
@@ -134,8 +136,9 @@ func New(cfg Config, agentID string, log *slog.Logger, live func(string) (wire.S
 	s := &Proxy{cfg: cfg, agentID: agentID, log: log, live: live, up: map[string]*upstream{},
 		held: map[string]time.Time{}, wake: make(chan struct{}, 1),
 		hookc: &http.Client{Timeout: 5 * time.Second}}
+	s.hooksTo, _, _ = parseUpstream(cfg.Upstreams["default"]) // "" without one: no hooks
 	for name, addr := range cfg.Upstreams {
-		hostport, mode, _ := parseUpstream(addr) // checked by withDefaults
+		hostport, mode, _ := parseUpstream(addr) // checked by WithDefaults
 		s.up[name] = newUpstream(name, hostport, mode, log)
 	}
 	return s
@@ -340,9 +343,8 @@ func (s *Proxy) callHooks(ctx context.Context) {
 		s.queue = s.queue[1:]
 		s.mu.Unlock()
 		b, _ := json.Marshal(h.body)
-		hostport, _, _ := parseUpstream(s.cfg.Upstreams["default"])
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		req, err := http.NewRequestWithContext(cctx, http.MethodPost, "http://"+hostport+h.path, bytes.NewReader(b))
+		req, err := http.NewRequestWithContext(cctx, http.MethodPost, "http://"+s.hooksTo+h.path, bytes.NewReader(b))
 		if err == nil {
 			req.Header.Set("Content-Type", "application/json")
 			var resp *http.Response

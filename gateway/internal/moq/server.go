@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicegw/sluice/gateway/internal/moq/transport"
 	"github.com/sluicegw/sluice/gateway/internal/session"
+	"github.com/sluicegw/sluice/internal/loopback"
 	"github.com/sluicegw/sluice/sdk/moqt"
 )
 
@@ -124,7 +125,7 @@ func New(cfg Config, core *session.Core, log *slog.Logger) (*Server, error) {
 	if cfg.Listen == "" {
 		return nil, errors.New("moq: no listen address")
 	}
-	if cfg.TLS == nil && !loopback(cfg.Listen) {
+	if cfg.TLS == nil && !loopback.Addr(cfg.Listen) {
 		return nil, fmt.Errorf("moq: %s is not a loopback address: configure a certificate (a self-signed one is for loopback only)", cfg.Listen)
 	}
 	s := &Server{cfg: cfg, core: core, log: log, m: newServerMetrics(cfg.Metrics), sessions: map[*moqSession]struct{}{}}
@@ -141,18 +142,6 @@ func New(cfg Config, core *session.Core, log *slog.Logger) (*Server, error) {
 	}
 	s.ep = ep
 	return s, nil
-}
-
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // EndPublisher ends the MoQ publishes of stream on this gateway (a publisher

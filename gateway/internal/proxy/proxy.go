@@ -366,7 +366,7 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 // gRPC call the gRPC status that matches (a gRPC client reads no HTTP body),
 // as a Trailers-Only response.
 func refuse(w http.ResponseWriter, r *http.Request, status int, kind, title, detail string) {
-	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+	if !isGRPC(r) {
 		problem.Write(w, status, kind, title, detail)
 		return
 	}
@@ -375,6 +375,11 @@ func refuse(w http.ResponseWriter, r *http.Request, status int, kind, title, det
 	h.Set("Grpc-Status", strconv.Itoa(grpcCode(status)))
 	h.Set("Grpc-Message", url.PathEscape(title+": "+detail))
 	w.WriteHeader(http.StatusOK)
+}
+
+// isGRPC reports whether r is a gRPC call (its content type says so).
+func isGRPC(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 }
 
 // grpcCode is the gRPC status for an HTTP status of the gateway's, as gRPC's

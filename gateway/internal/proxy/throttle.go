@@ -37,7 +37,7 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, rt *Route, stream,
 }
 
 func protocolOf(r *http.Request) string {
-	if r.ProtoMajor == 2 && len(r.Header.Get("Content-Type")) >= 16 && r.Header.Get("Content-Type")[:16] == "application/grpc" {
+	if isGRPC(r) {
 		return "grpc"
 	}
 	return "http"
