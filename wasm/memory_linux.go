@@ -13,3 +13,7 @@ import "syscall"
 func hugePages(b []byte) {
 	_ = syscall.Madvise(b, syscall.MADV_HUGEPAGE)
 }
+
+// dropPages gives a freed memory's pages back to the system now; the address
+// range stays mapped, reading zeros, until it is unmapped.
+func dropPages(b []byte) { _ = syscall.Madvise(b, syscall.MADV_DONTNEED) }

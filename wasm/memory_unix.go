@@ -4,6 +4,7 @@ package wasm
 
 import (
 	"syscall"
+	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -34,12 +35,24 @@ func (m *mappedMemory) Reallocate(size uint64) []byte {
 	return m.buf
 }
 
-// Free unmaps the memory; wazero calls it once, when the instance closes, after
-// which nothing reads the memory (the host copies what it keeps of an output
-// before the instance is used again or closed).
+// Free gives the memory's pages back at once (MADV_DONTNEED) and unmaps the
+// reservation unmapDelay later. wazero calls it once, when the instance
+// closes, after which nothing should read the memory; should a guest still be
+// running in it, it reads zeros rather than faulting the whole process, which
+// a fault in compiled guest code does (CI saw it: wasm/RATIONALE.md, "Hot swap
+// and memory").
 func (m *mappedMemory) Free() {
-	if m.buf != nil {
-		_ = syscall.Munmap(m.buf[:cap(m.buf)])
-		m.buf = nil
+	if m.buf == nil {
+		return
 	}
+	b := m.buf[:cap(m.buf)]
+	m.buf = nil
+	dropPages(b)
+	time.AfterFunc(unmapDelay, func() { _ = syscall.Munmap(b) })
 }
+
+// unmapDelay is how long a freed memory's address range stays reserved, with
+// no pages behind it: longer than a call's deadline (100 ms by default) or a
+// dry run's (1 s), and short enough that a burst of closed instances (a
+// million trapping calls) stays far under the system's mapping limit.
+const unmapDelay = 3 * time.Second
