@@ -44,17 +44,24 @@ type Host struct {
 	swapping atomic.Int32
 	swapped  atomic.Int64
 
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	closed sync.Once
-	gate   gate // calls and swaps in flight, which Close waits for
+	// closing is closed first by Close, so that work that may wait (pool
+	// growth, replacements) stops early; stop, once the gate is shut, ends the
+	// host's own goroutines (the watchdog runs until then: it stops runaway
+	// calls Close waits for).
+	closing chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	closed  sync.Once
+	gate    gate // what runs guest code: calls, swaps, pool growth, replacements
 }
 
-// gate lets calls and swaps in until Close, which waits for those in flight
-// before it closes the runtimes. Closing a runtime closes every instance, and
-// an instance's memory is its own mapping (memory_unix.go), unmapped as it
-// closes: a guest still running in it would fault the whole process (a test
-// whose deciders outlived its host did).
+// gate lets everything that runs guest code in until Close, which waits for
+// what is in before it closes the runtimes: calls, swaps, a new module's pool
+// filling and a trapped instance's replacement. Closing a runtime closes every
+// instance, and an instance's memory is its own mapping (memory_unix.go),
+// freed as it closes: a guest still running in it, a call or a Go guest's
+// start-up, would fault the whole process (tests that closed their host under
+// either did).
 type gate struct {
 	mu     sync.RWMutex
 	closed bool
@@ -106,7 +113,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*
 	if err != nil {
 		return nil, fmt.Errorf("wasm: compilation cache %s: %w", dir, err)
 	}
-	h := &Host{cfg: cfg, log: log, set: set, cache: cache, slots: map[string]*slot{}, stop: make(chan struct{}), tidy: make(chan struct{}, 1)}
+	h := &Host{cfg: cfg, log: log, set: set, cache: cache, slots: map[string]*slot{}, closing: make(chan struct{}), stop: make(chan struct{}), tidy: make(chan struct{}, 1)}
 	h.dog = newWatchdog(watchdogTick(cfg), h.stop)
 	h.wg.Add(1)
 	go func() { defer h.wg.Done(); h.dog.run() }()
@@ -466,9 +473,10 @@ const tidyDelay = time.Second
 // Close stops the host. It is safe to call twice.
 func (h *Host) Close(ctx context.Context) error {
 	h.closed.Do(func() {
+		close(h.closing)
+		h.gate.shut()
 		close(h.stop)
 		h.wg.Wait()
-		h.gate.shut()
 		for _, s := range h.slots {
 			s.swapMu.Lock()
 			if s.forget != nil {

@@ -37,16 +37,20 @@ func (m *mappedMemory) Reallocate(size uint64) []byte {
 
 // Free gives the memory's pages back at once (MADV_DONTNEED) and unmaps the
 // reservation unmapDelay later. wazero calls it once, when the instance
-// closes, after which nothing should read the memory; should a guest still be
-// running in it, it reads zeros rather than faulting the whole process, which
-// a fault in compiled guest code does (CI saw it: wasm/RATIONALE.md, "Hot swap
-// and memory").
+// closes, after which nothing runs in the memory (the host's gate sees to
+// that); should a guest still run in it, it reads zeros rather than faulting
+// the whole process, which a fault in compiled guest code does
+// (wasm/RATIONALE.md, "Hot swap and memory").
 func (m *mappedMemory) Free() {
 	if m.buf == nil {
 		return
 	}
 	b := m.buf[:cap(m.buf)]
 	m.buf = nil
+	if unmapDelay == 0 {
+		_ = syscall.Munmap(b)
+		return
+	}
 	dropPages(b)
 	time.AfterFunc(unmapDelay, func() { _ = syscall.Munmap(b) })
 }
@@ -54,5 +58,6 @@ func (m *mappedMemory) Free() {
 // unmapDelay is how long a freed memory's address range stays reserved, with
 // no pages behind it: longer than a call's deadline (100 ms by default) or a
 // dry run's (1 s), and short enough that a burst of closed instances (a
-// million trapping calls) stays far under the system's mapping limit.
-const unmapDelay = 3 * time.Second
+// million trapping calls) stays far under the system's mapping limit. The
+// tests set it to 0, unmapping at once, so that a use after Free crashes them.
+var unmapDelay = 3 * time.Second

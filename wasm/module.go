@@ -254,16 +254,18 @@ func (m *module) fill(ctx context.Context, n int) error {
 // the one before. It stops when m is retired or the host closes.
 func (m *module) grow() {
 	h := m.slot.host
+	if !h.gate.enter() { // Close waits for it: its instances live in the runtimes Close closes
+		return
+	}
 	m.code.ref() // while it instantiates
-	h.wg.Add(1)
 	go func() {
-		defer h.wg.Done()
+		defer h.gate.leave()
 		defer m.code.unref()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for range cap(m.pool) - 1 { // fill made one
 			select {
-			case <-h.stop:
+			case <-h.closing:
 				return
 			case <-m.gone:
 				return
@@ -317,20 +319,31 @@ func (m *module) put(in *instance) {
 }
 
 // discard closes a broken instance and makes a replacement off the call path.
+// The replacement holds the host's gate while it instantiates: a Go guest's
+// start-up writes its memory for milliseconds, and a runtime closed under it
+// frees that memory, which faults the process (RATIONALE.md, Hot swap and
+// memory).
 func (m *module) discard(in *instance) {
-	if m.retired.Load() {
+	h := m.slot.host
+	if m.retired.Load() || !h.gate.enter() {
 		m.closeInstance(in)
 		return
 	}
 	m.code.ref() // in's ref goes; the replacement's instantiation holds this one
 	m.closeInstance(in)
 	go func() {
+		defer h.gate.leave()
 		defer m.code.unref()
+		select {
+		case <-h.closing:
+			return
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		fresh, err := m.instantiate(ctx)
 		if err != nil {
-			m.slot.host.log.Warn("wasm: replacing an instance failed", "slot", m.slot.name, "err", err)
+			h.log.Warn("wasm: replacing an instance failed", "slot", m.slot.name, "err", err)
 			return
 		}
 		m.put(fresh)

@@ -55,3 +55,30 @@ func routeHost(t *testing.T, sc wasm.SlotConfig) *wasm.Host {
 	t.Cleanup(func() { h.Close(ctx) })
 	return h
 }
+
+// TestClosingTheHostWhileATrappedInstanceIsReplacedWaitsForTheReplacement: a
+// call stopped at its deadline leaves its instance to be replaced off the call
+// path, and a Go guest's replacement runs its runtime's start-up in guest
+// memory for milliseconds. Closing the host in that window must wait for it:
+// closing the runtime under it frees the memory it is writing, which faulted
+// the whole process (wasm/RATIONALE.md, Hot swap and memory). The wasm tests
+// unmap freed memory at once (TestMain), so a use after the close crashes
+// this test binary rather than reading zeros.
+func TestClosingTheHostWhileATrappedInstanceIsReplacedWaitsForTheReplacement(t *testing.T) {
+	ctx := context.Background()
+	spin := goGuest(t, "testdata/spin")
+	cands := []abi.Candidate{{ID: "a", Purposes: []string{"relay"}, State: "serving"}}
+	for i := range 20 {
+		h := routeHost(t, wasm.SlotConfig{Module: spin, Failure: wasm.FailClosed, Deadline: 20 * time.Millisecond, BreakerFailures: -1, Pool: 1})
+		res, err := h.Route(ctx, &abi.RouteInput{StreamID: "spin", Op: abi.OpPublish, Purpose: "relay", Candidates: cands})
+		if err != nil || res.Reject == nil {
+			t.Fatalf("round %d: the endless call gave %+v, %v; want the closed failure", i, res, err)
+		}
+		// Its replacement is starting up now, for a few milliseconds: close
+		// at a different moment of that each round.
+		time.Sleep(time.Duration(i) * 500 * time.Microsecond)
+		if err := h.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
