@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicegw/sluice/agent/internal/m2"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/procstat"
 	"github.com/sluicegw/sluice/internal/wire"
@@ -52,12 +53,12 @@ type Manager struct {
 func newManager(cfg Config, ident *pki.Identity, log *slog.Logger) *Manager {
 	total, free := procstat.MemInfo()
 	m := &Manager{cfg: cfg, log: log, pools: map[string]*pool{}, streams: newStreamTable()}
-	auto := autoMemory(total, free, cfg.MemoryUsage)
+	auto := m2.Auto(total, free, cfg.MemoryUsage)
 	for name, pc := range cfg.Pools {
-		lim, _ := parseMemory(pc.Memory, auto)
+		lim, _ := m2.Parse(pc.Memory, auto)
 		conc := pc.Concurrent
 		if conc == 0 {
-			conc = autoConcurrent(total, cfg.MemoryUsage, lim)
+			conc = m2.Concurrent(total, cfg.MemoryUsage, lim)
 		}
 		m.pools[name] = newPool(name, pc, lim, conc)
 	}
@@ -372,7 +373,7 @@ func (m *Manager) nodeLogs(ctx context.Context, id string, follow bool) ([]strin
 	if n == nil {
 		return nil, nil, ErrNoSuchNode
 	}
-	past, more := n.logs.follow(ctx, follow)
+	past, more := n.logs.Follow(ctx, follow)
 	return past, more, nil
 }
 

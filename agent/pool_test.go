@@ -139,28 +139,3 @@ func TestTheWaitQueueServesTheLongestWaitingFirstAndIsBounded(t *testing.T) {
 		t.Fatalf("an empty queue woke waiter %d", i)
 	}
 }
-
-func TestAutoMemoryIsWhatMemoryUsageLeavesAsM2DerivesIt(t *testing.T) {
-	const gib = int64(1) << 30
-	for _, c := range []struct {
-		total, free  int64
-		usable, work int
-		limit        int64
-		name         string
-	}{
-		{16 * gib, 12 * gib, 100, 60, 500 << 20, "defaults: 12 − 9.6 GiB spare < 3 GiB"},
-		{16 * gib, 12 * gib, 100, 50, 1 * gib, "workingRatio 50: 12 − 8 = 4 GiB spare"},
-		{16 * gib, 12 * gib, 50, 60, 1 * gib, "totalUsableRatio 50: 12 − 4.8 GiB spare"},
-		{16 * gib, 12 * gib, 80, 75, 500 << 20, "both ratios: 12 − 9.6 GiB spare < 3 GiB"},
-		{16 * gib, 12 * gib, 80, 70, 1 * gib, "both ratios: 12 − 8.96 GiB spare"},
-		{64 * gib, 60 * gib, 100, 60, 1 * gib, "a big machine: 60 − 38.4 GiB spare"},
-		{4 * gib, 1 * gib, 100, 60, 500 << 20, "less free than the working share"},
-		{8 * gib, 8 * gib, 100, 64, 500 << 20, "8 − 5.12 GiB: just under 3 GiB spare"},
-		{10 * gib, 8 * gib, 100, 50, 1 * gib, "8 − 5 = exactly 3 GiB spare"},
-	} {
-		mu := MemoryUsage{TotalUsableRatio: c.usable, WorkingRatio: c.work}
-		if got := autoMemory(c.total, c.free, mu); got != c.limit {
-			t.Errorf("%s: auto = %d MiB, want %d MiB", c.name, got>>20, c.limit>>20)
-		}
-	}
-}

@@ -2,10 +2,8 @@ package agent
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -14,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicegw/sluice/agent/internal/logring"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/wire"
 )
@@ -36,7 +35,7 @@ type nodeProc struct {
 	pid     int
 	ctrl    net.Conn
 	started time.Time
-	logs    *logRing
+	logs    *logring.Ring
 
 	ready  chan struct{} // closed when the node sent MsgReady (or died first)
 	exited chan struct{} // closed when the process has been reaped
@@ -83,7 +82,7 @@ func spawn(cmdline []string, id, purpose string, procs int, ident *pki.Identity,
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	n := &nodeProc{
 		id: id, purpose: purpose, cmd: cmd, ctrl: ctrl, started: time.Now(),
-		logs: newLogRing(2000), ready: make(chan struct{}), exited: make(chan struct{}),
+		logs: logring.New(2000), ready: make(chan struct{}), exited: make(chan struct{}),
 		state: nodeStarting, streams: map[string]struct{}{},
 	}
 	out, err := cmd.StdoutPipe()
@@ -97,7 +96,7 @@ func spawn(cmdline []string, id, purpose string, procs int, ident *pki.Identity,
 		return nil, fmt.Errorf("agent: start node: %w", err)
 	}
 	n.pid = cmd.Process.Pid
-	go n.logs.copyFrom(out)
+	go n.logs.CopyFrom(out)
 	if err := n.send(wire.ControlMsg{T: wire.MsgInit, NodeID: id, Listen: mediaHost + ":0",
 		CertPEM: ident.CertPEM, KeyPEM: ident.KeyPEM, CAPEM: ident.CAPEM, MemLimit: memLimit}); err != nil {
 		log.Warn("agent: init to node failed", "node", id, "err", err)
@@ -145,68 +144,4 @@ func (n *nodeProc) stop(grace time.Duration) {
 		n.kill()
 		<-n.exited
 	}
-}
-
-// logRing keeps a node's last output lines and lets callers follow new ones.
-type logRing struct {
-	mu    sync.Mutex
-	lines []string
-	max   int
-	subs  map[chan string]struct{}
-	done  bool
-}
-
-func newLogRing(max int) *logRing { return &logRing{max: max, subs: map[chan string]struct{}{}} }
-
-func (r *logRing) copyFrom(rd io.Reader) {
-	sc := bufio.NewScanner(rd)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		r.add(sc.Text())
-	}
-	r.mu.Lock()
-	r.done = true
-	for ch := range r.subs {
-		close(ch)
-	}
-	r.subs = map[chan string]struct{}{}
-	r.mu.Unlock()
-}
-
-func (r *logRing) add(line string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lines = append(r.lines, line)
-	if len(r.lines) > r.max {
-		r.lines = r.lines[len(r.lines)-r.max:]
-	}
-	for ch := range r.subs {
-		select {
-		case ch <- line:
-		default: // a slow follower loses lines rather than blocking the node
-		}
-	}
-}
-
-// follow returns the lines so far and, if follow, a channel of new lines that
-// closes when the node's output ends or ctx ends.
-func (r *logRing) follow(ctx context.Context, follow bool) ([]string, <-chan string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	past := append([]string(nil), r.lines...)
-	if !follow || r.done {
-		return past, nil
-	}
-	ch := make(chan string, 256)
-	r.subs[ch] = struct{}{}
-	go func() {
-		<-ctx.Done()
-		r.mu.Lock()
-		if _, ok := r.subs[ch]; ok {
-			delete(r.subs, ch)
-			close(ch)
-		}
-		r.mu.Unlock()
-	}()
-	return past, ch
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicegw/sluice/agent/internal/m2"
 )
 
 // scheduleOf validates a config whose inspection schedule is spec, as `sluice
@@ -79,7 +81,7 @@ func FuzzInspectionSchedule(f *testing.F) {
 	}
 	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.Local)
 	f.Fuzz(func(t *testing.T, spec string) {
-		next, err := parseSchedule(spec)
+		next, err := m2.ParseSchedule(spec)
 		if err != nil {
 			return
 		}

@@ -1,4 +1,4 @@
-package agent
+package m2
 
 import (
 	"errors"
@@ -17,10 +17,10 @@ import (
 // either fires.
 var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// parseSchedule reads Inspection.Schedule: a Go duration (at least 1s) between
+// ParseSchedule reads an inspection schedule (agent.Inspection.Schedule): a Go duration (at least 1s) between
 // snapshots, or a cron schedule (see cronParser). It returns the function that
 // gives the next snapshot time after a given time.
-func parseSchedule(spec string) (func(time.Time) time.Time, error) {
+func ParseSchedule(spec string) (func(time.Time) time.Time, error) {
 	if d, err := time.ParseDuration(spec); err == nil {
 		if d < time.Second {
 			return nil, fmt.Errorf("%s is under 1s", d)
