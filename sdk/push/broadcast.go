@@ -54,7 +54,11 @@ func (s *Session) Publish(ctx context.Context, stream string, tracks ...Track) (
 		if !t.Codec.video() {
 			prio = 64
 		}
-		b.tracks[t.Name] = newTrack(t.Name, prio, s.opts.MaxQueuedBytes)
+		nt := newTrack(t.Name, prio, s.opts.MaxQueuedBytes)
+		if t.Codec == Opus {
+			nt.span = max(s.opts.AudioGroup, 0)
+		}
+		b.tracks[t.Name] = nt
 	}
 	if err := s.gone(); err != nil {
 		return nil, err
@@ -217,7 +221,8 @@ func (b *Broadcast) allTracks() []*track {
 // WriteFrame sends one frame of the named track at presentation time ts (any
 // origin; hang carries microseconds). A keyframe starts a new group, which a
 // subscriber can start decoding at; every other frame joins the current
-// group. Every Opus packet is a keyframe. The payload is copied. WriteFrame
+// group. Every Opus packet is a keyframe, and starts a group once the
+// current one spans Options.AudioGroup. The payload is copied. WriteFrame
 // does not wait for the network: a subscriber that falls behind loses whole
 // groups (Options.MaxQueuedBytes).
 func (b *Broadcast) WriteFrame(track string, ts time.Duration, keyframe bool, payload []byte) error {
@@ -241,7 +246,7 @@ func (b *Broadcast) WriteFrame(track string, ts time.Duration, keyframe bool, pa
 		return err
 	}
 	obj := hang.Frame{TimestampMicros: uint64(ts / time.Microsecond), Payload: payload}.Append(make([]byte, 0, 8+len(payload)))
-	return t.write(obj, keyframe)
+	return t.write(obj, ts, keyframe)
 }
 
 // Close ends the broadcast: every subscription gets the frames already

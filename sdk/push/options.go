@@ -33,6 +33,13 @@ type Options struct {
 	// this much of its current group for subscribers that join mid-group.
 	// Zero: 2 MiB (about 4 s of a 4 Mbit/s stream).
 	MaxQueuedBytes int
+	// AudioGroup is how long one group of an Opus track lasts: a packet this
+	// long after its group's first starts the next group. Every Opus packet
+	// can start one; a group per packet costs a QUIC stream per 20 ms at
+	// both ends, and moq-dev's publisher groups audio by half seconds too.
+	// A subscriber joining mid-group starts at its first packet, at most
+	// this long ago. Zero: 500 ms; negative: a group per packet.
+	AudioGroup time.Duration
 	// CloseTimeout is how long Close waits for queued frames to be sent and
 	// acknowledged before it resets what is left. Zero: 2 s.
 	CloseTimeout time.Duration
@@ -46,6 +53,7 @@ type Options struct {
 
 const (
 	defaultMaxQueued        = 2 << 20
+	defaultAudioGroup       = 500 * time.Millisecond
 	defaultCloseTimeout     = 2 * time.Second
 	defaultHandshakeTimeout = 5 * time.Second
 	// implementation is the MOQT_IMPLEMENTATION setup parameter.
@@ -68,6 +76,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if c.MaxQueuedBytes <= 0 {
 		c.MaxQueuedBytes = defaultMaxQueued
+	}
+	if c.AudioGroup == 0 {
+		c.AudioGroup = defaultAudioGroup
 	}
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = defaultCloseTimeout

@@ -110,9 +110,10 @@ func TestTheRelayReceivesTheCatalogAndEveryFrameInGroupsPerKeyframe(t *testing.T
 			if len(audio) != frames {
 				t.Fatalf("%d audio objects, want %d", len(audio), frames)
 			}
+			// 30 packets at 1/30 s: the default half-second groups hold 15.
 			for i, o := range audio {
-				if o.group != uint64(i) || o.id != 0 || !bytes.Equal(frameOf(t, o).Payload, payloadOf("audio", i, 80)) {
-					t.Fatalf("audio frame %d: group %d object %d", i, o.group, o.id)
+				if o.group != uint64(i/15) || o.id != uint64(i%15) || !bytes.Equal(frameOf(t, o).Payload, payloadOf("audio", i, 80)) {
+					t.Fatalf("audio frame %d: group %d object %d, want group %d object %d", i, o.group, o.id, i/15, i%15)
 				}
 			}
 			wantType := uint64(0x18) // end of group, priority present
@@ -388,5 +389,35 @@ func TestASlowSubscriberLosesWholeGroupsAndMemoryStaysBounded(t *testing.T) {
 			}
 			t.Logf("%s: %d of %d groups delivered whole, %d streams reset", v, whole, groups, r.resets)
 		})
+	}
+}
+
+// TestOpusGroupsSpanTheAudioGroupSetting: packets every 20 ms make a group
+// per AudioGroup (a packet 500 ms after its group's first starts the next),
+// a negative setting a group per packet, and a timestamp going back (a new
+// input) starts a group at once.
+func TestOpusGroupsSpanTheAudioGroupSetting(t *testing.T) {
+	for _, c := range []struct {
+		opt        time.Duration
+		wantGroups uint64 // after 100 packets: ids 0..wantGroups-1
+	}{{0, 4}, {200 * time.Millisecond, 10}, {-1, 100}} {
+		o := (&Options{AudioGroup: c.opt}).withDefaults()
+		tr := newTrack("audio", 64, o.MaxQueuedBytes)
+		tr.span = max(o.AudioGroup, 0)
+		for i := range 100 {
+			if err := tr.write([]byte{byte(i)}, time.Duration(i)*20*time.Millisecond, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := tr.group + 1; got != c.wantGroups {
+			t.Errorf("AudioGroup %v: %d groups for 2 s of audio, want %d", c.opt, got, c.wantGroups)
+		}
+		before := tr.group
+		if err := tr.write([]byte{0}, 0, true); err != nil {
+			t.Fatal(err)
+		}
+		if tr.group != before+1 {
+			t.Errorf("AudioGroup %v: a timestamp going back did not start a group", c.opt)
+		}
 	}
 }

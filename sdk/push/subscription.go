@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -16,11 +17,15 @@ type track struct {
 	name     string
 	priority uint8
 	limit    int
+	// span is how long a group lasts when every frame may start one (Opus);
+	// 0 for video, whose keyframes each start one.
+	span time.Duration
 
 	mu      sync.Mutex
-	started bool     // a keyframe has been written
-	group   uint64   // the current group's id
-	cur     [][]byte // the current group's objects, while retained
+	started bool          // a keyframe has been written
+	group   uint64        // the current group's id
+	groupTS time.Duration // the current group's first timestamp
+	cur     [][]byte      // the current group's objects, while retained
 	curSize int
 	retain  bool // cur holds the whole current group
 	fixed   bool // the catalog: one group, complete
@@ -38,18 +43,24 @@ func (t *track) static(obj []byte) {
 	t.cur, t.curSize = [][]byte{obj}, len(obj)
 }
 
-// write adds one object: a keyframe opens the next group.
-func (t *track) write(obj []byte, keyframe bool) error {
+// write adds one object at timestamp ts: a keyframe opens the next group,
+// unless the track's groups span a time (Opus) and the current one has not
+// spanned it yet.
+func (t *track) write(obj []byte, ts time.Duration, keyframe bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return ErrClosed
+	}
+	if keyframe && t.started && t.span > 0 && ts-t.groupTS < t.span && ts >= t.groupTS {
+		keyframe = false // joins the current group
 	}
 	switch {
 	case keyframe:
 		if t.started {
 			t.group++
 		}
+		t.groupTS = ts
 		t.started, t.retain = true, true
 		t.cur, t.curSize = append(t.cur[:0:0], obj), len(obj)
 	case !t.started:
