@@ -88,7 +88,11 @@ func TestAThousandHotSwapsUnderLoadTakeEffectAtOnceFailNoDecisionAndDoNotGrowThe
 				out, err := h.Route(ctx, in)
 				if err != nil || !reflect.DeepEqual(out, want[0]) && !reflect.DeepEqual(out, want[1]) {
 					failed.Add(1)
-					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%+v %v", out, err))
+					why := fmt.Sprintf("%+v %v", out, err)
+					if out.Reject != nil {
+						why += " rejected: " + out.Reject.Reason
+					}
+					firstFailure.CompareAndSwap(nil, why)
 				}
 				decided.Add(1)
 			}
