@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -43,6 +44,11 @@ type Config struct {
 	// Services are the operator's own per-stream services that gateways
 	// proxy calls to (agent.services, agent.serviceHooks).
 	Services Services
+	// Tags are the operator's own serf tags (agent.tags: region, zone, gpu…),
+	// which every route policy sees as the candidate's tags. Keys are 1..32 of
+	// [a-z0-9_-], values 1..64 of [A-Za-z0-9._:/+-], MaxTagBytes in all, and
+	// none may be a built-in tag. Default none.
+	Tags map[string]string
 	// NodeCommand is the program and leading arguments that start a node; the agent
 	// appends "--purpose P". Default: this executable with "node".
 	NodeCommand []string
@@ -227,6 +233,10 @@ func (c Config) withDefaults() (Config, error) {
 		pools[name] = p
 	}
 	c.Pools = pools
+	if err := checkTags(c.Tags); err != nil {
+		return c, err
+	}
+	c.Tags = maps.Clone(c.Tags) // the caller's map may change; the agent's does not
 	if c.Services, err = c.Services.WithDefaults(); err != nil {
 		return c, err
 	}

@@ -144,6 +144,7 @@ func (c *fileConfig) agentConfig(id, api string, dev bool) agent.Config {
 		MemoryUsage: agent.MemoryUsage{TotalUsableRatio: c.MemoryUsage.TotalUsableRatio, WorkingRatio: c.MemoryUsage.WorkingRatio},
 		Services: agent.Services{Upstreams: a.Services, Hooks: agent.ServiceHooks{Add: a.ServiceHooks.Add, Remove: a.ServiceHooks.Remove},
 			Idle: time.Duration(a.ServiceIdle)},
+		Tags: a.Tags,
 	}
 	if api != "" {
 		cfg.API = api

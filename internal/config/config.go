@@ -133,6 +133,11 @@ type Agent struct {
 	Services     map[string]string `yaml:"services"`     // name → host:port (http:// or h2c:// to force one)
 	ServiceHooks ServiceHooks      `yaml:"serviceHooks"` // paths on the default service
 	ServiceIdle  Duration          `yaml:"serviceIdle"`  // a stream held for calls alone; default 10m
+
+	// Tags are the agent's own serf tags, seen by the route policy as the
+	// candidate's tags (region, zone, gpu…); default none. agent.Config.Tags
+	// says what keys and values it takes.
+	Tags map[string]string `yaml:"tags"`
 }
 
 // ServiceHooks are SDR's add and delete URLs.
