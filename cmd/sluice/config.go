@@ -77,7 +77,7 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 		Config: gateway.Config{
 			ICEUDPPort: g.ICEUDPPort, ICEBind: g.ICEBind, ICEHosts: g.ICEHosts, StreamHeader: g.StreamHeader,
 			CORSOrigins: g.CORSOrigins, MaxOfferBytes: g.MaxOfferBytes, APIToken: g.APIToken, RouteHeaders: g.RouteHeaders,
-			ICEServers: iceServers(g.ICEServers),
+			ICEServers: iceServers(g.ICEServers), Scale: scaleFromConfig(g.Scale),
 		},
 		Listen:       g.Listen,
 		ACME:         acmeFromConfig(g.ACME),
@@ -126,6 +126,18 @@ func acmeFromConfig(a config.ACME) acmeSettings {
 		s.RenewInterval = certmagic.DefaultRenewCheckInterval
 	}
 	return s
+}
+
+// scaleFromConfig is gateway.scale as the gateway takes it.
+func scaleFromConfig(s config.Scale) gateway.Scale {
+	out := gateway.Scale{ScaleRule: gateway.ScaleRule{StreamsPerAgent: s.StreamsPerAgent, MaxAgents: s.MaxAgents}}
+	for p, r := range s.Purposes {
+		if out.Purposes == nil {
+			out.Purposes = map[string]gateway.ScaleRule{}
+		}
+		out.Purposes[p] = gateway.ScaleRule(r)
+	}
+	return out
 }
 
 func iceServers(in []config.ICEServer) []gateway.ICEServer {

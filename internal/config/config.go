@@ -67,6 +67,8 @@ type Gateway struct {
 	ICEServers []ICEServer `yaml:"iceServers"`
 	// Proxy routes HTTP and gRPC calls by stream id; default none.
 	Proxy Proxy `yaml:"proxy"`
+	// Scale is the scale signal for an autoscaler; default off.
+	Scale Scale `yaml:"scale"`
 }
 
 // Proxy is the gateway's edge proxy: HTTP and gRPC calls routed by stream id.
@@ -248,6 +250,9 @@ func Parse(b []byte) (*File, error) {
 		return nil, err
 	}
 	if err := checkACME(f.Gateway.ACME); err != nil {
+		return nil, err
+	}
+	if err := checkScale(f.Gateway.Scale); err != nil {
 		return nil, err
 	}
 	return f, nil
