@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -22,7 +23,9 @@ type Config struct {
 	// "127.0.0.1:7443"; port 0 picks one.
 	API string
 	// MediaHost is the address node processes bind their QUIC media listeners to
-	// and gateways dial. Default "127.0.0.1".
+	// and gateways dial. Default: API's host when it names one (an address or
+	// a host name, as in a container: where gateways reach the agent API, they
+	// reach its nodes), else "127.0.0.1".
 	MediaHost string
 	// Pools configures node processes per purpose. Default: one "relay" pool with
 	// DefaultPool's settings.
@@ -178,7 +181,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.API = "127.0.0.1:7443"
 	}
 	if c.MediaHost == "" {
-		c.MediaHost = "127.0.0.1"
+		c.MediaHost = apiHost(c.API)
 	}
 	if c.QueueTimeout == 0 {
 		c.QueueTimeout = 10 * time.Second
@@ -241,6 +244,16 @@ func (c Config) withDefaults() (Config, error) {
 		return c, err
 	}
 	return c, nil
+}
+
+// apiHost is the host of an API address, or 127.0.0.1 when it has none a
+// gateway could dial (a wildcard).
+func apiHost(api string) string {
+	h, _, err := net.SplitHostPort(api)
+	if ip := net.ParseIP(h); err != nil || h == "" || ip != nil && ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return h
 }
 
 func (p Pool) withDefaults() (Pool, error) {

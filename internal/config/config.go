@@ -122,7 +122,7 @@ type ACME struct {
 type Agent struct {
 	ID           string   `yaml:"id"`                               // default: tls.name
 	API          string   `yaml:"api"`                              // default 127.0.0.1:7443
-	MediaHost    string   `yaml:"mediaHost"`                        // default 127.0.0.1
+	MediaHost    string   `yaml:"mediaHost"`                        // default: api's host, else 127.0.0.1
 	DrainTimeout Duration `yaml:"drainTimeout"`                     // default 30s
 	QueueTimeout Duration `yaml:"queueTimeout"`                     // default 10s
 	QueueLimit   int      `yaml:"queueLimit" want:"an integer ≥ 0"` // default 64
