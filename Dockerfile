@@ -21,6 +21,9 @@ COPY --from=build /out/sluice /usr/local/bin/sluice
 # process inspection snapshots (log/process). Mount a volume here to keep them.
 COPY --from=build --chown=65532:65532 /out/state /var/lib/sluice
 WORKDIR /var/lib/sluice
+# The policy host's compilation cache ($XDG_CACHE_HOME/sluice/wazero) goes
+# there too, so a read-only root file system is enough.
+ENV XDG_CACHE_HOME=/var/lib/sluice/.cache
 USER 65532:65532
 
 # Gateway: WHIP, WHEP, /v1, /metrics, /healthz, /readyz and the dashboard (gateway.listen).

@@ -75,7 +75,7 @@ func TestEverySluiceConfigOfTheDeployFilesParses(t *testing.T) {
 	}
 }
 
-// fromTag reads the value of a "FIELD value" line of a Dockerfile or unit.
+// lines are a file's lines.
 func lines(t *testing.T, path string) []string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -89,7 +89,7 @@ func lines(t *testing.T, path string) []string {
 // user in a minimal image, and exposes each of sluice's default ports.
 func TestTheDockerfileBuildsStaticRunsNonRootAndExposesEveryPort(t *testing.T) {
 	var froms, exposed []string
-	var user, all string
+	var user, all, workdir, cache string
 	for _, l := range lines(t, "../Dockerfile") {
 		f := strings.Fields(l)
 		if len(f) < 2 || strings.HasPrefix(l, "#") {
@@ -101,6 +101,12 @@ func TestTheDockerfileBuildsStaticRunsNonRootAndExposesEveryPort(t *testing.T) {
 			froms = append(froms, f[1])
 		case "USER":
 			user = f[1]
+		case "WORKDIR":
+			workdir = f[1]
+		case "ENV":
+			if v, ok := strings.CutPrefix(f[1], "XDG_CACHE_HOME="); ok {
+				cache = v
+			}
 		case "EXPOSE":
 			exposed = append(exposed, f[1:]...)
 		}
@@ -115,6 +121,11 @@ func TestTheDockerfileBuildsStaticRunsNonRootAndExposesEveryPort(t *testing.T) {
 	}
 	if user == "" || strings.HasPrefix(user, "0") || strings.HasPrefix(user, "root") {
 		t.Errorf("USER %q: want a non-root user", user)
+	}
+	// The Wasm compilation cache must be writable with a read-only root: under
+	// the working directory, which the chart mounts a volume on.
+	if workdir != "/var/lib/sluice" || !strings.HasPrefix(cache, workdir+"/") {
+		t.Errorf("WORKDIR %q, XDG_CACHE_HOME %q: want the cache under /var/lib/sluice", workdir, cache)
 	}
 	// gateway.listen, iceUDPPort, moq, cluster.bind (TCP and UDP), agent.api, agent.metrics.
 	for _, p := range []string{"8080/tcp", "8189/udp", "4443/udp", "7946/tcp", "7946/udp", "7443/tcp", "9464/tcp"} {
@@ -467,6 +478,9 @@ func checkPod(t *testing.T, role string, p podTemplate, gossipSel map[string]str
 	mounts := map[string]string{}
 	for _, m := range c.VolumeMounts {
 		mounts[m.Name] = m.MountPath
+	}
+	if mounts["state"] != "/var/lib/sluice" || mounts["tmp"] != "/tmp" {
+		t.Errorf("%s: with a read-only root, /var/lib/sluice and /tmp need volumes (mounts %v)", role, mounts)
 	}
 	cfgPath := c.Args[i+1]
 	if filepath.Dir(cfgPath) != mounts["config"] {
