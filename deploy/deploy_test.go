@@ -523,3 +523,58 @@ func keys(m map[string]object) []string {
 	slices.Sort(ks)
 	return ks
 }
+
+// flagsIn are the --flags of a command line.
+func flagsIn(args []string) []string {
+	var out []string
+	for _, a := range args {
+		if strings.HasPrefix(a, "--") {
+			out = append(out, strings.TrimPrefix(a, "--"))
+		}
+	}
+	return out
+}
+
+// Every flag the compose services, the chart's containers and the units pass
+// to sluice is one its subcommand takes (what `sluice SUBCOMMAND -h` lists).
+func TestEveryFlagTheDeployFilesPassIsOneSluiceTakes(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "sluice")
+	run(t, "go", "build", "-o", bin, "../cmd/sluice")
+	var c composeFile
+	b, _ := os.ReadFile("compose.yaml")
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string][]string{}
+	for name, s := range c.Services {
+		if len(s.Command) > 0 && (s.Command[0] == "gateway" || s.Command[0] == "agent") {
+			lines["compose "+name] = s.Command
+		}
+	}
+	for _, u := range []string{"sluice-gateway.service", "sluice-agent.service"} {
+		lines[u] = strings.Fields(strings.TrimPrefix(unit(t, filepath.Join("systemd", u))["ExecStart"], "/usr/local/bin/sluice "))
+	}
+	for _, f := range []string{"gateway-deployment.yaml", "agent-statefulset.yaml"} {
+		b, _ := os.ReadFile(filepath.Join("helm/sluice/templates", f))
+		m := regexp.MustCompile(`args: \[(.*)\]`).FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("%s has no args line", f)
+		}
+		var args []string
+		for _, a := range strings.Split(string(m[1]), ",") {
+			args = append(args, strings.Trim(strings.TrimSpace(a), `"`))
+		}
+		lines["chart "+f] = args
+	}
+	if len(lines) != 8 {
+		t.Fatalf("found %d command lines, want 8 (4 compose services, 2 units, 2 chart containers): %v", len(lines), lines)
+	}
+	for where, args := range lines {
+		out, _ := exec.Command(bin, args[0], "-h").CombinedOutput()
+		for _, f := range flagsIn(args) {
+			if !strings.Contains(string(out), "  -"+f+" ") && !strings.Contains(string(out), "  -"+f+"\n") {
+				t.Errorf("%s passes --%s, which `sluice %s` does not take", where, f, args[0])
+			}
+		}
+	}
+}
