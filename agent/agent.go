@@ -131,11 +131,11 @@ loop:
 	return err
 }
 
-// tags are the agent's serf tags: identity and load.
+// tags are the agent's serf tags: identity, load and the operator's own.
 func (a *Agent) tags(state string) map[string]string {
 	l := a.mgr.load()
 	own, cpu := a.meter.Sample()
-	return map[string]string{
+	return a.withOwnTags(map[string]string{
 		wire.TagID:         a.cfg.ID,
 		wire.TagAPI:        a.APIAddr(),
 		wire.TagPurposes:   strings.Join(l.purposes, ","),
@@ -147,7 +147,7 @@ func (a *Agent) tags(state string) map[string]string {
 		wire.TagState:      state,
 		wire.TagFailed:     strings.Join(l.failed, ","),
 		wire.TagConcurrent: strconv.Itoa(l.concurrent),
-	}
+	})
 }
 
 // Status is the agent's process table.

@@ -3,6 +3,8 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"net"
 	"path/filepath"
 	"time"
 
@@ -18,7 +20,9 @@ type Config struct {
 	// "127.0.0.1:7443"; port 0 picks one.
 	API string
 	// MediaHost is the address node processes bind their QUIC media listeners to
-	// and gateways dial. Default "127.0.0.1".
+	// and gateways dial. Default: API's host when it names one (an address or
+	// a host name, as in a container: where gateways reach the agent API, they
+	// reach its nodes), else "127.0.0.1".
 	MediaHost string
 	// Pools configures node processes per purpose. Default: one "relay" pool with
 	// DefaultPool's settings.
@@ -40,6 +44,11 @@ type Config struct {
 	// Services are the operator's own per-stream services that gateways
 	// proxy calls to (agent.services, agent.serviceHooks).
 	Services Services
+	// Tags are the operator's own serf tags (agent.tags: region, zone, gpu…),
+	// which every route policy sees as the candidate's tags. Keys are 1..32 of
+	// [a-z0-9_-], values 1..64 of [A-Za-z0-9._:/+-], MaxTagBytes in all, and
+	// none may be a built-in tag. Default none.
+	Tags map[string]string
 	// NodeCommand is the program and leading arguments that start a node; the agent
 	// appends "--purpose P". Default: this executable with "node".
 	NodeCommand []string
@@ -93,7 +102,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.API = "127.0.0.1:7443"
 	}
 	if c.MediaHost == "" {
-		c.MediaHost = "127.0.0.1"
+		c.MediaHost = apiHost(c.API)
 	}
 	if c.QueueTimeout == 0 {
 		c.QueueTimeout = 10 * time.Second
@@ -148,10 +157,24 @@ func (c Config) withDefaults() (Config, error) {
 		pools[name] = p
 	}
 	c.Pools = pools
+	if err := checkTags(c.Tags); err != nil {
+		return c, err
+	}
+	c.Tags = maps.Clone(c.Tags) // the caller's map may change; the agent's does not
 	if c.Services, err = c.Services.WithDefaults(); err != nil {
 		return c, err
 	}
 	return c, nil
+}
+
+// apiHost is the host of an API address, or 127.0.0.1 when it has none a
+// gateway could dial (a wildcard).
+func apiHost(api string) string {
+	h, _, err := net.SplitHostPort(api)
+	if ip := net.ParseIP(h); err != nil || h == "" || ip != nil && ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return h
 }
 
 // Validate fills the defaults on a copy of c and reports the first invalid field.

@@ -84,6 +84,9 @@ type Config struct {
 	// stream they name (StreamHeader, or a path segment or query parameter),
 	// to the service on the agent that carries that stream. Default: none.
 	ProxyRoutes []ProxyRoute
+	// Scale is the scale signal (GET /v1/scale, sluice_cluster_desired_agents).
+	// Default: off.
+	Scale Scale
 }
 
 // ProxyRoute is one proxied path prefix (gateway.proxy.routes); see the
@@ -235,6 +238,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
+	set.RegisterMetricsWriter(g.writeScaleMetrics)
 	g.mux = g.guard(g.routes(set))
 	if g.auth != nil {
 		g.loops.Add(1)

@@ -77,7 +77,7 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 		Config: gateway.Config{
 			ICEUDPPort: g.ICEUDPPort, ICEBind: g.ICEBind, ICEHosts: g.ICEHosts, StreamHeader: g.StreamHeader,
 			CORSOrigins: g.CORSOrigins, MaxOfferBytes: g.MaxOfferBytes, APIToken: g.APIToken, RouteHeaders: g.RouteHeaders,
-			ICEServers: iceServers(g.ICEServers),
+			ICEServers: iceServers(g.ICEServers), Scale: scaleFromConfig(g.Scale),
 		},
 		Listen:       g.Listen,
 		ACME:         acmeFromConfig(g.ACME),
@@ -128,6 +128,18 @@ func acmeFromConfig(a config.ACME) acmeSettings {
 	return s
 }
 
+// scaleFromConfig is gateway.scale as the gateway takes it.
+func scaleFromConfig(s config.Scale) gateway.Scale {
+	out := gateway.Scale{ScaleRule: gateway.ScaleRule{StreamsPerAgent: s.StreamsPerAgent, MaxAgents: s.MaxAgents}}
+	for p, r := range s.Purposes {
+		if out.Purposes == nil {
+			out.Purposes = map[string]gateway.ScaleRule{}
+		}
+		out.Purposes[p] = gateway.ScaleRule(r)
+	}
+	return out
+}
+
 func iceServers(in []config.ICEServer) []gateway.ICEServer {
 	var out []gateway.ICEServer
 	for _, s := range in {
@@ -144,6 +156,7 @@ func (c *fileConfig) agentConfig(id, api string, dev bool) agent.Config {
 		MemoryUsage: agent.MemoryUsage{TotalUsableRatio: c.MemoryUsage.TotalUsableRatio, WorkingRatio: c.MemoryUsage.WorkingRatio},
 		Services: agent.Services{Upstreams: a.Services, Hooks: agent.ServiceHooks{Add: a.ServiceHooks.Add, Remove: a.ServiceHooks.Remove},
 			Idle: time.Duration(a.ServiceIdle)},
+		Tags: a.Tags,
 	}
 	if api != "" {
 		cfg.API = api

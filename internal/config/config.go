@@ -67,6 +67,8 @@ type Gateway struct {
 	ICEServers []ICEServer `yaml:"iceServers"`
 	// Proxy routes HTTP and gRPC calls by stream id; default none.
 	Proxy Proxy `yaml:"proxy"`
+	// Scale is the scale signal for an autoscaler; default off.
+	Scale Scale `yaml:"scale"`
 }
 
 // Proxy is the gateway's edge proxy: HTTP and gRPC calls routed by stream id.
@@ -120,7 +122,7 @@ type ACME struct {
 type Agent struct {
 	ID           string   `yaml:"id"`                               // default: tls.name
 	API          string   `yaml:"api"`                              // default 127.0.0.1:7443
-	MediaHost    string   `yaml:"mediaHost"`                        // default 127.0.0.1
+	MediaHost    string   `yaml:"mediaHost"`                        // default: api's host, else 127.0.0.1
 	DrainTimeout Duration `yaml:"drainTimeout"`                     // default 30s
 	QueueTimeout Duration `yaml:"queueTimeout"`                     // default 10s
 	QueueLimit   int      `yaml:"queueLimit" want:"an integer ≥ 0"` // default 64
@@ -133,6 +135,11 @@ type Agent struct {
 	Services     map[string]string `yaml:"services"`     // name → host:port (http:// or h2c:// to force one)
 	ServiceHooks ServiceHooks      `yaml:"serviceHooks"` // paths on the default service
 	ServiceIdle  Duration          `yaml:"serviceIdle"`  // a stream held for calls alone; default 10m
+
+	// Tags are the agent's own serf tags, seen by the route policy as the
+	// candidate's tags (region, zone, gpu…); default none. agent.Config.Tags
+	// says what keys and values it takes.
+	Tags map[string]string `yaml:"tags"`
 }
 
 // ServiceHooks are SDR's add and delete URLs.
@@ -243,6 +250,9 @@ func Parse(b []byte) (*File, error) {
 		return nil, err
 	}
 	if err := checkACME(f.Gateway.ACME); err != nil {
+		return nil, err
+	}
+	if err := checkScale(f.Gateway.Scale); err != nil {
 		return nil, err
 	}
 	return f, nil

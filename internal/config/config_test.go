@@ -181,3 +181,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// An agent's tags are strings whatever YAML scalar the operator wrote, so
+// `gpu: 1` is the tag gpu=1 a policy compares with "1".
+func TestAgentTagsAreReadAsStrings(t *testing.T) {
+	f, err := Parse([]byte("agent:\n  tags: {region: eu-west, gpu: 1, spot: true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"region": "eu-west", "gpu": "1", "spot": "true"}; !reflect.DeepEqual(f.Agent.Tags, want) {
+		t.Fatalf("agent.tags = %v, want %v", f.Agent.Tags, want)
+	}
+	if _, err := Parse([]byte("agent:\n  tags: [eu-west]\n")); err == nil || !strings.HasPrefix(err.Error(), "agent.tags: ") {
+		t.Fatalf("a list for agent.tags: %v", err)
+	}
+}
