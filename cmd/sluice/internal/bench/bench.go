@@ -50,6 +50,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	ingest := fs.String("ingest", "whip", "comma list of how sluice takes the stream: whip, moq (pushed as sluice push does)")
 	pushes := fs.Int("pushes", 0, "also push this many ~1 Mbit/s streams over MoQ at once, each with one WHEP viewer, and report their loss")
 	cfgPath := fs.String("config", "", "YAML config file for the sluice dev under test (its pools, policies); addresses are the bench's")
+	withRelay := fs.Bool("relay", true, "also measure the minimal pion relay (sluice bench-relay)")
 	var base baseline
 	fs.StringVar(&base.cmd, "baseline", "", "shell command that starts another server to measure under the same load in the same run (e.g. a MediaMTX binary and its config)")
 	fs.StringVar(&base.whip, "baseline-whip", "http://127.0.0.1:8889/{stream}/whip", "the baseline's WHIP URL template")
@@ -85,7 +86,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	if *cfgPath != "" {
 		devArgs = append(devArgs, "--config", *cfgPath)
 	}
-	targets := []benchTarget{{name: "pion relay (baseline)", args: []string{"bench-relay"}, re: relayReadyRE}}
+	var targets []benchTarget
+	if *withRelay {
+		targets = append(targets, benchTarget{name: relayName, args: []string{"bench-relay"}, re: relayReadyRE})
+	}
 	if base.cmd != "" {
 		targets = append(targets, benchTarget{name: base.name(), base: &base})
 	}
@@ -134,7 +138,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 		}
 		results = append(results, result{fmt.Sprintf("sluice, %d MoQ pushes of ~1 Mbit/s", *pushes), 1, r})
 	}
-	printTables(stdout, results, ns, targets[0].name, base)
+	printTables(stdout, results, ns, base)
 	return 0
 }
 
@@ -147,7 +151,7 @@ type result struct {
 
 // printTables writes the bench's results and, per viewer count, each path's
 // cost against the pion relay's (named relay) and the baseline's.
-func printTables(stdout io.Writer, results []result, ns []int, relayName string, base baseline) {
+func printTables(stdout io.Writer, results []result, ns []int, base baseline) {
 	fmt.Fprintf(stdout, "| viewers | path | delivered pkt/s | CPU µs / delivered pkt | latency p50 | latency p99 | loss |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		fmt.Fprintf(stdout, "| %d | %s | %.0f | %.1f | %s | %s | %.2f%% |\n", r.n, r.target, r.PPS, r.CPUPerPkt,
@@ -165,18 +169,20 @@ func printTables(stdout io.Writer, results []result, ns []int, relayName string,
 		}
 		for i := range results {
 			r := &results[i]
-			if r.n != n || r == relay || relay == nil {
+			if r.n != n || r == relay {
 				continue
 			}
-			vsOther := "—"
+			vsRelay, added, vsOther := "—", "n/a", "—"
+			if relay != nil {
+				vsRelay = fmt.Sprintf("%.2f×", r.CPUPerPkt/relay.CPUPerPkt)
+				if r.P50 != 0 {
+					added = fmt.Sprintf("%+.2f ms", float64((r.P50-relay.P50).Microseconds())/1000)
+				}
+			}
 			if other != nil && r != other {
 				vsOther = fmt.Sprintf("%.2f×", r.CPUPerPkt/other.CPUPerPkt)
 			}
-			added := "n/a"
-			if r.P50 != 0 {
-				added = fmt.Sprintf("%+.2f ms", float64((r.P50-relay.P50).Microseconds())/1000)
-			}
-			fmt.Fprintf(stdout, "| %d | %s | %.2f× | %s | %s |\n", n, r.target, r.CPUPerPkt/relay.CPUPerPkt, added, vsOther)
+			fmt.Fprintf(stdout, "| %d | %s | %s | %s | %s |\n", n, r.target, vsRelay, added, vsOther)
 		}
 	}
 }
@@ -198,6 +204,9 @@ func dropNote(r mediaload.Result) string {
 	}
 	return fmt.Sprintf(" (UDP receive drops: %d at the server's sockets, %d at the load generator's)", r.ServerDrops, r.LoadDrops)
 }
+
+// relayName is how the tables call the minimal pion relay.
+const relayName = "pion relay (baseline)"
 
 // benchTarget is a server the bench measures.
 type benchTarget struct {
