@@ -242,7 +242,8 @@ func (v *Viewer) sendReports(now time.Time) {
 			continue
 		}
 		clock := v.g.clockRate(uint8(i))
-		rtpNow := t.lastTS + uint32(uint64(now.UnixNano()-t.lastAt)*uint64(clock)/1e9)
+		since := max(now.UnixNano()-t.lastAt, 0) // a wall clock stepped back maps to the last packet
+		rtpNow := t.lastTS + uint32(uint64(since)*uint64(clock)/1e9)
 		pkts = append(pkts, &rtcp.SenderReport{SSRC: t.ssrc, NTPTime: ntpTime(now), RTPTime: rtpNow,
 			PacketCount: t.packets, OctetCount: t.bytes})
 	}
