@@ -110,7 +110,7 @@ func (g *Group) AddTrack(index uint8, clockRate uint32) {
 		return
 	}
 	t := &track{clock: clockRate, batches: map[*Socket]*batch{}}
-	t.own.batches = t.batches
+	t.own.g, t.own.batches = g, t.batches
 	g.tracks[index].CompareAndSwap(nil, t)
 }
 
@@ -149,7 +149,7 @@ func (g *Group) Write(index uint8, pkt *rtp.Packet) int {
 	per := (len(vs) + parts - 1) / parts
 	for i := 1; i < parts; i++ {
 		lo, hi := min(i*per, len(vs)), min((i+1)*per, len(vs))
-		shards[i] = shard{vs: vs[lo:hi], plain: plain, track: index, now: now, done: &done}
+		shards[i] = shard{g: g, vs: vs[lo:hi], plain: plain, track: index, now: now, done: &done}
 		done.Add(1)
 		select {
 		case g.jobs <- &shards[i]:
@@ -173,6 +173,7 @@ func (g *Group) count(n int) int {
 
 // shard is a part of the audience one goroutine seals and sends a packet to.
 type shard struct {
+	g       *Group
 	vs      []*Viewer
 	plain   []byte
 	track   uint8
@@ -207,6 +208,9 @@ func (s *shard) run(vs []*Viewer, plain []byte, track uint8, now int64) int {
 		if len(b.msgs) > 0 {
 			failed += b.flush()
 		}
+	}
+	if failed > 0 && s.g != nil {
+		s.g.failed.Add(uint64(failed))
 	}
 	return sent - failed
 }
@@ -261,6 +265,10 @@ func (g *Group) Viewers() int { return len(*g.viewers.Load()) }
 
 // Sent counts the datagrams the group handed to the kernel.
 func (g *Group) Sent() uint64 { return g.sent.Load() }
+
+// Failed counts the datagrams the kernel refused (a route gone, a socket
+// closed): their viewers missed those packets.
+func (g *Group) Failed() uint64 { return g.failed.Load() }
 
 func (g *Group) history(index uint8) *history {
 	if int(index) >= MaxTracks {
