@@ -191,10 +191,11 @@ const trackQueue = 512
 // inlineViewers is the most viewers a subscription may have for its packets to be
 // written to them on the media endpoint's goroutine, as they arrive. Above it each
 // track fans out on its own goroutine. A hand-off to a goroutine costs a thread
-// wake-up per packet (the largest cost of the path at small audiences), while
-// writing to N viewers costs ~25 µs × N (docs/performance.md): at 16 viewers ~0.4
-// ms per packet, a small delay for the links served behind it.
-const inlineViewers = 16
+// wake-up per packet (~10–20 µs, the largest cost of the path at small audiences),
+// while the WHEP fan-out seals and batches a packet for ~2 µs a viewer
+// (gateway/internal/fanout): at 128 viewers ~0.3 ms per packet, a small delay for
+// the links served behind it.
+const inlineViewers = 128
 
 // onPacket takes one framed packet from the link and writes its RTP to the
 // sinks. It runs on the gateway's media endpoint goroutine, which serves every

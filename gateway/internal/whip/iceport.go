@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"syscall"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/logging"
+
+	"github.com/sluicegw/sluice/gateway/internal/fanout"
 )
 
 // icePort is the gateway's one ICE UDP port: the sockets bound on it, as
@@ -18,8 +19,9 @@ import (
 // (RATIONALE.md says which and why).
 type icePort struct {
 	mux      ice.UDPMux
-	addrs    []net.Addr // the bound addresses, loopback first when bound
-	loopback bool       // loopback addresses are among the candidates
+	addrs    []net.Addr       // the bound addresses, loopback first when bound
+	loopback bool             // loopback addresses are among the candidates
+	socks    []*fanout.Socket // the bound sockets, for the WHEP fan-out's sends
 }
 
 // bindScope is what an ICEBind value asks for.
@@ -55,7 +57,7 @@ func listenICE(cfg Config, lf logging.LoggerFactory) (*icePort, error) {
 	log := lf.NewLogger("ice-mux")
 	switch scope {
 	case scopeOne:
-		udp, err := net.ListenPacket("udp", net.JoinHostPort(ip.String(), strconv.Itoa(max(cfg.ICEUDPPort, 0))))
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: max(cfg.ICEUDPPort, 0)})
 		if err != nil {
 			return nil, fmt.Errorf("whip: ICE port: %w", err)
 		}
@@ -70,34 +72,36 @@ func listenICE(cfg Config, lf logging.LoggerFactory) (*icePort, error) {
 // onePort is the mux of one bound socket.
 func onePort(udp net.PacketConn, log logging.LeveledLogger) *icePort {
 	a, _ := udp.LocalAddr().(*net.UDPAddr)
-	return &icePort{mux: ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: log, UDPConn: udp}),
+	p := &icePort{mux: ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: log, UDPConn: udp}),
 		addrs: []net.Addr{udp.LocalAddr()}, loopback: a != nil && a.IP.IsLoopback()}
+	if c, ok := udp.(*net.UDPConn); ok {
+		p.socks = []*fanout.Socket{fanout.NewSocket(c)}
+	}
+	return p
 }
 
-// everyInterface binds the port on every interface address (pion's
-// NewMultiUDPMuxFromPort: a socket bound to the unspecified address would
-// answer from whichever address the kernel picks, not the candidate's).
-// Loopback is left out, as pion leaves it out: a remote peer would only try
-// its own loopback. v4only keeps it to IPv4 (0.0.0.0; :: means both).
+// everyInterface binds the port on every interface address, one socket each
+// (a socket bound to the unspecified address would answer from whichever
+// address the kernel picks, not the candidate's), as pion's
+// NewMultiUDPMuxFromPort does — by hand, so that the WHEP fan-out can send on
+// the sockets. Loopback is left out, as pion leaves it out: a remote peer
+// would only try its own loopback. v4only keeps it to IPv4 (0.0.0.0; :: means
+// both).
 func everyInterface(port int, v4only bool, log logging.LeveledLogger) (*icePort, error) {
-	nets := []ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}
-	if v4only {
-		nets = nets[:1]
+	all, err := machineAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("whip: ICE port: %w", err)
 	}
-	for try := 0; ; try++ {
-		p := port
-		if p < 0 {
-			p = freeUDPPort()
-		}
-		m, err := ice.NewMultiUDPMuxFromPort(p, ice.UDPMuxFromPortWithNetworks(nets...), ice.UDPMuxFromPortWithLogger(log),
-			ice.UDPMuxFromPortWithIPFilter(func(ip net.IP) bool { return !ip.IsLinkLocalUnicast() }))
-		if err == nil {
-			return &icePort{mux: m, addrs: m.GetListenAddresses()}, nil
-		}
-		if port >= 0 || try == 20 || !errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("whip: ICE port %d on every interface: %w", p, err)
+	var addrs []netip.Addr
+	for _, a := range all {
+		if !a.IsLoopback() && (a.Is4() || !v4only) {
+			addrs = append(addrs, a)
 		}
 	}
+	if len(addrs) == 0 {
+		return nil, errors.New("whip: ICE port: no interface address to bind")
+	}
+	return bindPort(addrs, port, log, func(c net.PacketConn) net.PacketConn { return c }, false)
 }
 
 // thisMachine binds the port on every address of this machine, loopback
@@ -112,16 +116,24 @@ func thisMachine(port int, log logging.LeveledLogger) (*icePort, error) {
 		return nil, fmt.Errorf("whip: ICE port: %w", err)
 	}
 	own := toSet(addrs)
+	return bindPort(addrs, port, log, func(c net.PacketConn) net.PacketConn { return &localOnlyConn{PacketConn: c, own: own} }, true)
+}
+
+// bindPort binds port on every address (a negative port: one free port for
+// all of them) and muxes the sockets, each read through wrap.
+func bindPort(addrs []netip.Addr, port int, log logging.LeveledLogger, wrap func(net.PacketConn) net.PacketConn, loopback bool) (*icePort, error) {
 	for try := 0; ; try++ {
 		conns, err := bindAll(addrs, port)
 		if err == nil {
+			p := &icePort{loopback: loopback}
 			muxes := make([]ice.UDPMux, len(conns))
-			bound := make([]net.Addr, len(conns))
 			for i, c := range conns {
-				muxes[i] = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: log, UDPConn: &localOnlyConn{PacketConn: c, own: own}})
-				bound[i] = c.LocalAddr()
+				muxes[i] = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: log, UDPConn: wrap(c)})
+				p.addrs = append(p.addrs, c.LocalAddr())
+				p.socks = append(p.socks, fanout.NewSocket(c))
 			}
-			return &icePort{mux: ice.NewMultiUDPMuxDefault(muxes...), addrs: bound, loopback: true}, nil
+			p.mux = ice.NewMultiUDPMuxDefault(muxes...)
+			return p, nil
 		}
 		if port >= 0 || try == 20 || !errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("whip: ICE port: %w", err)
@@ -165,8 +177,8 @@ func machineAddrs() ([]netip.Addr, error) {
 // bindAll binds port on every address; port < 0 takes the first socket's free
 // port for all of them. An address that cannot be bound yet (an IPv6 address
 // still in duplicate address detection) is left out; loopback, first, cannot.
-func bindAll(addrs []netip.Addr, port int) ([]net.PacketConn, error) {
-	conns := make([]net.PacketConn, 0, len(addrs))
+func bindAll(addrs []netip.Addr, port int) ([]*net.UDPConn, error) {
+	conns := make([]*net.UDPConn, 0, len(addrs))
 	for i, a := range addrs {
 		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(max(port, 0)))))
 		if err != nil && i > 0 && errors.Is(err, syscall.EADDRNOTAVAIL) {
@@ -192,15 +204,6 @@ func toSet(addrs []netip.Addr) map[netip.Addr]bool {
 		m[a] = true
 	}
 	return m
-}
-
-func freeUDPPort() int {
-	c, err := net.ListenPacket("udp", ":0")
-	if err != nil {
-		return 0
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // localOnlyConn drops packets from addresses that are not this machine's.

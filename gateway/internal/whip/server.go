@@ -6,6 +6,7 @@
 package whip
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -65,7 +66,8 @@ type Server struct {
 	cfg  Config
 	log  *slog.Logger
 	core *session.Core
-	api  *webrtc.API
+	api  *webrtc.API // WHIP publishers
+	view *webrtc.API // WHEP viewers, whose RTP the fan-out sends
 	port *icePort
 
 	links []string // Link headers naming cfg.ICEServers
@@ -82,12 +84,20 @@ func New(cfg Config, core *session.Core, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := newAPI(cfg, port, lf)
+	api, err := newAPI(cfg, port, lf, true)
+	if err == nil && len(port.socks) == 0 {
+		err = errors.New("whip: the ICE port has no socket the WHEP fan-out can send on")
+	}
 	if err != nil {
 		_ = port.Close()
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, core: core, api: api, port: port, links: linkHeaders(cfg.ICEServers),
+	view, err := newAPI(cfg, port, lf, false)
+	if err != nil {
+		_ = port.Close()
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: log, core: core, api: api, view: view, port: port, links: linkHeaders(cfg.ICEServers),
 		resources: map[string]resource{}}, nil
 }
 

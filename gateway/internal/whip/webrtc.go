@@ -13,14 +13,14 @@ import (
 	"github.com/sluicegw/sluice/gateway/internal/session"
 )
 
-// NewAPI builds the pion API every session of a gateway shares: the
+// NewAPI builds the pion API the WHIP sessions of a gateway share: the
 // standard codecs, pion's default interceptors (NACK generation and response,
 // RTCP reports, TWCC), and ICE on the one UDP socket udp. It is exported so
 // that a benchmark's baseline relay can run with exactly the gateway's pion
 // settings.
 func NewAPI(cfg Config, udp net.PacketConn) (*webrtc.API, error) {
 	lf := loggerFactory()
-	return newAPI(cfg.withDefaults(), onePort(udp, lf.NewLogger("ice-mux")), lf)
+	return newAPI(cfg.withDefaults(), onePort(udp, lf.NewLogger("ice-mux")), lf, true)
 }
 
 func loggerFactory() *logging.DefaultLoggerFactory {
@@ -29,14 +29,21 @@ func loggerFactory() *logging.DefaultLoggerFactory {
 	return lf
 }
 
-func newAPI(cfg Config, port *icePort, lf logging.LoggerFactory) (*webrtc.API, error) {
+// The WHEP viewers' API (interceptors false) has none: their RTP leaves
+// through the fan-out (gateway/internal/fanout), which sends the sender
+// reports and answers NACKs itself, and the default codecs already offer
+// the feedback it reads (nack, nack pli, ccm fir, goog-remb). transport-cc
+// is not offered, as the fan-out writes no transport-wide sequence numbers.
+func newAPI(cfg Config, port *icePort, lf logging.LoggerFactory, interceptors bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("gateway: codecs: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, fmt.Errorf("gateway: interceptors: %w", err)
+	if interceptors {
+		if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+			return nil, fmt.Errorf("gateway: interceptors: %w", err)
+		}
 	}
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	se.SetICEUDPMux(port.mux)

@@ -6,22 +6,23 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/sluicegw/sluice/gateway/internal/fanout"
 	"github.com/sluicegw/sluice/gateway/internal/session"
 	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
-// whepSink is the WHEP side of a subscription: one pion local track per stream
-// track, bound to every WHEP viewer's PeerConnection, so a packet written once
-// reaches all of them (pion's own fan-out, with its NACK responder and RTCP
-// reports per viewer).
+// whepSink is the WHEP side of a subscription: a fan-out group that seals
+// and sends each packet to every connected viewer (gateway/internal/fanout),
+// and per stream track a pion local track that only negotiates the viewers'
+// senders (their SSRCs and payload types): nothing is written to it.
 type whepSink struct {
 	srv    *Server
 	stream string
+	group  *fanout.Group
 
 	mu      sync.Mutex
 	local   [medialink.MaxTracks]*webrtc.TrackLocalStaticRTP
@@ -29,7 +30,8 @@ type whepSink struct {
 }
 
 func newWHEPSink(srv *Server, stream string) *whepSink {
-	return &whepSink{srv: srv, stream: stream, viewers: map[*whepViewer]struct{}{}}
+	return &whepSink{srv: srv, stream: stream, viewers: map[*whepViewer]struct{}{},
+		group: fanout.NewGroup(fanout.Config{Sockets: srv.port.socks, Log: srv.log})}
 }
 
 func (k *whepSink) AddTrack(t medialink.Track) {
@@ -43,17 +45,10 @@ func (k *whepSink) AddTrack(t medialink.Track) {
 	k.mu.Lock()
 	k.local[t.Index] = lt
 	k.mu.Unlock()
+	k.group.AddTrack(t.Index, t.ClockRate)
 }
 
-func (k *whepSink) WriteRTP(track uint8, pkt *rtp.Packet) int {
-	k.mu.Lock()
-	lt, n := k.local[track], len(k.viewers)
-	k.mu.Unlock()
-	if lt == nil || n == 0 || lt.WriteRTP(pkt) != nil {
-		return 0
-	}
-	return n
-}
+func (k *whepSink) WriteRTP(track uint8, pkt *rtp.Packet) int { return k.group.Write(track, pkt) }
 
 func (k *whepSink) End(reason string) {
 	k.mu.Lock()
@@ -65,6 +60,7 @@ func (k *whepSink) End(reason string) {
 	for _, v := range vs {
 		k.srv.endResource(v, reason)
 	}
+	k.group.Close()
 }
 
 // whepViewer is one WHEP session.
@@ -77,8 +73,12 @@ type whepViewer struct {
 	once sync.Once
 	ices iceState
 
-	mu      sync.Mutex
-	viewing bool
+	mu        sync.Mutex
+	viewing   bool
+	senders   []fanout.Binding
+	fan       *fanout.Viewer // once connected
+	attached  bool
+	closedNow bool // close has run: a late attach undoes itself
 }
 
 // handleWHEP serves POST /whep/{stream}: admission, the stream's subscription,
@@ -111,7 +111,7 @@ func (srv *Server) handleWHEP(w http.ResponseWriter, r *http.Request) {
 
 // answer makes the viewer's PeerConnection with the stream's tracks.
 func (v *whepViewer) answer(ctx context.Context, offer string) (string, error) {
-	pc, err := v.srv.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := v.srv.view.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return "", err
 	}
@@ -119,11 +119,7 @@ func (v *whepViewer) answer(ctx context.Context, offer string) (string, error) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", badSDP("The SDP offer cannot be used", err)
 	}
-	type sender struct {
-		track uint8
-		s     *webrtc.RTPSender
-	}
-	var senders []sender
+	var senders []fanout.Binding
 	for _, t := range v.sub.Tracks() {
 		v.sink.mu.Lock()
 		lt := v.sink.local[t.Index]
@@ -135,11 +131,15 @@ func (v *whepViewer) answer(ctx context.Context, offer string) (string, error) {
 		if err != nil {
 			return "", badSDP("The offer cannot receive the stream's tracks", err)
 		}
-		senders = append(senders, sender{t.Index, s})
+		senders = append(senders, fanout.Binding{Track: t.Index, Sender: s})
 	}
+	v.mu.Lock()
+	v.senders = senders
+	v.mu.Unlock()
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
+			v.attach()
 			v.sub.KeyframeAll()
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			v.srv.endResource(v, "peer connection "+st.String())
@@ -148,9 +148,6 @@ func (v *whepViewer) answer(ctx context.Context, offer string) (string, error) {
 	answer, err := completeAnswer(ctx, pc)
 	if err != nil {
 		return "", err
-	}
-	for _, s := range senders {
-		go v.readFeedback(s.track, s.s)
 	}
 	if !v.sub.Viewing() {
 		return "", session.ErrNotLive
@@ -164,20 +161,31 @@ func (v *whepViewer) answer(ctx context.Context, offer string) (string, error) {
 	return answer, nil
 }
 
-// readFeedback turns the viewer's keyframe requests into one upstream request.
-// pion's NACK responder answers the viewer's NACKs from the gateway's own buffer.
-func (v *whepViewer) readFeedback(track uint8, sender *webrtc.RTPSender) {
-	for {
-		pkts, _, err := sender.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				v.sub.Keyframe(track)
-			}
-		}
+// attach puts the connected viewer on the sink's fan-out, once (a peer
+// connection that reconnects after an ICE restart keeps its place: the
+// fan-out follows the selected ICE pair). A viewer that cannot be attached
+// is ended: it would receive nothing.
+func (v *whepViewer) attach() {
+	v.mu.Lock()
+	if v.attached {
+		v.mu.Unlock()
+		return
+	}
+	v.attached = true
+	senders := v.senders
+	v.mu.Unlock()
+	fv, err := v.sink.group.Attach(v.pcv, senders, v.sub.Keyframe)
+	if err != nil {
+		v.srv.log.Error("whep: fan-out", "stream", v.sub.Stream(), "err", err)
+		go v.srv.endResource(v, "fan-out: "+err.Error())
+		return
+	}
+	v.mu.Lock()
+	v.fan = fv
+	closed := v.closedNow
+	v.mu.Unlock()
+	if closed {
+		fv.Close()
 	}
 }
 
@@ -192,6 +200,13 @@ func (v *whepViewer) close(reason string) {
 	v.once.Do(func() {
 		if reason != "" {
 			v.srv.log.Info("whep: session closed", "stream", v.sub.Stream(), "reason", reason)
+		}
+		v.mu.Lock()
+		fv := v.fan
+		v.closedNow = true
+		v.mu.Unlock()
+		if fv != nil {
+			fv.Close()
 		}
 		if v.pcv != nil {
 			_ = v.pcv.Close()

@@ -50,8 +50,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	ingest := fs.String("ingest", "whip", "comma list of how sluice takes the stream: whip, moq (pushed as sluice push does)")
 	pushes := fs.Int("pushes", 0, "also push this many ~1 Mbit/s streams over MoQ at once, each with one WHEP viewer, and report their loss")
 	cfgPath := fs.String("config", "", "YAML config file for the sluice dev under test (its pools, policies); addresses are the bench's")
+	withRelay := fs.Bool("relay", true, "also measure the minimal pion relay (sluice bench-relay)")
+	var base baseline
+	fs.StringVar(&base.cmd, "baseline", "", "shell command that starts another server to measure under the same load in the same run (e.g. a MediaMTX binary and its config)")
+	fs.StringVar(&base.whip, "baseline-whip", "http://127.0.0.1:8889/{stream}/whip", "the baseline's WHIP URL template")
+	fs.StringVar(&base.whep, "baseline-whep", "http://127.0.0.1:8889/{stream}/whep", "the baseline's WHEP URL template")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if base.cmd != "" {
+		if err := base.check(); err != nil {
+			fmt.Fprintln(stderr, "sluice bench:", err)
+			return 2
+		}
 	}
 	if err := deps.CheckConfig(*cfgPath); err != nil {
 		fmt.Fprintln(stderr, "sluice bench:", err)
@@ -75,7 +86,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	if *cfgPath != "" {
 		devArgs = append(devArgs, "--config", *cfgPath)
 	}
-	targets := []benchTarget{{name: "pion relay (baseline)", args: []string{"bench-relay"}, re: relayReadyRE}}
+	var targets []benchTarget
+	if *withRelay {
+		targets = append(targets, benchTarget{name: relayName, args: []string{"bench-relay"}, re: relayReadyRE})
+	}
+	if base.cmd != "" {
+		targets = append(targets, benchTarget{name: base.name(), base: &base})
+	}
 	for _, in := range strings.Split(*ingest, ",") {
 		switch strings.TrimSpace(in) {
 		case "whip":
@@ -87,14 +104,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 			return 2
 		}
 	}
-	type result struct {
-		target string
-		n      int
-		mediaload.Result
-	}
 	var results []result
 	for _, tg := range targets {
-		srv, urls, err := startServer(ctx, self, tg.args, tg.re, tg.moq)
+		srv, urls, stop, err := tg.start(ctx, self)
 		if err != nil {
 			fmt.Fprintf(stderr, "sluice bench: start %s: %v\n", tg.name, err)
 			return 1
@@ -109,14 +121,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 			r, err := run(ctx, urls[0], srv.Process.Pid, n, *warmup, *window, stderr)
 			if err != nil {
 				fmt.Fprintf(stderr, "sluice bench: %s with %d viewers: %v\n", tg.name, n, err)
-				stopServer(srv)
+				stop()
 				return 1
 			}
 			results = append(results, result{tg.name, n, r})
 			fmt.Fprintf(stderr, "%s, %d viewers: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%%s\n",
 				tg.name, n, r.PPS, r.CPUPerPkt, r.P50, r.P99, 100*r.Loss, dropNote(r))
 		}
-		stopServer(srv)
+		stop()
 	}
 	if *pushes > 0 {
 		r, err := benchManyPushes(ctx, deps, self, devArgs, *pushes, *warmup, *window, stderr)
@@ -126,27 +138,63 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 		}
 		results = append(results, result{fmt.Sprintf("sluice, %d MoQ pushes of ~1 Mbit/s", *pushes), 1, r})
 	}
+	printTables(stdout, results, ns, base)
+	return 0
+}
+
+// result is one row of the bench: a target at a viewer count.
+type result struct {
+	target string
+	n      int
+	mediaload.Result
+}
+
+// printTables writes the bench's results and, per viewer count, each path's
+// cost against the pion relay's (named relay) and the baseline's.
+func printTables(stdout io.Writer, results []result, ns []int, base baseline) {
 	fmt.Fprintf(stdout, "| viewers | path | delivered pkt/s | CPU µs / delivered pkt | latency p50 | latency p99 | loss |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Fprintf(stdout, "| %d | %s | %.0f | %.1f | %.2f ms | %.2f ms | %.2f%% |\n", r.n, r.target, r.PPS, r.CPUPerPkt,
-			float64(r.P50.Microseconds())/1000, float64(r.P99.Microseconds())/1000, 100*r.Loss)
+		fmt.Fprintf(stdout, "| %d | %s | %.0f | %.1f | %s | %s | %.2f%% |\n", r.n, r.target, r.PPS, r.CPUPerPkt,
+			ms(r.P50), ms(r.P99), 100*r.Loss)
 	}
-	fmt.Fprintf(stdout, "\n| viewers | path | CPU per packet ÷ baseline | median latency added vs baseline |\n|---|---|---|---|\n")
+	fmt.Fprintf(stdout, "\n| viewers | path | CPU per packet ÷ pion relay | median latency added vs pion relay | CPU per packet ÷ %s |\n|---|---|---|---|---|\n", orNone(base))
 	for _, n := range ns {
-		var base *result
+		var relay, other *result
+		for i := range results {
+			if r := &results[i]; r.n == n && r.target == relayName {
+				relay = r
+			} else if r.n == n && base.cmd != "" && r.target == base.name() {
+				other = r
+			}
+		}
 		for i := range results {
 			r := &results[i]
-			if r.n != n {
+			if r.n != n || r == relay {
 				continue
 			}
-			if base == nil {
-				base = r
-				continue
+			vsRelay, added, vsOther := "—", "n/a", "—"
+			if relay != nil {
+				vsRelay = fmt.Sprintf("%.2f×", r.CPUPerPkt/relay.CPUPerPkt)
+				if r.P50 != 0 {
+					added = fmt.Sprintf("%+.2f ms", float64((r.P50-relay.P50).Microseconds())/1000)
+				}
 			}
-			fmt.Fprintf(stdout, "| %d | %s | %.2f× | %+.2f ms |\n", n, r.target, r.CPUPerPkt/base.CPUPerPkt, float64((r.P50-base.P50).Microseconds())/1000)
+			if other != nil && r != other {
+				vsOther = fmt.Sprintf("%.2f×", r.CPUPerPkt/other.CPUPerPkt)
+			}
+			fmt.Fprintf(stdout, "| %d | %s | %s | %s | %s |\n", n, r.target, vsRelay, added, vsOther)
 		}
 	}
-	return 0
+}
+
+// ms formats a latency; a server that rewrites sequence numbers (MediaMTX
+// does) gives the bench no latency, since a packet's send time is looked up
+// by its sequence number.
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000)
 }
 
 // dropNote says where the kernel dropped datagrams in the window, if it did.
@@ -157,12 +205,38 @@ func dropNote(r mediaload.Result) string {
 	return fmt.Sprintf(" (UDP receive drops: %d at the server's sockets, %d at the load generator's)", r.ServerDrops, r.LoadDrops)
 }
 
+// relayName is how the tables call the minimal pion relay.
+const relayName = "pion relay (baseline)"
+
 // benchTarget is a server the bench measures.
 type benchTarget struct {
 	name string
 	args []string
 	re   *regexp.Regexp // its ready line; the first group is its base URL
 	moq  bool           // the publisher pushes over MoQ instead of WHIP
+	base *baseline      // an outside server, started by its command instead of args
+}
+
+// start runs the target and returns its process, its URLs (base, then MoQ)
+// and the function that stops it.
+func (tg benchTarget) start(ctx context.Context, self string) (*exec.Cmd, []string, func(), error) {
+	if tg.base != nil {
+		cmd, base, stop, err := tg.base.start(ctx)
+		return cmd, []string{base}, stop, err
+	}
+	cmd, urls, err := startServer(ctx, self, tg.args, tg.re, tg.moq)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cmd, urls, func() { stopServer(cmd) }, nil
+}
+
+// orNone names the baseline in a table's head.
+func orNone(b baseline) string {
+	if b.cmd == "" {
+		return "baseline (none given)"
+	}
+	return b.name()
 }
 
 var (
@@ -243,6 +317,9 @@ func benchRun(ctx context.Context, base string, pid, n int, warmup, window time.
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
 	go mediaload.SendRTP(sendCtx, vt, at, m.Clock, &m.Sent)
+	if err := waitPlayable(ctx, base, stream, 15*time.Second); err != nil {
+		return mediaload.Result{}, err
+	}
 	views, err := m.AddViewers(ctx, base, stream, n)
 	defer func() {
 		for _, v := range views {
