@@ -27,6 +27,7 @@ import (
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/procstat"
+	"github.com/sluicegw/sluice/internal/promexpo"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -183,7 +184,7 @@ func (a *Agent) writeMetrics(w io.Writer) {
 	var st wire.Status
 	st.State = wire.StateServing
 	a.mgr.fillStatus(&st)
-	id := labelValue(a.cfg.ID)
+	id := promexpo.LabelValue(a.cfg.ID)
 	family := func(name, typ string) { metrics.WriteMetadataIfNeeded(w, name, typ) }
 	family("sluice_agent_respawns_total", "counter")
 	fmt.Fprintf(w, "sluice_agent_respawns_total %d\n", st.Summary.Respawns)
@@ -191,7 +192,7 @@ func (a *Agent) writeMetrics(w io.Writer) {
 	fmt.Fprintf(w, "sluice_agent_draining %d\n", boolInt(st.State == wire.StateDraining))
 	family("sluice_agent_pool_failed", "gauge")
 	for _, p := range st.Pools {
-		fmt.Fprintf(w, "sluice_agent_pool_failed{purpose=%q} %d\n", labelValue(p.Purpose), boolInt(p.Failed))
+		fmt.Fprintf(w, "sluice_agent_pool_failed{purpose=%q} %d\n", promexpo.LabelValue(p.Purpose), boolInt(p.Failed))
 	}
 	nodes := st.Nodes[:min(len(st.Nodes), NodeSeriesLimit)] // sorted by id
 	for _, f := range []struct {
@@ -204,7 +205,7 @@ func (a *Agent) writeMetrics(w io.Writer) {
 	} {
 		family(f.name, "gauge")
 		for _, n := range nodes {
-			fmt.Fprintf(w, "%s{agent=%q,node=%q,purpose=%q} %g\n", f.name, id, labelValue(n.ID), labelValue(n.Purpose), f.v(n))
+			fmt.Fprintf(w, "%s{agent=%q,node=%q,purpose=%q} %g\n", f.name, id, promexpo.LabelValue(n.ID), promexpo.LabelValue(n.Purpose), f.v(n))
 		}
 	}
 }
@@ -214,15 +215,4 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// labelValue keeps a label value printable for the text format (%q escapes
-// quotes and backslashes; a control character is replaced).
-func labelValue(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '_'
-		}
-		return r
-	}, s)
 }

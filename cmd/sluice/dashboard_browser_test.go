@@ -131,3 +131,33 @@ func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// With auth on, the dashboard shows nothing of the cluster without a token and
+// says why; with a read-role token in the URL fragment it shows every section.
+func TestTheDashboardReadsTheAPIWithThePagesTokenOnly(t *testing.T) {
+	bin := chromium(t)
+	cfgPath, _ := authConfig(t)
+	_, base := startDev(t, "--config", cfgPath)
+	readTok := sluiceToken(t, "--config", cfgPath, "--stream", "*", "--allow", "play", "--role", "read")
+	tab := dashboardBrowser(t, bin)
+	poll := func(what, expr string) {
+		t.Helper()
+		wait, cancel := context.WithTimeout(tab, 15*time.Second)
+		defer cancel()
+		if _, err := chromedp.Run(wait, chromedp.Poll[bool](expr)); err != nil {
+			text, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.body.innerText`))
+			t.Fatalf("%s: %v\npage:\n%s", what, err, text)
+		}
+	}
+	if err := chromedp.Do(tab, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	poll("without a token, every section says 401", `["clusterStatus", "listStatus", "procStatus", "slotStatus"].every((id) => document.getElementById(id).textContent.startsWith("401"))`)
+	if n, _ := chromedp.Run(tab, chromedp.Evaluate[int](`document.getElementById("members").rows.length + document.getElementById("procs").rows.length + document.getElementById("slots").rows.length`)); n != 0 {
+		t.Fatalf("without a token the page shows %d rows of the cluster", n)
+	}
+	if err := chromedp.Do(tab, chromedp.Navigate(base+"/#token="+readTok), chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	poll("with a read token, the member, the node and the slots", `document.getElementById("members").textContent.includes("gateway,agent") && document.getElementById("procs").textContent.includes("relay-") && document.getElementById("slots").textContent.includes("builtin:")`)
+}

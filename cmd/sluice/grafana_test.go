@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -150,20 +149,8 @@ func TestTheGrafanaDashboardRendersTheSeriesOfALiveSluiceDev(t *testing.T) {
 	cfg := filepath.Join(dir, "prometheus.yml")
 	writeFile(t, cfg, "global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: sluice\n    static_configs: [{targets: ['"+target+"']}]\n")
 	listen := freeport.Loopback(t)
-	cmd := exec.CommandContext(ctx, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+	runBackground(t, prom, nil, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+listen, "--storage.tsdb.retention.time=1h")
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("prometheus:\n%s", out.String())
-		}
-	})
 	api := "http://" + listen
 	until(t, "Prometheus ready", 30*time.Second, func() bool {
 		resp, err := http.Get(api + "/-/ready")

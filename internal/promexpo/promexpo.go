@@ -79,3 +79,15 @@ func writeProcess(w io.Writer) {
 	metrics.WriteMetadataIfNeeded(w, "go_info", "gauge")
 	fmt.Fprintf(w, "go_info{version=%q} 1\n", runtime.Version())
 }
+
+// LabelValue is s fit to stand inside a %q-quoted label value: %q escapes
+// quotes and backslashes as the text format does, and a control character,
+// which the format cannot carry, becomes '_'.
+func LabelValue(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, s)
+}

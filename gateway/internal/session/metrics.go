@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicegw/sluice/internal/promexpo"
 )
 
 // StreamSeriesLimit is how many streams get their own per-stream series on a
@@ -99,7 +101,7 @@ func (c *Core) writeStreamMetrics(w io.Writer) {
 		if v.Publisher != nil {
 			proto = v.Publisher.Protocol
 		}
-		fmt.Fprintf(w, "sluice_stream_info{stream=%q,protocol=%q,agent=%q,node=%q} 1\n", v.Stream, labelValue(proto), labelValue(v.Agent), labelValue(v.Node))
+		fmt.Fprintf(w, "sluice_stream_info{stream=%q,protocol=%q,agent=%q,node=%q} 1\n", v.Stream, promexpo.LabelValue(proto), promexpo.LabelValue(v.Agent), promexpo.LabelValue(v.Node))
 	}
 	var otherViewers int
 	var otherBitrate float64
@@ -126,14 +128,3 @@ func (c *Core) writeStreamMetrics(w io.Writer) {
 
 // writeFamily writes a family's HELP and TYPE lines when metadata is exposed.
 func writeFamily(w io.Writer, name, typ string) { metrics.WriteMetadataIfNeeded(w, name, typ) }
-
-// labelValue escapes a label value for the text format inside %q: agent and
-// node ids are plain, but a stray quote or backslash must not break the page.
-func labelValue(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '_'
-		}
-		return r
-	}, s)
-}
