@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/procstat"
+	"github.com/sluicegw/sluice/internal/promexpo"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -161,10 +163,56 @@ func (a *Agent) Status() wire.Status {
 	return st
 }
 
+// NodeSeriesLimit bounds the per-node series an agent writes (the nodes with
+// the lowest ids). A pool's concurrent limit already bounds its nodes; this
+// holds the page if limits are set very high.
+const NodeSeriesLimit = 256
+
 func (a *Agent) registerMetrics(set *metrics.Set) {
 	m := a.mgr
 	set.NewGauge(`sluice_agent_nodes`, func() float64 { return float64(m.load().nodes) })
 	set.NewGauge(`sluice_agent_streams`, func() float64 { return float64(m.liveStreams()) })
-	set.NewGauge(`sluice_agent_respawns_total`, func() float64 { return float64(m.load().respawns) })
 	set.NewGauge(`sluice_agent_queued`, func() float64 { return float64(m.load().queued) })
+	set.RegisterMetricsWriter(a.writeMetrics)
+}
+
+// writeMetrics writes the agent's counters and its per-pool and per-node
+// series from the process table at scrape time: a node's series end with it.
+// Node series carry the agent's id, so a dashboard can sum a cluster's nodes
+// per agent; the agent's own series have the scrape's instance label.
+func (a *Agent) writeMetrics(w io.Writer) {
+	var st wire.Status
+	st.State = wire.StateServing
+	a.mgr.fillStatus(&st)
+	id := promexpo.LabelValue(a.cfg.ID)
+	family := func(name, typ string) { metrics.WriteMetadataIfNeeded(w, name, typ) }
+	family("sluice_agent_respawns_total", "counter")
+	fmt.Fprintf(w, "sluice_agent_respawns_total %d\n", st.Summary.Respawns)
+	family("sluice_agent_draining", "gauge")
+	fmt.Fprintf(w, "sluice_agent_draining %d\n", boolInt(st.State == wire.StateDraining))
+	family("sluice_agent_pool_failed", "gauge")
+	for _, p := range st.Pools {
+		fmt.Fprintf(w, "sluice_agent_pool_failed{purpose=%q} %d\n", promexpo.LabelValue(p.Purpose), boolInt(p.Failed))
+	}
+	nodes := st.Nodes[:min(len(st.Nodes), NodeSeriesLimit)] // sorted by id
+	for _, f := range []struct {
+		name string
+		v    func(n wire.NodeInfo) float64
+	}{
+		{"sluice_node_cpu_ratio", func(n wire.NodeInfo) float64 { return n.CPU / 100 }},
+		{"sluice_node_resident_memory_bytes", func(n wire.NodeInfo) float64 { return float64(n.RSS) }},
+		{"sluice_node_streams", func(n wire.NodeInfo) float64 { return float64(n.Streams) }},
+	} {
+		family(f.name, "gauge")
+		for _, n := range nodes {
+			fmt.Fprintf(w, "%s{agent=%q,node=%q,purpose=%q} %g\n", f.name, id, promexpo.LabelValue(n.ID), promexpo.LabelValue(n.Purpose), f.v(n))
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

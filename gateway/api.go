@@ -2,13 +2,10 @@ package gateway
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sluicegw/sluice/gateway/internal/session"
 	"github.com/sluicegw/sluice/internal/cluster"
@@ -16,10 +13,6 @@ import (
 	"github.com/sluicegw/sluice/internal/streamid"
 	"github.com/sluicegw/sluice/internal/wire"
 )
-
-type metricsWriter interface{ WritePrometheus(w io.Writer) }
-
-func writeProcessMetrics(w io.Writer) { metrics.WriteProcessMetrics(w) }
 
 // handleRotateGossipKey moves the whole cluster to a new gossip key (serf's
 // keyring operations, no downtime): POST /v1/cluster/gossip-key. The key never

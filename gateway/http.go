@@ -4,13 +4,17 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/sluicegw/sluice/gateway/internal/proxy"
 	"github.com/sluicegw/sluice/internal/auth"
 	"github.com/sluicegw/sluice/internal/problem"
+	"github.com/sluicegw/sluice/internal/promexpo"
 )
 
-func (g *Gateway) routes(set metricsWriter) http.Handler {
+func (g *Gateway) routes(set *metrics.Set) http.Handler {
 	mux := http.NewServeMux()
 	g.webrtc.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -18,9 +22,8 @@ func (g *Gateway) routes(set metricsWriter) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", g.handleReady)
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		set.WritePrometheus(w)
-		writeProcessMetrics(w)
+		w.Header().Set("Content-Type", promexpo.ContentType)
+		promexpo.Write(w, set)
 	})
 	mux.HandleFunc("GET /v1/cluster", g.handleCluster)
 	mux.HandleFunc("POST /v1/cluster/gossip-key", g.handleRotateGossipKey)
@@ -41,9 +44,23 @@ func (g *Gateway) routes(set metricsWriter) http.Handler {
 	}
 	var h http.Handler = mux
 	if g.proxy != nil {
+		// Each route's histogram is there from the start, so a dashboard
+		// shows a route before its first request.
+		took := map[string]*metrics.PrometheusHistogram{}
+		for _, rt := range g.proxy.View().Routes {
+			took[rt.Prefix] = proxy.RequestDuration(set, rt.Prefix)
+		}
 		// Proxied prefixes come first: the dashboard takes every other GET.
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if g.proxy.Match(r.URL.Path) != nil || g.proxy.Strays(r) {
+			if rt := g.proxy.Match(r.URL.Path); rt != nil {
+				start := time.Now()
+				g.proxy.ServeHTTP(w, r)
+				if hist := took[rt.Prefix]; hist != nil {
+					hist.UpdateDuration(start)
+				}
+				return
+			}
+			if g.proxy.Strays(r) {
 				g.proxy.ServeHTTP(w, r) // a stray gets its 404 as a problem
 				return
 			}

@@ -143,6 +143,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, set *metrics.Set) (*
 			return nil, fmt.Errorf("wasm: slot %s: %w", name, err)
 		}
 	}
+	set.RegisterMetricsWriter(h.writeMetrics)
 	if cfg.Dir != "" {
 		h.wg.Add(1)
 		go h.watch()
@@ -173,16 +174,13 @@ func (h *Host) newSlot(ctx context.Context, name string, sc SlotConfig) (*slot, 
 		rt.Close(ctx)
 		return nil, err
 	}
-	s := &slot{host: h, name: name, cfg: sc, rt: rt, kv: newKVStore(10000),
-		callHist: h.set.NewHistogram(fmt.Sprintf(`sluice_plugin_call_duration_seconds{slot=%q}`, name))}
+	s := &slot{host: h, name: name, cfg: sc, rt: rt, kv: newKVStore(10000), guest: guestMetrics{set: h.set, slot: name},
+		callHist: h.set.NewPrometheusHistogramExt(fmt.Sprintf(`sluice_plugin_call_duration_seconds{slot=%q}`, name), callBuckets)}
 	s.export = map[string]string{SlotRoute: exportRoute, SlotThrottle: exportThrottle, SlotAuth: exportAuth}[name]
 	if err := s.hostModule(ctx); err != nil {
 		rt.Close(ctx)
 		return nil, err
 	}
-	h.set.NewGauge(fmt.Sprintf(`sluice_plugin_calls_total{slot=%q}`, name), func() float64 { return float64(s.calls.Load()) })
-	h.set.NewGauge(fmt.Sprintf(`sluice_plugin_traps_total{slot=%q}`, name), func() float64 { return float64(s.traps.Load()) })
-	h.set.NewGauge(fmt.Sprintf(`sluice_plugin_fallbacks_total{slot=%q}`, name), func() float64 { return float64(s.fallbacks.Load()) })
 	return s, nil
 }
 
@@ -243,7 +241,7 @@ func (s *slot) hostModule(ctx context.Context) error {
 	}), []api.ValueType{i32, i32, i64}, nil).Export("kv_set")
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, m api.Module, st []uint64) {
 		if name, ok := str(m, st[0], st[1]); ok && validMetricName(name) {
-			s.host.set.GetOrCreateCounter(fmt.Sprintf(`sluice_plugin_counter{slot=%q,name=%q}`, s.name, name)).Add(int(int64(st[2])))
+			s.guest.add(name, int64(st[2]))
 		}
 	}), []api.ValueType{i32, i32, i64}, nil).Export("metric_add")
 	_, err := b.Instantiate(ctx)

@@ -36,7 +36,8 @@ type slot struct {
 
 	calls, traps, fallbacks, swaps atomic.Uint64
 	lat                            latencies
-	callHist                       *metrics.Histogram
+	callHist                       *metrics.PrometheusHistogram
+	guest                          guestMetrics // the guest's own series (metric_add)
 
 	brMu      sync.Mutex
 	failures  int

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicegw/sluice/agent/node"
 	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/promexpo"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -174,9 +175,8 @@ func serveAgentMetrics(addr string, set *metrics.Set, log logger) (stop func(), 
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		set.WritePrometheus(w)
-		metrics.WriteProcessMetrics(w)
+		w.Header().Set("Content-Type", promexpo.ContentType)
+		promexpo.Write(w, set)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})

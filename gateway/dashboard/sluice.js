@@ -122,32 +122,229 @@ async function play() {
   }
 }
 
-async function refresh() {
-  try {
-    const resp = await fetch("/v1/streams", { headers: auth() });
-    if (!resp.ok) {
-      $("listStatus").textContent = "stream list: " + resp.status + (resp.status === 401 || resp.status === 403 ? " (a token with the read or admin role shows it)" : "");
+// --- The operator's view: cluster, streams, processes, policies, charts. ---
+// Every read goes to the JSON API with the page's token, so auth applies as
+// for any client; a 401 or 403 is shown where the section would be.
+
+const el = (tag, text, cls) => {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+};
+const row = (cells, cls) => {
+  const tr = el("tr", undefined, cls);
+  for (const c of cells) {
+    if (c instanceof Node) { const td = el("td"); td.append(c); tr.append(td); }
+    else if (typeof c === "number") tr.append(el("td", String(c), "num"));
+    else tr.append(el("td", c === undefined || c === null ? "" : String(c)));
+  }
+  return tr;
+};
+// alignNumbers right-aligns the cells under a numeric column's header.
+const alignNumbers = (tbody) => {
+  const ths = [...tbody.parentElement.querySelectorAll("thead th")];
+  for (const tr of tbody.rows) [...tr.cells].forEach((td, i) => { if (ths[i] && ths[i].classList.contains("num")) td.classList.add("num"); });
+};
+const uptime = (since) => {
+  if (!since) return "";
+  let s = Math.max(0, Math.round((Date.now() - Date.parse(since)) / 1000));
+  if (s >= 86400) return Math.floor(s / 86400) + "d" + Math.floor((s % 86400) / 3600) + "h";
+  if (s >= 3600) return Math.floor(s / 3600) + "h" + Math.floor((s % 3600) / 60) + "m";
+  if (s >= 60) return Math.floor(s / 60) + "m" + (s % 60) + "s";
+  return s + "s";
+};
+const kbps = (bps) => (bps ? (bps / 1000).toFixed(0) + " kbit/s" : "");
+
+// getJSON reads an API path; a refusal becomes an Error that says what to do.
+async function getJSON(path) {
+  const resp = await fetch(path, { headers: auth() });
+  if (resp.status === 401 || resp.status === 403) throw new Error(resp.status + ": a token with the read or admin role shows this");
+  if (!resp.ok) throw new Error(path + ": " + resp.status);
+  return resp.json();
+}
+
+function renderMembers({ self, members }) {
+  $("self").textContent = "gateway " + self;
+  $("members").replaceChildren(...members.map((m) => {
+    const t = m.tags || {};
+    let state = m.status;
+    if (m.status === "alive" && t.state === "draining") state = "draining";
+    const st = el("span", state, m.status === "failed" ? "bad" : state === "draining" || m.status === "left" ? "warn" : "");
+    if (t.failed) st.append(el("span", " (failed pools: " + t.failed + ")", "bad"));
+    const load = t.cap ? (t.load || "0") + " / " + t.cap : "";
+    const shown = Object.entries(t).filter(([k]) => !["role", "id", "state", "load", "cap", "failed"].includes(k));
+    const tags = el("span", shown.map(([k, v]) => k + "=" + v).join("  "));
+    const tr = row([m.name, m.role, st, load, tags]);
+    tr.lastChild.className = "tags";
+    return tr;
+  }));
+  alignNumbers($("members"));
+}
+
+function renderStreams(streams) {
+  $("streams").replaceChildren(...streams.map((s) => {
+    const p = s.publisher || {};
+    const who = p.gateway ? (p.client ? p.client + " via " : "via ") + p.gateway : "";
+    const b = el("button", "Play");
+    b.onclick = () => { $("stream").value = s.stream; play(); };
+    return row([s.stream, p.protocol || "", who, s.viewers, kbps(s.bitrateBps), s.agent || "", s.node || "", uptime(s.since), b]);
+  }));
+  alignNumbers($("streams"));
+}
+
+// renderProcesses is `sluice status`: a summary line, then each agent and its
+// nodes (an idle running node is "sleeping", as M2 prints it).
+function renderProcesses({ agents = [], errors = {} }) {
+  const sum = { running: 0, sleeping: 0, respawns: 0, active: 0, avail: 0 };
+  const rows = [];
+  for (const a of agents) {
+    const streams = (a.nodes || []).reduce((n, x) => n + x.streams, 0);
+    rows.push(row(["agent/" + a.agent, a.pid, uptime(a.started), a.cpu.toFixed(1), Math.round(a.rss / 1048576), streams, a.state]));
+    for (const n of a.nodes || []) {
+      const state = n.state === "running" && n.streams === 0 ? "sleeping" : n.state;
+      if (state === "running") sum.running++;
+      if (state === "sleeping") sum.sleeping++;
+      rows.push(row([n.id, n.pid, uptime(n.startedAt), n.cpu.toFixed(1), Math.round(n.rss / 1048576), n.streams, state], "sub"));
+    }
+    for (const p of a.pools || []) {
+      if (p.failed) rows.push(row(["pool/" + p.purpose, "-", "-", "-", "-", "-", el("span", "failed: " + (p.reason || ""), "bad")], "sub"));
+    }
+    sum.respawns += a.summary.respawns;
+    sum.active += a.summary.memActive;
+    sum.avail += a.summary.memAvailable;
+  }
+  for (const [id, e] of Object.entries(errors)) rows.push(row(["agent/" + id, "-", "-", "-", "-", "-", el("span", "unreachable: " + e, "bad")]));
+  $("procs").replaceChildren(...rows);
+  alignNumbers($("procs"));
+  $("procSummary").textContent = `processes: ${sum.running} running, ${sum.sleeping} sleeping, ${sum.respawns} respawns   memory: ${Math.round(sum.active / 1048576)} MB active / ${Math.round(sum.avail / 1048576)} MB available`;
+}
+
+// renderSlots lists the policy slots. Upload swaps the file in (PUT, the
+// module as the body); rollback returns to the previous module. Both need a
+// token with the admin role when auth is on.
+function renderSlots({ slots }) {
+  $("slots").replaceChildren(...slots.map((s) => {
+    const m = s.module;
+    const file = el("input");
+    file.type = "file";
+    file.accept = ".wasm,application/wasm";
+    const up = el("button", "Upload");
+    up.onclick = () => slotAction(s.slot, "PUT", "/v1/plugins/" + s.slot, file.files[0]);
+    const swap = el("span");
+    swap.append(file, up);
+    const back = el("button", "Rollback");
+    back.disabled = !s.previous;
+    back.title = s.previous ? "back to " + s.previous.source + " (" + s.previous.sha256.slice(0, 12) + ")" : "no previous module";
+    back.onclick = () => { if (confirm("Roll slot " + s.slot + " back to its previous module?")) slotAction(s.slot, "POST", "/v1/plugins/" + s.slot + "/rollback"); };
+    const breaker = el("span", s.breaker, s.breaker === "open" ? "bad" : "");
+    const sha = el("code", m ? m.sha256.slice(0, 16) : "");
+    if (m) sha.title = m.sha256;
+    return row([s.slot, m ? m.source : "(none: " + s.failure + ")", sha, s.calls, s.traps, s.fallbacks, s.latencyMicros.p99.toFixed(1), breaker, swap, back]);
+  }));
+  alignNumbers($("slots"));
+}
+
+async function slotAction(slot, method, path, file) {
+  const say = (text, isErr) => { $("slotAction").textContent = text; $("slotAction").className = "status" + (isErr ? " err" : ""); };
+  if (method === "PUT" && !file) return say("choose a .wasm file for slot " + slot + " first", true);
+  const resp = await fetch(path, { method, headers: auth(file ? { "Content-Type": "application/wasm" } : {}), body: file || undefined }).catch((e) => ({ ok: false, statusText: e.message }));
+  let detail = "";
+  try { const p = await resp.json(); detail = p.title ? p.title + (p.detail ? ": " + p.detail : "") : ""; } catch (_) {}
+  if (!resp.ok) return say(slot + ": " + (resp.status || "") + " " + (detail || resp.statusText), true);
+  say(slot + ": " + (method === "PUT" ? "module swapped in" : "rolled back"));
+  refresh();
+}
+
+// History keeps the last n samples of named series, aligned on one time axis
+// (null where a series had no value), as uPlot wants its data.
+class History {
+  constructor(n) { this.n = n; this.t = []; this.series = new Map(); }
+  push(t, values) {
+    this.t.push(t);
+    for (const [k, arr] of this.series) arr.push(values.has(k) ? values.get(k) : null);
+    for (const [k, v] of values) {
+      if (!this.series.has(k)) this.series.set(k, [...new Array(this.t.length - 1).fill(null), v]);
+    }
+    if (this.t.length > this.n) {
+      this.t.shift();
+      for (const arr of this.series.values()) arr.shift();
+    }
+    for (const [k, arr] of this.series) if (arr.every((v) => v === null)) this.series.delete(k);
+  }
+}
+
+const palette = ["#2a7de1", "#e1572a", "#2aa876", "#b04ad8", "#d8a62a", "#d84a7a", "#4ac3d8", "#7a7a7a"];
+
+// LiveChart draws a History with uPlot, made anew when its series change.
+class LiveChart {
+  // incrs, if given, are the y axis's tick steps (whole numbers for counts).
+  constructor(id, title, fmt, incrs) { this.root = $(id); this.title = title; this.fmt = fmt; this.incrs = incrs; this.keys = ""; this.plot = null; }
+  draw(h) {
+    const keys = [...h.series.keys()].sort();
+    const data = [h.t, ...keys.map((k) => h.series.get(k))];
+    if (keys.length === 0 || h.t.length === 0) {
+      if (this.plot) { this.plot.destroy(); this.plot = null; }
+      this.keys = "";
+      this.root.replaceChildren(el("h3", this.title), el("div", "nothing to draw yet", "empty"));
       return;
     }
-    $("listStatus").textContent = "";
-    const { streams } = await resp.json();
-    const body = $("streams");
-    body.replaceChildren(...streams.map((s) => {
-      const tr = document.createElement("tr");
-      for (const v of [s.stream, s.agent || "", s.node || "", s.viewers, s.bitrateBps ? (s.bitrateBps / 1000).toFixed(0) + " kbit/s" : ""]) {
-        const td = document.createElement("td");
-        td.textContent = v;
-        tr.append(td);
-      }
-      const td = document.createElement("td");
-      const b = document.createElement("button");
-      b.textContent = "Play";
-      b.onclick = () => { $("stream").value = s.stream; play(); };
-      td.append(b);
-      tr.append(td);
-      return tr;
-    }));
-  } catch (_) {}
+    if (this.plot && keys.join("\n") === this.keys) { this.plot.setData(data); return; }
+    if (this.plot) this.plot.destroy();
+    this.root.replaceChildren();
+    this.keys = keys.join("\n");
+    const fmt = this.fmt;
+    this.plot = new uPlot({
+      title: this.title,
+      width: Math.max(300, this.root.clientWidth),
+      height: 200,
+      scales: { x: { time: true } },
+      series: [{}, ...keys.map((k, i) => ({ label: k, stroke: palette[i % palette.length], width: 1.5, spanGaps: false, value: (u, v) => (v === null ? "" : fmt(v)) }))],
+      axes: [{}, { size: 84, values: (u, vals) => vals.map(fmt), ...(this.incrs ? { incrs: this.incrs } : {}) }],
+    }, data, this.root);
+  }
+}
+
+const hist = { bitrate: new History(150), viewers: new History(150), cpu: new History(150), rss: new History(150) };
+const charts = {
+  bitrate: new LiveChart("chartBitrate", "Bitrate per stream", kbps),
+  viewers: new LiveChart("chartViewers", "Viewers per stream", (v) => String(Math.round(v)), [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]),
+  cpu: new LiveChart("chartCPU", "CPU per node (%)", (v) => v.toFixed(1)),
+  rss: new LiveChart("chartRSS", "RSS per node (MB)", (v) => (v / 1048576).toFixed(1)),
+};
+
+// section runs one section's refresh, showing its error in place.
+async function section(statusId, load) {
+  try {
+    await load();
+    $(statusId).textContent = "";
+    $(statusId).className = "status";
+  } catch (e) {
+    $(statusId).textContent = e.message;
+    $(statusId).className = "status err";
+  }
+}
+
+async function refresh() {
+  const now = Date.now() / 1000;
+  await Promise.all([
+    section("clusterStatus", async () => renderMembers(await getJSON("/v1/cluster"))),
+    section("listStatus", async () => {
+      const { streams } = await getJSON("/v1/streams");
+      renderStreams(streams);
+      hist.bitrate.push(now, new Map(streams.map((s) => [s.stream, s.bitrateBps || 0])));
+      hist.viewers.push(now, new Map(streams.map((s) => [s.stream, s.viewers])));
+    }),
+    section("procStatus", async () => {
+      const st = await getJSON("/v1/status");
+      renderProcesses(st);
+      const nodes = (st.agents || []).flatMap((a) => a.nodes || []);
+      hist.cpu.push(now, new Map(nodes.map((n) => [n.agent + "/" + n.id, n.cpu])));
+      hist.rss.push(now, new Map(nodes.map((n) => [n.agent + "/" + n.id, n.rss])));
+    }),
+    section("slotStatus", async () => renderSlots(await getJSON("/v1/plugins"))),
+  ]);
+  for (const k of Object.keys(charts)) charts[k].draw(hist[k]);
 }
 
 $("publish").onclick = publish;
@@ -156,6 +353,9 @@ $("stop").onclick = () => { stop("publish"); stop("play"); };
 window.addEventListener("beforeunload", () => { stop("publish"); stop("play"); });
 refresh();
 setInterval(refresh, 2000);
+
+// For tests: how many points each live chart has drawn, by chart.
+window.sluiceChartPoints = () => Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.plot ? c.plot.data[0].length : 0]));
 
 // For tests: the number of video frames the player has decoded.
 window.sluiceFramesDecoded = async () => {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -239,17 +240,25 @@ func (s *Server) handle(conn transport.Conn, protocol string) {
 // serverMetrics are the endpoint's Prometheus series.
 type serverMetrics struct {
 	set         *metrics.Set
-	sessions    *metrics.Counter // a gauge: Inc/Dec
+	sessions    *liveGauge
 	sessionsAll *metrics.Counter
 	objects     *metrics.Counter
 	bytes       *metrics.Counter
 	dropped     *metrics.Counter
 }
 
+// liveGauge is the number of live sessions, moved by Inc and Dec.
+type liveGauge struct{ n atomic.Int64 }
+
+func (g *liveGauge) Inc() { g.n.Add(1) }
+func (g *liveGauge) Dec() { g.n.Add(-1) }
+
 func newServerMetrics(set *metrics.Set) *serverMetrics {
+	live := &liveGauge{}
+	set.NewGauge(`sluice_moq_sessions`, func() float64 { return float64(live.n.Load()) })
 	return &serverMetrics{
 		set:         set,
-		sessions:    set.NewCounter(`sluice_moq_sessions`),
+		sessions:    live,
 		sessionsAll: set.NewCounter(`sluice_moq_sessions_total`),
 		objects:     set.NewCounter(`sluice_moq_objects_total`),
 		bytes:       set.NewCounter(`sluice_moq_object_bytes_total`),

@@ -1,6 +1,10 @@
 package proxy
 
-import "github.com/VictoriaMetrics/metrics"
+import (
+	"fmt"
+
+	"github.com/VictoriaMetrics/metrics"
+)
 
 // Metrics are the proxy's Prometheus series.
 type Metrics struct {
@@ -28,4 +32,16 @@ func NewMetrics(s *metrics.Set) *Metrics {
 // limited registers the gauge of upstreams under M2's 504 rule.
 func (m *Metrics) limited(list func() []string) {
 	m.set.NewGauge(`sluice_gateway_proxy_limited_upstreams`, func() float64 { return float64(len(list())) })
+}
+
+// requestBuckets are the upper bounds of a proxied request's duration, from a
+// local service's 1 ms to a slow upstream's 30 s.
+var requestBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// RequestDuration is the histogram of the requests a route carries, from the
+// gateway receiving them to the answer's end:
+// sluice_gateway_proxy_request_duration_seconds{route}. Routes come from the
+// config, so the label is bounded by it.
+func RequestDuration(s *metrics.Set, route string) *metrics.PrometheusHistogram {
+	return s.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`sluice_gateway_proxy_request_duration_seconds{route=%q}`, route), requestBuckets)
 }
