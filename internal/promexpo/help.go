@@ -18,6 +18,9 @@ var Help = map[string]string{
 	"sluice_gateway_agents":                  "Serving agents this gateway sees in the cluster.",
 	"sluice_gateway_streams":                 "Streams this gateway publishes or plays.",
 
+	// The scale signal (gateway.scale).
+	"sluice_cluster_desired_agents": "Agents the cluster's streams need, by purpose: min(maxAgents, ceil((streams + queued) / streamsPerAgent)).",
+
 	// Per stream (at most StreamSeriesLimit streams, the rest in stream="_other").
 	"sluice_stream_info":                   "A stream this gateway carries, with its protocol, agent and node (value 1).",
 	"sluice_stream_viewers":                "Viewers of a stream on this gateway.",

@@ -75,6 +75,8 @@ func writeProcess(w io.Writer) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	gauge("go_memstats_heap_alloc_bytes", float64(ms.HeapAlloc))
+	metrics.WriteMetadataIfNeeded(w, "go_memstats_mallocs_total", "counter")
+	fmt.Fprintf(w, "go_memstats_mallocs_total %d\n", ms.Mallocs)
 	gauge("go_memstats_sys_bytes", float64(ms.Sys))
 	metrics.WriteMetadataIfNeeded(w, "go_info", "gauge")
 	fmt.Fprintf(w, "go_info{version=%q} 1\n", runtime.Version())
