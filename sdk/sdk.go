@@ -185,8 +185,8 @@ func KVGet(key string) int64 { return hostKVGet(key) }
 // KVSet sets key in the shared store.
 func KVSet(key string, v int64) { hostKVSet(key, v) }
 
-// MetricAdd adds delta to the policy's counter name, exported by the host as
-// sluice_plugin_counter{slot,name}.
+// MetricAdd adds delta to the policy's value name, the host's gauge
+// sluice_plugin_counter{slot,name} (64 names a slot, the rest "_other").
 func MetricAdd(name string, delta int64) { hostMetricAdd(name, delta) }
 
 // HostEnv is the host's config and shared store as a value, for policy code that
