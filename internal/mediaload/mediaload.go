@@ -74,25 +74,23 @@ func (m *Meter) AddViewers(ctx context.Context, base, stream string, n int) ([]*
 	}
 	var views []*mediatest.Session
 	for i := range n {
-		vpc, err := vapi.NewPeerConnection(webrtc.Configuration{})
-		if err != nil {
-			return views, err
-		}
-		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-			_, _ = vpc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
-		}
-		vpc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { m.read(t) })
+		// A refused offer leaves its peer connection with a local offer set,
+		// so each attempt negotiates on a fresh one.
+		var vpc *webrtc.PeerConnection
 		var s *mediatest.Session
 		for attempt := 0; ; attempt++ {
+			if vpc, err = m.viewerPC(vapi); err != nil {
+				return views, err
+			}
 			s, err = mediatest.Negotiate(ctx, vpc, base, "/whep/"+stream)
-			if err == nil || attempt > 50 {
+			if err == nil {
 				break
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
 			_ = vpc.Close()
-			return views, fmt.Errorf("viewer %d: %w", i, err)
+			if attempt >= 50 || ctx.Err() != nil {
+				return views, fmt.Errorf("viewer %d: %w", i, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		views = append(views, s)
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -103,6 +101,23 @@ func (m *Meter) AddViewers(ctx context.Context, base, stream string, n int) ([]*
 		}
 	}
 	return views, nil
+}
+
+// viewerPC is a receive-only peer connection for video and audio whose
+// tracks m reads.
+func (m *Meter) viewerPC(api *webrtc.API) (*webrtc.PeerConnection, error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+	}
+	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { m.read(t) })
+	return pc, nil
 }
 
 // read counts one viewer track's packets until it ends.
