@@ -32,6 +32,7 @@ import (
 	"github.com/sluicegw/sluice/gateway/internal/moq"
 	"github.com/sluicegw/sluice/gateway/internal/proxy"
 	"github.com/sluicegw/sluice/gateway/internal/session"
+	"github.com/sluicegw/sluice/gateway/internal/webhook"
 	"github.com/sluicegw/sluice/gateway/internal/whip"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/pki"
@@ -84,7 +85,15 @@ type Config struct {
 	// stream they name (StreamHeader, or a path segment or query parameter),
 	// to the service on the agent that carries that stream. Default: none.
 	ProxyRoutes []ProxyRoute
+	// Webhooks are the endpoints told of the gateway's stream events
+	// (package webhook documents the body and signature). Default: none.
+	Webhooks []Webhook
 }
+
+// Webhook is an endpoint of the gateway's stream events: its URL, the event
+// types it gets (empty: all) and the secret the Sluice-Signature header is
+// made with ("": unsigned).
+type Webhook = webhook.Target
 
 // ProxyRoute is one proxied path prefix (gateway.proxy.routes); see the
 // README's "Edge proxy".
@@ -151,6 +160,7 @@ type Gateway struct {
 	mux     http.Handler
 	extras  []route
 	auth    *authorizer   // nil: auth off
+	hooks   *webhook.Dispatcher
 	stop    chan struct{} // closed by Close: ends the limits enforcer
 	loops   sync.WaitGroup
 	closed  sync.Once
@@ -188,8 +198,15 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 	for _, o := range opts {
 		o(g)
 	}
-	core, err := session.New(session.Config{ID: cfg.ID, Purpose: cfg.Purpose, TrackWait: cfg.TrackWait}, c, id, g.policy, log, set)
+	for i, h := range cfg.Webhooks {
+		if err := h.Check(); err != nil {
+			return nil, fmt.Errorf("gateway: webhooks[%d].%w", i, err)
+		}
+	}
+	g.hooks = webhook.New(webhook.Config{Gateway: cfg.ID}, cfg.Webhooks, log.With("component", "webhook"), set)
+	core, err := session.New(session.Config{ID: cfg.ID, Purpose: cfg.Purpose, TrackWait: cfg.TrackWait, Events: g.hooks.Send}, c, id, g.policy, log, set)
 	if err != nil {
+		g.hooks.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.core = core
@@ -200,6 +217,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 	g.webrtc, err = whip.New(wc, core, log)
 	if err != nil {
 		core.Close()
+		g.hooks.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if cfg.MoQ.Listen != "" {
@@ -211,6 +229,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		if err != nil {
 			g.webrtc.Close()
 			core.Close()
+			g.hooks.Close()
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 		g.moqDone = make(chan struct{})
@@ -314,6 +333,7 @@ func (g *Gateway) Close() error {
 		}
 		g.webrtc.Close()
 		g.core.Close()
+		g.hooks.Close()
 	})
 	return nil
 }

@@ -40,6 +40,10 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "sluice gateway:", err)
 		return 2
 	}
+	if err := cfg.checkSigned(); err != nil {
+		fmt.Fprintln(stderr, "sluice gateway: config:", err)
+		return 2
+	}
 	m := cfg.member(*name, *join, *bind, *tlsDir, *tlsName)
 	gcfg := cfg.gatewayConfig()
 	if *httpAddr != "" {

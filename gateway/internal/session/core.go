@@ -23,6 +23,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicegw/sluice/gateway/internal/webhook"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/internal/pki"
@@ -37,6 +38,10 @@ type Config struct {
 	// TrackWait is how long a new viewer waits for a just-started stream to
 	// announce all of its tracks. Default 3s.
 	TrackWait time.Duration
+	// Events hears the streams' events (stream.started, viewer.joined, …),
+	// from the core's and the protocols' goroutines; it must not block.
+	// Default: none.
+	Events func(webhook.Event)
 }
 
 func (c Config) withDefaults() Config {
@@ -150,6 +155,13 @@ func (c *Core) Agents() *AgentClient { return c.agents }
 
 // Refused counts a request a protocol refused after admission.
 func (c *Core) Refused() { c.m.refused.Inc() }
+
+// emit tells Config.Events of ev.
+func (c *Core) emit(ev webhook.Event) {
+	if c.cfg.Events != nil {
+		c.cfg.Events(ev)
+	}
+}
 
 // goOwned runs f on a goroutine owned by the core; Close waits for it.
 func (c *Core) goOwned(f func()) {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicegw/sluice/gateway/internal/webhook"
 	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/internal/wire"
 )
@@ -97,6 +98,8 @@ func (p *Publication) Start(src Source) {
 	p.src = src
 	p.mu.Unlock()
 	p.core.m.publishers.Inc()
+	pl := p.link.placement()
+	p.core.emit(webhook.Event{Type: webhook.StreamStarted, Stream: p.stream, Protocol: p.protocol, Agent: pl.Agent, Node: pl.Node})
 	p.core.goOwned(func() { _ = p.link.run(p.ctx) })
 }
 
@@ -118,10 +121,12 @@ func (p *Publication) End() {
 		p.mu.Lock()
 		started := p.src != nil
 		p.mu.Unlock()
+		pl := p.link.placement()
 		p.link.drop(closeEnded, "stream ended")
 		p.Abort()
 		if started {
 			p.core.m.publishers.Dec()
+			p.core.emit(webhook.Event{Type: webhook.StreamEnded, Stream: p.stream, Protocol: p.protocol, Agent: pl.Agent, Node: pl.Node})
 		}
 	})
 }

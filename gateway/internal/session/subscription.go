@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/rtp"
 
+	"github.com/sluicegw/sluice/gateway/internal/webhook"
 	"github.com/sluicegw/sluice/internal/medialink"
 )
 
@@ -143,7 +144,9 @@ func (s *Subscription) Viewing() bool {
 		return false
 	}
 	s.viewers++
+	n := s.viewers
 	s.core.m.viewers.Inc()
+	s.core.emit(webhook.Event{Type: webhook.ViewerJoined, Stream: s.stream, Viewers: webhook.Count(n)})
 	return true
 }
 
@@ -152,12 +155,17 @@ func (s *Subscription) Viewing() bool {
 func (s *Subscription) Leave(wasViewing bool) {
 	s.mu.Lock()
 	s.members--
+	n := s.viewers
 	if wasViewing {
 		s.viewers--
+		n = s.viewers
 		s.core.m.viewers.Dec()
 	}
 	last := s.members <= 0
 	s.mu.Unlock()
+	if wasViewing {
+		s.core.emit(webhook.Event{Type: webhook.ViewerLeft, Stream: s.stream, Viewers: webhook.Count(n)})
+	}
 	if last {
 		s.cancel()
 	}
