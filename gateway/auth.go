@@ -332,19 +332,60 @@ const placementGrace = 16 * time.Second
 // a violation.
 const bitrateStrikes = 3
 
-// enforceLimits ends WHIP publishers that run over their token's bitrate and
-// forgets the limits of streams no longer published here, once a second
-// until done is closed.
+// enforceLimits ends publishers that run over their token's or their stream
+// rule's bitrate and forgets the limits of streams no longer published here,
+// once a second until done is closed.
 func (g *Gateway) enforceLimits(done <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	strikes := map[string]int{}
 	for {
 		select {
 		case <-done:
 			return
 		case <-t.C:
 		}
-		g.enforceOnce(time.Now())
+		if g.auth != nil {
+			g.enforceOnce(time.Now())
+		}
+		g.enforceRules(strikes)
+	}
+}
+
+// enforceRules ends the publishers that have sent more than their stream
+// rule's maxBitrate for bitrateStrikes samples running; strikes counts them
+// by stream.
+func (g *Gateway) enforceRules(strikes map[string]int) {
+	var over []string
+	for stream, v := range g.core.LocalStreams() {
+		r, ok := g.core.Rule(stream)
+		if !ok || r.MaxBitrate <= 0 || v.Publisher == nil || v.Bitrate <= float64(r.MaxBitrate) {
+			delete(strikes, stream)
+			continue
+		}
+		if strikes[stream]++; strikes[stream] >= bitrateStrikes {
+			delete(strikes, stream)
+			over = append(over, stream)
+		}
+	}
+	for stream := range strikes {
+		if _, ok := g.core.Rule(stream); !ok {
+			delete(strikes, stream)
+		}
+	}
+	g.endPublishers(over, "over the stream's bitrate limit (streams[].limits.maxBitrate)")
+}
+
+// endPublishers ends the WHIP and MoQ publishers of streams, saying why.
+func (g *Gateway) endPublishers(streams []string, why string) {
+	for _, stream := range streams {
+		n := g.webrtc.EndPublisher(stream, why)
+		if g.moq != nil {
+			n += g.moq.EndPublisher(stream, why, moqt.ReqUnauthorized)
+		}
+		if n > 0 {
+			g.log.Warn("gateway: publisher ended", "stream", stream, "why", why)
+		}
 	}
 }
 
@@ -386,13 +427,5 @@ func (g *Gateway) enforceOnce(now time.Time) {
 	for _, l := range ended {
 		a.tellEnded(l)
 	}
-	for _, stream := range over {
-		n := g.webrtc.EndPublisher(stream, "over the token's bitrate limit")
-		if g.moq != nil {
-			n += g.moq.EndPublisher(stream, "over the token's bitrate limit", moqt.ReqUnauthorized)
-		}
-		if n > 0 {
-			g.log.Warn("auth: publisher ended over its token's bitrate limit", "stream", stream)
-		}
-	}
+	g.endPublishers(over, "over the token's bitrate limit")
 }

@@ -88,7 +88,14 @@ type Config struct {
 	// Webhooks are the endpoints told of the gateway's stream events
 	// (package webhook documents the body and signature). Default: none.
 	Webhooks []Webhook
+	// Streams are the stream rules (the config's streams): an exact id is
+	// placed at start and kept placed; every rule sets the purpose, agent
+	// tags and limits of the ids it matches. Default: none.
+	Streams []StreamRule
 }
+
+// StreamRule is one entry of Config.Streams (see session.StreamRule).
+type StreamRule = session.StreamRule
 
 // Webhook is an endpoint of the gateway's stream events: its URL, the event
 // types it gets (empty: all) and the secret the Sluice-Signature header is
@@ -159,7 +166,7 @@ type Gateway struct {
 	moqDone chan struct{}
 	mux     http.Handler
 	extras  []route
-	auth    *authorizer   // nil: auth off
+	auth    *authorizer // nil: auth off
 	hooks   *webhook.Dispatcher
 	stop    chan struct{} // closed by Close: ends the limits enforcer
 	loops   sync.WaitGroup
@@ -210,6 +217,9 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.core = core
+	if len(cfg.Streams) > 0 {
+		core.SetStreams(cfg.Streams)
+	}
 	wc := cfg.webrtcConfig()
 	if g.auth != nil {
 		wc.Authorize = g.authorizeHTTP
@@ -255,10 +265,8 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		}
 	}
 	g.mux = g.guard(g.routes(set))
-	if g.auth != nil {
-		g.loops.Add(1)
-		go func() { defer g.loops.Done(); g.enforceLimits(g.stop) }()
-	}
+	g.loops.Add(1)
+	go func() { defer g.loops.Done(); g.enforceLimits(g.stop) }()
 	return g, nil
 }
 

@@ -87,6 +87,10 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 	for _, h := range c.Webhooks {
 		s.Webhooks = append(s.Webhooks, gateway.Webhook{URL: h.URL, Events: h.Events, Secret: h.Secret})
 	}
+	for _, r := range c.Streams {
+		s.Streams = append(s.Streams, gateway.StreamRule{ID: r.ID, Purpose: r.Purpose, Tags: r.Tags,
+			MaxViewers: r.Limits.MaxViewers, MaxBitrate: r.Limits.MaxBitrate})
+	}
 	for _, r := range g.Proxy.Routes {
 		s.ProxyRoutes = append(s.ProxyRoutes, gateway.ProxyRoute{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service,
 			Stream: r.Stream, Timeout: time.Duration(r.Timeout), MaxBody: r.MaxBody, Origin: r.Origin})

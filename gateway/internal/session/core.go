@@ -70,6 +70,12 @@ type Core struct {
 	subs     map[string]*Subscription // stream id → shared subscription on this gateway
 	watching map[string]bool          // agent API addresses whose events are followed
 	links    linkSet                  // every node link, for the agents' events
+	preloads map[string]placement     // preloaded streams this gateway holds, with no publisher yet
+
+	rules       atomic.Pointer[[]StreamRule] // SetStreams
+	preloadOnce sync.Once                    // starts the preloader
+	preloadKick chan struct{}                // wakes it after SetStreams
+	preloadMu   sync.Mutex                   // held while a preloaded stream is placed or taken
 
 	viewMu sync.Mutex
 	view   *agentList // built at the cluster change count view.at
@@ -98,7 +104,8 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, pol Policy, log *slog
 		set = metrics.NewSet()
 	}
 	core := &Core{cfg: cfg, log: log, cluster: c, id: id, agents: newAgentClient(id), policy: pol,
-		pubs: map[string]*Publication{}, subs: map[string]*Subscription{}, watching: map[string]bool{}}
+		pubs: map[string]*Publication{}, subs: map[string]*Subscription{}, watching: map[string]bool{},
+		preloads: map[string]placement{}, preloadKick: make(chan struct{}, 1)}
 	core.ctx, core.cancel = context.WithCancel(context.Background())
 	core.m = newCoreMetrics(set, core)
 	// Media links leave from one socket of every interface, as quic-go's own

@@ -65,11 +65,17 @@ func (c *Core) Publish(ctx context.Context, req PublishRequest) (*Publication, e
 	}
 	c.pubs[req.Stream] = p
 	c.mu.Unlock()
-	if a, _, err := c.lookup(ctx, req.Stream); err == nil {
-		p.Abort()
-		return nil, errBusy(req.Stream, "is live on agent "+a.ID)
+	pl, preloaded, err := c.takePreload(ctx, req.Stream)
+	if err != nil {
+		c.log.Warn("gateway: the preloaded stream's agent refused its publisher; placing it anew", "stream", req.Stream, "err", err)
 	}
-	pl, err := c.place(ctx, p.req)
+	if !preloaded || err != nil {
+		if a, _, err := c.lookup(ctx, req.Stream); err == nil {
+			p.Abort()
+			return nil, errBusy(req.Stream, "is live on agent "+a.ID)
+		}
+		pl, err = c.place(ctx, p.req)
+	}
 	if err != nil {
 		p.Abort()
 		return nil, err

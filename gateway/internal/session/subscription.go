@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +52,10 @@ func (c *Core) Subscribe(ctx context.Context, stream string) (*Subscription, err
 	if c.Draining() {
 		return nil, errDraining
 	}
+	if r, ok := c.Rule(stream); ok && r.MaxViewers > 0 && c.localViewers(stream) >= r.MaxViewers {
+		return nil, &Error{Status: http.StatusForbidden, Kind: "viewer-limit", Title: "The stream has all the viewers it may have",
+			Detail: fmt.Sprintf("stream %s allows %d viewers on this gateway (streams[].limits.maxViewers)", stream, r.MaxViewers)}
+	}
 	c.mu.Lock()
 	s := c.subs[stream]
 	if s != nil {
@@ -94,6 +100,19 @@ func (c *Core) Subscribe(ctx context.Context, stream string) (*Subscription, err
 		// Play what is known; a track announced later is not added to this viewer.
 	}
 	return s, nil
+}
+
+// localViewers is the viewers of stream on this gateway.
+func (c *Core) localViewers(stream string) int {
+	c.mu.Lock()
+	s := c.subs[stream]
+	c.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.viewers
 }
 
 func (c *Core) newSubscription(stream string, pl placement) *Subscription {
