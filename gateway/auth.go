@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicegw/sluice/gateway/internal/moq"
@@ -66,7 +67,9 @@ func WithAuth(a Auth) Option {
 // authorizer holds the gateway's auth decisions and the limits its tokens
 // set. It is nil on a gateway without auth.
 type authorizer struct {
-	cfg Auth
+	cfg Auth // as the gateway started; the keys and headers in it are replaced by live's
+	// live are the token keys and policy headers of the last config reload.
+	live atomic.Pointer[authLive]
 
 	mu     sync.Mutex
 	limits map[string]*streamLimits // by stream: what its publisher's token allows
@@ -84,8 +87,16 @@ type streamLimits struct {
 	claims *auth.Claims
 }
 
+// authLive is what a config reload may change in a running authorizer.
+type authLive struct {
+	verifier *auth.Verifier
+	headers  []string
+}
+
 func newAuthorizer(a Auth) *authorizer {
-	return &authorizer{cfg: a, limits: map[string]*streamLimits{}}
+	z := &authorizer{cfg: a, limits: map[string]*streamLimits{}}
+	z.live.Store(&authLive{verifier: a.Verifier, headers: a.Headers})
+	return z
 }
 
 // authRequest is a request to authorize, whatever its protocol.
@@ -151,10 +162,12 @@ func (a *authorizer) verify(req authRequest, action auth.Action) (*auth.Claims, 
 	switch {
 	case req.tokenErr != nil:
 		return nil, req.tokenErr
-	case a.cfg.Verifier == nil:
+	}
+	v := a.live.Load().verifier
+	if v == nil {
 		return nil, errNoKeys
 	}
-	return a.cfg.Verifier.Authorize(req.token, action, req.stream)
+	return v.Authorize(req.token, action, req.stream)
 }
 
 // askPolicy asks the auth policy about req, with the JWT check's claims and
@@ -274,7 +287,7 @@ func (g *Gateway) authorizeHTTP(w http.ResponseWriter, r *http.Request, kind, st
 		proto = "http"
 	}
 	var hs []string
-	for _, name := range g.auth.cfg.Headers {
+	for _, name := range g.auth.live.Load().headers {
 		if v := r.Header.Get(name); v != "" {
 			hs = append(hs, http.CanonicalHeaderKey(name), v)
 		}

@@ -155,22 +155,23 @@ func (c Config) withDefaults() Config {
 
 // Gateway is one edge process's WHIP/WHEP and API surface.
 type Gateway struct {
-	cfg     Config
-	log     *slog.Logger
-	cluster *cluster.Cluster
-	policy  Policy
-	core    *session.Core
-	webrtc  *whip.Server
-	moq     *moq.Server  // nil when off
-	proxy   *proxy.Proxy // nil without routes
-	moqDone chan struct{}
-	mux     http.Handler
-	extras  []route
-	auth    *authorizer // nil: auth off
-	hooks   *webhook.Dispatcher
-	stop    chan struct{} // closed by Close: ends the limits enforcer
-	loops   sync.WaitGroup
-	closed  sync.Once
+	cfg      Config
+	log      *slog.Logger
+	cluster  *cluster.Cluster
+	policy   Policy
+	core     *session.Core
+	webrtc   *whip.Server
+	moq      *moq.Server  // nil when off
+	proxy    *proxy.Proxy // nil without routes
+	moqDone  chan struct{}
+	mux      http.Handler
+	extras   []route
+	auth     *authorizer // nil: auth off
+	hooks    *webhook.Dispatcher
+	reloader Reloader      // nil: no file to reload
+	stop     chan struct{} // closed by Close: ends the limits enforcer
+	loops    sync.WaitGroup
+	closed   sync.Once
 }
 
 // route is an extra HTTP handler mounted by the caller (plugins, nodes API).

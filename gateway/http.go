@@ -24,6 +24,7 @@ func (g *Gateway) routes(set metricsWriter) http.Handler {
 	})
 	mux.HandleFunc("GET /v1/cluster", g.handleCluster)
 	mux.HandleFunc("POST /v1/cluster/gossip-key", g.handleRotateGossipKey)
+	mux.HandleFunc("POST /v1/config/reload", g.handleReload)
 	mux.HandleFunc("GET /v1/streams", g.handleStreams)
 	mux.HandleFunc("GET /v1/streams/{stream}", g.handleStream)
 	mux.HandleFunc("GET /v1/proxy", func(w http.ResponseWriter, _ *http.Request) {
