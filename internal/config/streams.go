@@ -62,18 +62,26 @@ func (s Stream) Matches(stream string) bool {
 // field. Messages never carry the secret.
 func checkWebhooks(hooks []Webhook) error {
 	for i, h := range hooks {
-		field := fmt.Sprintf("webhooks[%d]", i)
-		if err := checkHookURL(h.URL); err != nil {
-			return &FieldError{Path: field + ".url", Msg: err.Error()}
-		}
-		for j, e := range h.Events {
-			if !slices.Contains(WebhookEvents, e) {
-				return &FieldError{Path: fmt.Sprintf("%s.events[%d]", field, j),
-					Msg: fmt.Sprintf("%q is not an event (want one of %s)", e, strings.Join(WebhookEvents, ", "))}
-			}
+		if field, err := h.Problem(); err != nil {
+			return &FieldError{Path: fmt.Sprintf("webhooks[%d].%s", i, field), Msg: err.Error()}
 		}
 	}
 	return nil
+}
+
+// Problem is the first thing that keeps a gateway from delivering to h, and
+// the field it is in ("url", "events[1]"); "" and nil when there is none.
+// The gateway checks its webhooks with it too.
+func (h Webhook) Problem() (field string, err error) {
+	if err := checkHookURL(h.URL); err != nil {
+		return "url", err
+	}
+	for j, e := range h.Events {
+		if !slices.Contains(WebhookEvents, e) {
+			return fmt.Sprintf("events[%d]", j), fmt.Errorf("%q is not an event (want one of %s)", e, strings.Join(WebhookEvents, ", "))
+		}
+	}
+	return "", nil
 }
 
 func checkHookURL(s string) error {

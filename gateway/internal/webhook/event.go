@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/sluicegw/sluice/internal/config"
 )
 
 // Event types.
@@ -32,9 +34,6 @@ const (
 
 // Types are every event type, in the order the documentation lists them.
 var Types = []string{StreamStarted, StreamEnded, StreamMoved, ViewerJoined, ViewerLeft, NodeFailed}
-
-// KnownType reports whether t is an event type.
-func KnownType(t string) bool { return slices.Contains(Types, t) }
 
 // Event is one event's JSON body. Fields a type does not use are left out.
 type Event struct {
@@ -75,15 +74,11 @@ func (t Target) equal(o Target) bool {
 	return t.URL == o.URL && t.Secret == o.Secret && slices.Equal(t.Events, o.Events)
 }
 
-// Check reports the first thing wrong with t, by its field name.
+// Check reports the first thing wrong with t, by its field name, as the
+// configuration file's check does.
 func (t Target) Check() error {
-	if err := checkURL(t.URL); err != nil {
-		return fmt.Errorf("url: %w", err)
-	}
-	for i, e := range t.Events {
-		if !KnownType(e) {
-			return fmt.Errorf("events[%d]: %q is not an event type (want one of %v)", i, e, Types)
-		}
+	if field, err := (config.Webhook{URL: t.URL, Events: t.Events}).Problem(); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
 	}
 	return nil
 }

@@ -8,12 +8,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicegw/sluice/internal/config"
 )
 
 // receiver is a local HTTP endpoint that records what it is sent, verifying
@@ -271,11 +274,11 @@ func TestVerifyRefusesWhatWasNotSignedWithTheSecretNow(t *testing.T) {
 
 func TestTargetCheckNamesTheBadField(t *testing.T) {
 	cases := map[string]Target{
-		"url:":        {URL: "ftp://x/"},
-		"url: ":       {URL: ""},
-		"has no host": {URL: "http:///x"},
-		"user info":   {URL: "https://u:p@x/"},
-		"events[1]":   {URL: "https://x/", Events: []string{StreamEnded, "stream.paused"}},
+		"url: \"ftp://x/\"":   {URL: "ftp://x/"},
+		"url: missing":        {URL: ""},
+		"url: \"http:///x\"":  {URL: "http:///x"},
+		"url: carries user":   {URL: "https://u:p@x/"},
+		"events[1]: \"stream": {URL: "https://x/", Events: []string{StreamEnded, "stream.paused"}},
 	}
 	for want, tg := range cases {
 		if err := tg.Check(); err == nil || !strings.Contains(err.Error(), strings.TrimSpace(want)) {
@@ -284,5 +287,12 @@ func TestTargetCheckNamesTheBadField(t *testing.T) {
 	}
 	if err := (Target{URL: "https://hooks.example.com/sluice", Events: Types}).Check(); err != nil {
 		t.Errorf("a good target: %v", err)
+	}
+}
+
+// The configuration file accepts exactly the event types the gateway sends.
+func TestTheConfigAcceptsEveryEventTypeAndNoOther(t *testing.T) {
+	if !slices.Equal(config.WebhookEvents, Types) {
+		t.Fatalf("config.WebhookEvents %v != webhook.Types %v", config.WebhookEvents, Types)
 	}
 }
