@@ -3,7 +3,10 @@
 // authenticates requests once auth is configured (auth.go: bearer JWTs and the
 // auth policy), admits them through the throttle policy, places streams on agents through the
 // route policy, carries media to and from node processes over the internal QUIC
-// media link, and serves the HTTP API, metrics and the dashboard.
+// media link, and serves the HTTP API, metrics and the dashboard. It keeps its
+// preloaded streams placed (Config.Streams), tells webhooks of its streams'
+// events (package internal/webhook), and changes those, its token keys and
+// policies on a config reload (reload.go).
 //
 // Its core is protocol-neutral (session.go): a stream has one Source and any
 // number of Sinks, and admission (admission.go), placement (placement.go) and the
