@@ -68,6 +68,19 @@ func (c *Core) Rule(stream string) (StreamRule, bool) {
 	return StreamRule{}, false
 }
 
+// preloadWanted reports whether a rule names stream exactly: it is preloaded
+// (whether or not an earlier pattern's rules are the ones that apply).
+func (c *Core) preloadWanted(stream string) bool {
+	if p := c.rules.Load(); p != nil {
+		for _, r := range *p {
+			if r.Preloaded() && r.ID == stream {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // purposeOf is the node purpose that carries stream.
 func (c *Core) purposeOf(stream string) string {
 	if r, ok := c.Rule(stream); ok && r.Purpose != "" {
@@ -204,7 +217,7 @@ func (c *Core) releasePreloads(keep map[string]bool) {
 // preload's (the same gateway publishes it). ok is false when the stream is
 // not preloaded here.
 func (c *Core) takePreload(ctx context.Context, stream string) (placement, bool, error) {
-	if r, ok := c.Rule(stream); !ok || !r.Preloaded() {
+	if !c.preloadWanted(stream) {
 		return placement{}, false, nil
 	}
 	c.preloadMu.Lock() // wait for a placement under way
@@ -218,7 +231,9 @@ func (c *Core) takePreload(ctx context.Context, stream string) (placement, bool,
 	}
 	resp, err := c.agents.Open(ctx, pl.API, c.openRequest(stream, wire.KindPublish))
 	if err != nil {
-		go c.closeAgentSession(pl)
+		// Closed before the publisher looks the stream up, or it would find
+		// the preload and be refused.
+		c.closeAgentSession(pl)
 		return placement{}, true, err
 	}
 	return placementOf(Agent{ID: pl.Agent, API: pl.API}, resp), true, nil
