@@ -129,8 +129,8 @@ func (r *hookReceiver) holding() int {
 	return r.held
 }
 
-// metricValue is the value of the series named exactly name on /metrics, or -1.
-func metricValue(t *testing.T, base, name string) float64 {
+// webhookSeries is the value of the series named exactly name on /metrics, or -1.
+func webhookSeries(t *testing.T, base, name string) float64 {
 	t.Helper()
 	_, body := get(t, base+"/metrics")
 	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
@@ -208,13 +208,13 @@ func TestARealPublishIsAnnouncedSignedToWebhooksWhileABlockedAndADownReceiverDel
 	pub.Close()
 	good.waitEvent(t, "stream.ended", "hooked")
 
-	for deadline := time.Now().Add(20 * time.Second); metricValue(t, base, `sluice_webhook_deliveries_total{url_index="2",result="retried"}`) < 1; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); webhookSeries(t, base, `sluice_webhook_deliveries_total{url_index="2",result="retried"}`) < 1; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			_, body := get(t, base+"/metrics")
 			t.Fatalf("the down receiver's deliveries were not retried:\n%s", grepLines(body, "sluice_webhook"))
 		}
 	}
-	if v := metricValue(t, base, `sluice_webhook_queue_depth{url_index="1"}`); v < 1 {
+	if v := webhookSeries(t, base, `sluice_webhook_queue_depth{url_index="1"}`); v < 1 {
 		t.Errorf("the blocked receiver's queue depth is %v; want the second stream.started waiting", v)
 	}
 }
