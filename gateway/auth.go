@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicegw/sluice/gateway/internal/moq"
@@ -66,7 +67,9 @@ func WithAuth(a Auth) Option {
 // authorizer holds the gateway's auth decisions and the limits its tokens
 // set. It is nil on a gateway without auth.
 type authorizer struct {
-	cfg Auth
+	cfg Auth // as the gateway started; the keys and headers in it are replaced by live's
+	// live are the token keys and policy headers of the last config reload.
+	live atomic.Pointer[authLive]
 
 	mu     sync.Mutex
 	limits map[string]*streamLimits // by stream: what its publisher's token allows
@@ -84,8 +87,16 @@ type streamLimits struct {
 	claims *auth.Claims
 }
 
+// authLive is what a config reload may change in a running authorizer.
+type authLive struct {
+	verifier *auth.Verifier
+	headers  []string
+}
+
 func newAuthorizer(a Auth) *authorizer {
-	return &authorizer{cfg: a, limits: map[string]*streamLimits{}}
+	z := &authorizer{cfg: a, limits: map[string]*streamLimits{}}
+	z.live.Store(&authLive{verifier: a.Verifier, headers: a.Headers})
+	return z
 }
 
 // authRequest is a request to authorize, whatever its protocol.
@@ -151,10 +162,12 @@ func (a *authorizer) verify(req authRequest, action auth.Action) (*auth.Claims, 
 	switch {
 	case req.tokenErr != nil:
 		return nil, req.tokenErr
-	case a.cfg.Verifier == nil:
+	}
+	v := a.live.Load().verifier
+	if v == nil {
 		return nil, errNoKeys
 	}
-	return a.cfg.Verifier.Authorize(req.token, action, req.stream)
+	return v.Authorize(req.token, action, req.stream)
 }
 
 // askPolicy asks the auth policy about req, with the JWT check's claims and
@@ -274,7 +287,7 @@ func (g *Gateway) authorizeHTTP(w http.ResponseWriter, r *http.Request, kind, st
 		proto = "http"
 	}
 	var hs []string
-	for _, name := range g.auth.cfg.Headers {
+	for _, name := range g.auth.live.Load().headers {
 		if v := r.Header.Get(name); v != "" {
 			hs = append(hs, http.CanonicalHeaderKey(name), v)
 		}
@@ -332,19 +345,60 @@ const placementGrace = 16 * time.Second
 // a violation.
 const bitrateStrikes = 3
 
-// enforceLimits ends WHIP publishers that run over their token's bitrate and
-// forgets the limits of streams no longer published here, once a second
-// until done is closed.
+// enforceLimits ends publishers that run over their token's or their stream
+// rule's bitrate and forgets the limits of streams no longer published here,
+// once a second until done is closed.
 func (g *Gateway) enforceLimits(done <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	strikes := map[string]int{}
 	for {
 		select {
 		case <-done:
 			return
 		case <-t.C:
 		}
-		g.enforceOnce(time.Now())
+		if g.auth != nil {
+			g.enforceOnce(time.Now())
+		}
+		g.enforceRules(strikes)
+	}
+}
+
+// enforceRules ends the publishers that have sent more than their stream
+// rule's maxBitrate for bitrateStrikes samples running; strikes counts them
+// by stream.
+func (g *Gateway) enforceRules(strikes map[string]int) {
+	var over []string
+	for stream, v := range g.core.LocalStreams() {
+		r, ok := g.core.Rule(stream)
+		if !ok || r.MaxBitrate <= 0 || v.Publisher == nil || v.Bitrate <= float64(r.MaxBitrate) {
+			delete(strikes, stream)
+			continue
+		}
+		if strikes[stream]++; strikes[stream] >= bitrateStrikes {
+			delete(strikes, stream)
+			over = append(over, stream)
+		}
+	}
+	for stream := range strikes {
+		if _, ok := g.core.Rule(stream); !ok {
+			delete(strikes, stream)
+		}
+	}
+	g.endPublishers(over, "over the stream's bitrate limit (streams[].limits.maxBitrate)")
+}
+
+// endPublishers ends the WHIP and MoQ publishers of streams, saying why.
+func (g *Gateway) endPublishers(streams []string, why string) {
+	for _, stream := range streams {
+		n := g.webrtc.EndPublisher(stream, why)
+		if g.moq != nil {
+			n += g.moq.EndPublisher(stream, why, moqt.ReqUnauthorized)
+		}
+		if n > 0 {
+			g.log.Warn("gateway: publisher ended", "stream", stream, "why", why)
+		}
 	}
 }
 
@@ -386,13 +440,5 @@ func (g *Gateway) enforceOnce(now time.Time) {
 	for _, l := range ended {
 		a.tellEnded(l)
 	}
-	for _, stream := range over {
-		n := g.webrtc.EndPublisher(stream, "over the token's bitrate limit")
-		if g.moq != nil {
-			n += g.moq.EndPublisher(stream, "over the token's bitrate limit", moqt.ReqUnauthorized)
-		}
-		if n > 0 {
-			g.log.Warn("auth: publisher ended over its token's bitrate limit", "stream", stream)
-		}
-	}
+	g.endPublishers(over, "over the token's bitrate limit")
 }

@@ -3,7 +3,10 @@
 // authenticates requests once auth is configured (auth.go: bearer JWTs and the
 // auth policy), admits them through the throttle policy, places streams on agents through the
 // route policy, carries media to and from node processes over the internal QUIC
-// media link, and serves the HTTP API, metrics and the dashboard.
+// media link, and serves the HTTP API, metrics and the dashboard. It keeps its
+// preloaded streams placed (Config.Streams), tells webhooks of its streams'
+// events (package internal/webhook), and changes those, its token keys and
+// policies on a config reload (reload.go).
 //
 // Its core is protocol-neutral (session.go): a stream has one Source and any
 // number of Sinks, and admission (admission.go), placement (placement.go) and the
@@ -32,6 +35,7 @@ import (
 	"github.com/sluicegw/sluice/gateway/internal/moq"
 	"github.com/sluicegw/sluice/gateway/internal/proxy"
 	"github.com/sluicegw/sluice/gateway/internal/session"
+	"github.com/sluicegw/sluice/gateway/internal/webhook"
 	"github.com/sluicegw/sluice/gateway/internal/whip"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/pki"
@@ -87,7 +91,22 @@ type Config struct {
 	// Scale is the scale signal (GET /v1/scale, sluice_cluster_desired_agents).
 	// Default: off.
 	Scale Scale
+	// Webhooks are the endpoints told of the gateway's stream events
+	// (package webhook documents the body and signature). Default: none.
+	Webhooks []Webhook
+	// Streams are the stream rules (the config's streams): an exact id is
+	// placed at start and kept placed; every rule sets the purpose, agent
+	// tags and limits of the ids it matches. Default: none.
+	Streams []StreamRule
 }
+
+// StreamRule is one entry of Config.Streams (see session.StreamRule).
+type StreamRule = session.StreamRule
+
+// Webhook is an endpoint of the gateway's stream events: its URL, the event
+// types it gets (empty: all) and the secret the Sluice-Signature header is
+// made with ("": unsigned).
+type Webhook = webhook.Target
 
 // ProxyRoute is one proxied path prefix (gateway.proxy.routes); see the
 // README's "Edge proxy".
@@ -142,21 +161,23 @@ func (c Config) withDefaults() Config {
 
 // Gateway is one edge process's WHIP/WHEP and API surface.
 type Gateway struct {
-	cfg     Config
-	log     *slog.Logger
-	cluster *cluster.Cluster
-	policy  Policy
-	core    *session.Core
-	webrtc  *whip.Server
-	moq     *moq.Server  // nil when off
-	proxy   *proxy.Proxy // nil without routes
-	moqDone chan struct{}
-	mux     http.Handler
-	extras  []route
-	auth    *authorizer   // nil: auth off
-	stop    chan struct{} // closed by Close: ends the limits enforcer
-	loops   sync.WaitGroup
-	closed  sync.Once
+	cfg      Config
+	log      *slog.Logger
+	cluster  *cluster.Cluster
+	policy   Policy
+	core     *session.Core
+	webrtc   *whip.Server
+	moq      *moq.Server  // nil when off
+	proxy    *proxy.Proxy // nil without routes
+	moqDone  chan struct{}
+	mux      http.Handler
+	extras   []route
+	auth     *authorizer // nil: auth off
+	hooks    *webhook.Dispatcher
+	reloader Reloader      // nil: no file to reload
+	stop     chan struct{} // closed by Close: ends the limits enforcer
+	loops    sync.WaitGroup
+	closed   sync.Once
 }
 
 // route is an extra HTTP handler mounted by the caller (plugins, nodes API).
@@ -191,11 +212,21 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 	for _, o := range opts {
 		o(g)
 	}
-	core, err := session.New(session.Config{ID: cfg.ID, Purpose: cfg.Purpose, TrackWait: cfg.TrackWait}, c, id, g.policy, log, set)
+	for i, h := range cfg.Webhooks {
+		if err := h.Check(); err != nil {
+			return nil, fmt.Errorf("gateway: webhooks[%d].%w", i, err)
+		}
+	}
+	g.hooks = webhook.New(webhook.Config{Gateway: cfg.ID}, cfg.Webhooks, log.With("component", "webhook"), set)
+	core, err := session.New(session.Config{ID: cfg.ID, Purpose: cfg.Purpose, TrackWait: cfg.TrackWait, Events: g.hooks.Send}, c, id, g.policy, log, set)
 	if err != nil {
+		g.hooks.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.core = core
+	if len(cfg.Streams) > 0 {
+		core.SetStreams(cfg.Streams)
+	}
 	wc := cfg.webrtcConfig()
 	if g.auth != nil {
 		wc.Authorize = g.authorizeHTTP
@@ -203,6 +234,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 	g.webrtc, err = whip.New(wc, core, log)
 	if err != nil {
 		core.Close()
+		g.hooks.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if cfg.MoQ.Listen != "" {
@@ -214,6 +246,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		if err != nil {
 			g.webrtc.Close()
 			core.Close()
+			g.hooks.Close()
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 		g.moqDone = make(chan struct{})
@@ -240,10 +273,8 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 	}
 	set.RegisterMetricsWriter(g.writeScaleMetrics)
 	g.mux = g.guard(g.routes(set))
-	if g.auth != nil {
-		g.loops.Add(1)
-		go func() { defer g.loops.Done(); g.enforceLimits(g.stop) }()
-	}
+	g.loops.Add(1)
+	go func() { defer g.loops.Done(); g.enforceLimits(g.stop) }()
 	return g, nil
 }
 
@@ -318,6 +349,7 @@ func (g *Gateway) Close() error {
 		}
 		g.webrtc.Close()
 		g.core.Close()
+		g.hooks.Close()
 	})
 	return nil
 }

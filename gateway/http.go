@@ -28,6 +28,7 @@ func (g *Gateway) routes(set *metrics.Set) http.Handler {
 	mux.HandleFunc("GET /v1/cluster", g.handleCluster)
 	mux.HandleFunc("POST /v1/cluster/gossip-key", g.handleRotateGossipKey)
 	mux.HandleFunc("GET /v1/scale", g.handleScale)
+	mux.HandleFunc("POST /v1/config/reload", g.handleReload)
 	mux.HandleFunc("GET /v1/streams", g.handleStreams)
 	mux.HandleFunc("GET /v1/streams/{stream}", g.handleStream)
 	mux.HandleFunc("GET /v1/proxy", func(w http.ResponseWriter, _ *http.Request) {

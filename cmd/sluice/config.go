@@ -84,6 +84,13 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 		MoQ:          g.MoQ,
 		DrainTimeout: time.Duration(g.DrainTimeout),
 	}
+	for _, h := range c.Webhooks {
+		s.Webhooks = append(s.Webhooks, gateway.Webhook{URL: h.URL, Events: h.Events, Secret: h.Secret})
+	}
+	for _, r := range c.Streams {
+		s.Streams = append(s.Streams, gateway.StreamRule{ID: r.ID, Purpose: r.Purpose, Tags: r.Tags,
+			MaxViewers: r.Limits.MaxViewers, MaxBitrate: r.Limits.MaxBitrate})
+	}
 	for _, r := range g.Proxy.Routes {
 		s.ProxyRoutes = append(s.ProxyRoutes, gateway.ProxyRoute{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service,
 			Stream: r.Stream, Timeout: time.Duration(r.Timeout), MaxBody: r.MaxBody, Origin: r.Origin})
@@ -95,6 +102,17 @@ func (c *fileConfig) gatewayConfig() gatewaySettings {
 		s.DrainTimeout = 30 * time.Second
 	}
 	return s
+}
+
+// checkSigned refuses a webhook without a secret: outside `sluice dev` a
+// receiver must be able to tell the gateway's events from anyone's.
+func (c *fileConfig) checkSigned() error {
+	for i, h := range c.Webhooks {
+		if h.Secret == "" {
+			return fmt.Errorf("webhooks[%d].secret: missing (sluice gateway signs every event; a receiver checks Sluice-Signature with it)", i)
+		}
+	}
+	return nil
 }
 
 // acmeFromConfig resolves gateway.acme's defaults (config.ACME documents

@@ -61,14 +61,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				moqListen = "127.0.0.1:0"
 			}
 			cfg.Gateway.MoQ.Listen = moqListen
-			return devRun(ctx, cfg, id, *httpAddr, *icePort, *serfAddr, *apiAddr, stdout, stderr, log)
+			return devRun(ctx, cfg, *cfgPath, id, *httpAddr, *icePort, *serfAddr, *apiAddr, stdout, stderr, log)
 		}
 	}
 	fmt.Fprintln(stderr, "sluice dev:", err)
 	return 1
 }
 
-func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr string, icePort int, serfAddr, apiAddr string, stdout, stderr io.Writer, log logger) int {
+func devRun(ctx context.Context, cfg *fileConfig, cfgPath string, id *pki.Identity, httpAddr string, icePort int, serfAddr, apiAddr string, stdout, stderr io.Writer, log logger) int {
 	set := metrics.NewSet()
 	serfAddr, err := resolvePort(serfAddr)
 	if err != nil {
@@ -90,7 +90,7 @@ func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr str
 		fmt.Fprintln(stderr, "sluice dev:", err)
 		return 1
 	}
-	pol, closePol, err := newPolicy(ctx, cfg, log, set)
+	pol, closePol, err := newLivePolicy(ctx, cfg, log, set)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice dev:", err)
 		return 1
@@ -111,12 +111,25 @@ func devRun(ctx context.Context, cfg *fileConfig, id *pki.Identity, httpAddr str
 		fmt.Fprintln(stderr, "sluice dev:", err)
 		return 1
 	}
+	// The reload compares files: the one read at start, before the flags
+	// changed it.
+	asRead, err := loadConfig(cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice dev:", err)
+		return 1
+	}
+	rl := &reloader{path: cfgPath, dev: true, log: log.With("component", "config"), pol: pol, cur: asRead}
+	if cfgPath != "" {
+		opts = append(opts, gateway.WithReloader(rl.reload))
+	}
 	gw, err := gateway.New(gcfg.Config, c, id, log.With("component", "gateway"), set, opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice dev:", err)
 		return 1
 	}
 	defer gw.Close()
+	rl.gw = gw
+	defer rl.onSignal(ctx)()
 
 	var wg sync.WaitGroup
 	actx, cancelAgent := context.WithCancel(ctx)

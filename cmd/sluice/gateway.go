@@ -40,6 +40,10 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "sluice gateway:", err)
 		return 2
 	}
+	if err := cfg.checkSigned(); err != nil {
+		fmt.Fprintln(stderr, "sluice gateway: config:", err)
+		return 2
+	}
 	m := cfg.member(*name, *join, *bind, *tlsDir, *tlsName)
 	gcfg := cfg.gatewayConfig()
 	if *httpAddr != "" {
@@ -60,7 +64,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	defer c.Close()
 
-	pol, closePol, err := newPolicy(ctx, cfg, log, set)
+	pol, closePol, err := newLivePolicy(ctx, cfg, log, set)
 	if err != nil {
 		return fail(err)
 	}
@@ -73,11 +77,17 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		return fail(err)
 	}
+	rl := &reloader{path: *cfgPath, log: log.With("component", "config"), pol: pol, cur: cfg}
+	if *cfgPath != "" {
+		opts = append(opts, gateway.WithReloader(rl.reload))
+	}
 	gw, err := gateway.New(gcfg.Config, c, id, log.With("component", "gateway"), set, opts...)
 	if err != nil {
 		return fail(err)
 	}
 	defer gw.Close()
+	rl.gw = gw
+	defer rl.onSignal(ctx)()
 	if !loopback.Addr(gcfg.Listen) && gcfg.Config.APIToken == "" {
 		return fail(fmt.Errorf("gateway.listen %s is not loopback: set gateway.apiToken so the /v1 API is not open to anyone", gcfg.Listen))
 	}

@@ -27,8 +27,10 @@ type File struct {
 	MemoryUsage MemoryUsage        `yaml:"memoryUsage"`
 	Process     map[string]Process `yaml:"process"`
 	Inspection  Inspection         `yaml:"inspection"`
-	Plugins     yaml.Node          `yaml:"plugins"` // decoded by the policy host
-	Auth        auth.Config        `yaml:"auth"`    // tokens for WHIP, WHEP, MoQ and /v1; default off
+	Plugins     yaml.Node          `yaml:"plugins"`  // decoded by the policy host
+	Auth        auth.Config        `yaml:"auth"`     // tokens for WHIP, WHEP, MoQ and /v1; default off
+	Webhooks    []Webhook          `yaml:"webhooks"` // endpoints told of stream events; default none
+	Streams     []Stream           `yaml:"streams"`  // preloaded streams and per-stream rules; default none
 }
 
 // Cluster is the serf membership.
@@ -253,6 +255,12 @@ func Parse(b []byte) (*File, error) {
 		return nil, err
 	}
 	if err := checkScale(f.Gateway.Scale); err != nil {
+		return nil, err
+	}
+	if err := checkWebhooks(f.Webhooks); err != nil {
+		return nil, err
+	}
+	if err := checkStreams(f.Streams); err != nil {
 		return nil, err
 	}
 	return f, nil

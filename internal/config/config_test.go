@@ -170,6 +170,8 @@ func FuzzParse(f *testing.F) {
 		"", "process:\n  relay:\n    concurrent: many\n", "gateway: {iceHosts: x}", "a: &x {b: *x}",
 		"process: {relay: {keepalive: {maxage: 1h}}}", "plugins: {slots: {}}", "- 1\n- 2", "cluster: [1]",
 		"memoryUsage: {workingRatio: 1.5}", "agent: {drainTimeout: -1s}", "process: {relay: [1]}",
+		"webhooks: [{url: 'http://a/', events: [stream.started]}]", "webhooks: [{url: ':'}]", "streams: [{id: 'cam-*'}, {id: '*'}]",
+		"streams: [{id: lobby, tags: {region: eu}, limits: {maxViewers: 1}}]", "streams: [{id: '**'}]",
 	} {
 		f.Add(s)
 	}

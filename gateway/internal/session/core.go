@@ -23,6 +23,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicegw/sluice/gateway/internal/webhook"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/internal/pki"
@@ -37,6 +38,10 @@ type Config struct {
 	// TrackWait is how long a new viewer waits for a just-started stream to
 	// announce all of its tracks. Default 3s.
 	TrackWait time.Duration
+	// Events hears the streams' events (stream.started, viewer.joined, …),
+	// from the core's and the protocols' goroutines; it must not block.
+	// Default: none.
+	Events func(webhook.Event)
 }
 
 func (c Config) withDefaults() Config {
@@ -65,6 +70,12 @@ type Core struct {
 	subs     map[string]*Subscription // stream id → shared subscription on this gateway
 	watching map[string]bool          // agent API addresses whose events are followed
 	links    linkSet                  // every node link, for the agents' events
+	preloads map[string]placement     // preloaded streams this gateway holds, with no publisher yet
+
+	rules       atomic.Pointer[[]StreamRule] // SetStreams
+	preloadOnce sync.Once                    // starts the preloader
+	preloadKick chan struct{}                // wakes it after SetStreams
+	preloadMu   sync.Mutex                   // held while a preloaded stream is placed or taken
 
 	viewMu sync.Mutex
 	view   *agentList // built at the cluster change count view.at
@@ -93,7 +104,8 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, pol Policy, log *slog
 		set = metrics.NewSet()
 	}
 	core := &Core{cfg: cfg, log: log, cluster: c, id: id, agents: newAgentClient(id), policy: pol,
-		pubs: map[string]*Publication{}, subs: map[string]*Subscription{}, watching: map[string]bool{}}
+		pubs: map[string]*Publication{}, subs: map[string]*Subscription{}, watching: map[string]bool{},
+		preloads: map[string]placement{}, preloadKick: make(chan struct{}, 1)}
 	core.ctx, core.cancel = context.WithCancel(context.Background())
 	core.m = newCoreMetrics(set, core)
 	// Media links leave from one socket of every interface, as quic-go's own
@@ -150,6 +162,13 @@ func (c *Core) Agents() *AgentClient { return c.agents }
 
 // Refused counts a request a protocol refused after admission.
 func (c *Core) Refused() { c.m.refused.Inc() }
+
+// emit tells Config.Events of ev.
+func (c *Core) emit(ev webhook.Event) {
+	if c.cfg.Events != nil {
+		c.cfg.Events(ev)
+	}
+}
 
 // goOwned runs f on a goroutine owned by the core; Close waits for it.
 func (c *Core) goOwned(f func()) {

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
+	"github.com/sluicegw/sluice/gateway/internal/webhook"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -45,6 +48,23 @@ func (c *Core) watchAgent(api string) {
 	})
 }
 
+// nodeDown drops the links to a node its agent saw die, so they re-attach at
+// once, and tells Config.Events which of this gateway's streams it carried.
+func (c *Core) nodeDown(node string) {
+	var agent string
+	streams := map[string]bool{}
+	c.links.each(func(pl placement) bool { return pl.Node == node }, func(l *nodeLink) {
+		agent = l.placement().Agent
+		streams[l.stream] = true
+		l.drop(closeNodeDown, "node down")
+	})
+	if len(streams) == 0 {
+		return // none of ours: another gateway's listeners hear of it
+	}
+	c.emit(webhook.Event{Type: webhook.NodeFailed, Agent: agent, Node: node, Streams: slices.Sorted(maps.Keys(streams)),
+		Reason: "the agent saw the node exit"})
+}
+
 // usesAgent reports whether a node link of this gateway is placed on api.
 func (c *Core) usesAgent(api string) bool {
 	return c.links.any(func(pl placement) bool { return pl.API == api })
@@ -76,8 +96,7 @@ func (c *Core) followEvents(api string) {
 			continue
 		}
 		if ev.T == wire.EventNodeDown {
-			c.links.each(func(pl placement) bool { return pl.Node == ev.Node },
-				func(l *nodeLink) { l.drop(closeNodeDown, "node down") })
+			c.nodeDown(ev.Node)
 		}
 		if !c.usesAgent(api) {
 			return

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/sluicegw/sluice/gateway/internal/webhook"
 	"github.com/sluicegw/sluice/internal/medialink"
 )
 
@@ -114,6 +115,11 @@ func (l *nodeLink) run(ctx context.Context) error {
 		l.mu.Lock()
 		l.place = pl
 		l.mu.Unlock()
+		if l.role == medialink.RolePublish && (old.Agent != pl.Agent || old.Node != pl.Node) {
+			// The uplink alone tells: a gateway's downlinks of the stream follow it.
+			l.core.emit(webhook.Event{Type: webhook.StreamMoved, Stream: l.stream, Agent: pl.Agent, Node: pl.Node,
+				FromAgent: old.Agent, FromNode: old.Node})
+		}
 		if old.Session != pl.Session {
 			go l.core.closeAgentSession(old)
 		}

@@ -41,8 +41,13 @@ type placeRequest struct {
 // opens a publish session on the first that accepts.
 func (c *Core) place(ctx context.Context, req placeRequest) (placement, error) {
 	l, cands, version := c.candidates(req.avoid)
+	if tags := c.tagsOf(req.stream); len(tags) > 0 {
+		// The stream's rule names the agents it may go to: a list of its own.
+		cands, version = withTags(cands, tags), 0
+	}
+	purpose := c.purposeOf(req.stream)
 	in := &RouteInput{StreamID: req.stream, Op: wire.KindPublish, Protocol: req.protocol, ClientAddr: req.client,
-		Headers: abi.PairsOf(req.headers), Purpose: c.cfg.Purpose, Candidates: cands, CandidatesVersion: version}
+		Headers: abi.PairsOf(req.headers), Purpose: purpose, Candidates: cands, CandidatesVersion: version}
 	out, err := c.policy.Route(ctx, in)
 	if err != nil {
 		return placement{}, fmt.Errorf("route policy: %w", err)
@@ -74,13 +79,13 @@ func (c *Core) place(ctx context.Context, req placeRequest) (placement, error) {
 	}
 	if len(errs) == 0 {
 		return placement{}, &Error{Status: http.StatusServiceUnavailable, Kind: "no-agent", Title: "No agent can carry the stream",
-			Detail: fmt.Sprintf("%d agents known, none serving purpose %q", len(l.agents), c.cfg.Purpose)}
+			Detail: fmt.Sprintf("%d agents known, none serving purpose %q with the stream's tags", len(l.agents), purpose)}
 	}
 	return placement{}, &Error{Status: http.StatusServiceUnavailable, Kind: "no-agent", Title: "No agent accepted the stream", Detail: errors.Join(errs...).Error()}
 }
 
 func (c *Core) openRequest(stream, kind string) wire.OpenRequest {
-	return wire.OpenRequest{Stream: stream, Purpose: c.cfg.Purpose, Kind: kind, Gateway: c.cfg.ID}
+	return wire.OpenRequest{Stream: stream, Purpose: c.purposeOf(stream), Kind: kind, Gateway: c.cfg.ID}
 }
 
 func errBusy(stream, where string) error {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicegw/sluice/gateway/internal/webhook"
 	"github.com/sluicegw/sluice/internal/medialink"
 	"github.com/sluicegw/sluice/internal/wire"
 )
@@ -64,11 +65,17 @@ func (c *Core) Publish(ctx context.Context, req PublishRequest) (*Publication, e
 	}
 	c.pubs[req.Stream] = p
 	c.mu.Unlock()
-	if a, _, err := c.lookup(ctx, req.Stream); err == nil {
-		p.Abort()
-		return nil, errBusy(req.Stream, "is live on agent "+a.ID)
+	pl, preloaded, err := c.takePreload(ctx, req.Stream)
+	if err != nil {
+		c.log.Warn("gateway: the preloaded stream's agent refused its publisher; placing it anew", "stream", req.Stream, "err", err)
 	}
-	pl, err := c.place(ctx, p.req)
+	if !preloaded || err != nil {
+		if a, _, err := c.lookup(ctx, req.Stream); err == nil {
+			p.Abort()
+			return nil, errBusy(req.Stream, "is live on agent "+a.ID)
+		}
+		pl, err = c.place(ctx, p.req)
+	}
 	if err != nil {
 		p.Abort()
 		return nil, err
@@ -97,6 +104,8 @@ func (p *Publication) Start(src Source) {
 	p.src = src
 	p.mu.Unlock()
 	p.core.m.publishers.Inc()
+	pl := p.link.placement()
+	p.core.emit(webhook.Event{Type: webhook.StreamStarted, Stream: p.stream, Protocol: p.protocol, Agent: pl.Agent, Node: pl.Node})
 	p.core.goOwned(func() { _ = p.link.run(p.ctx) })
 }
 
@@ -118,10 +127,12 @@ func (p *Publication) End() {
 		p.mu.Lock()
 		started := p.src != nil
 		p.mu.Unlock()
+		pl := p.link.placement()
 		p.link.drop(closeEnded, "stream ended")
 		p.Abort()
 		if started {
 			p.core.m.publishers.Dec()
+			p.core.emit(webhook.Event{Type: webhook.StreamEnded, Stream: p.stream, Protocol: p.protocol, Agent: pl.Agent, Node: pl.Node})
 		}
 	})
 }

@@ -11,6 +11,9 @@ type StreamView struct {
 	Viewers   int            `json:"viewers"`
 	Bitrate   float64        `json:"bitrateBps"`
 	Since     time.Time      `json:"since,omitzero"`
+	// Preloaded says the stream is a configured preloaded stream held on its
+	// node before any publisher (streams[] in the config).
+	Preloaded bool `json:"preloaded,omitempty"`
 }
 
 // PublisherView is a stream's publisher in a StreamView.
@@ -52,6 +55,10 @@ func (c *Core) LocalStreams() map[string]*StreamView {
 		b := p.bytes.Load()
 		v.Bitrate = p.rate.sample(b)
 		v.Publisher = &PublisherView{Gateway: c.cfg.ID, Client: p.client, Protocol: p.protocol, Packets: p.packets.Load(), Bytes: b, Reattaches: p.link.reattaches.Load()}
+	}
+	for stream, pl := range c.preloadViews() {
+		v := get(stream)
+		v.Agent, v.Node, v.Preloaded = pl.Agent, pl.Node, true
 	}
 	for _, s := range subs {
 		s.mu.Lock()

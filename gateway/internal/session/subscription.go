@@ -2,12 +2,15 @@ package session
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
 
+	"github.com/sluicegw/sluice/gateway/internal/webhook"
 	"github.com/sluicegw/sluice/internal/medialink"
 )
 
@@ -48,6 +51,10 @@ type Subscription struct {
 func (c *Core) Subscribe(ctx context.Context, stream string) (*Subscription, error) {
 	if c.Draining() {
 		return nil, errDraining
+	}
+	if r, ok := c.Rule(stream); ok && r.MaxViewers > 0 && c.localViewers(stream) >= r.MaxViewers {
+		return nil, &Error{Status: http.StatusForbidden, Kind: "viewer-limit", Title: "The stream has all the viewers it may have",
+			Detail: fmt.Sprintf("stream %s allows %d viewers on this gateway (streams[].limits.maxViewers)", stream, r.MaxViewers)}
 	}
 	c.mu.Lock()
 	s := c.subs[stream]
@@ -93,6 +100,19 @@ func (c *Core) Subscribe(ctx context.Context, stream string) (*Subscription, err
 		// Play what is known; a track announced later is not added to this viewer.
 	}
 	return s, nil
+}
+
+// localViewers is the viewers of stream on this gateway.
+func (c *Core) localViewers(stream string) int {
+	c.mu.Lock()
+	s := c.subs[stream]
+	c.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.viewers
 }
 
 func (c *Core) newSubscription(stream string, pl placement) *Subscription {
@@ -143,7 +163,9 @@ func (s *Subscription) Viewing() bool {
 		return false
 	}
 	s.viewers++
+	n := s.viewers
 	s.core.m.viewers.Inc()
+	s.core.emit(webhook.Event{Type: webhook.ViewerJoined, Stream: s.stream, Viewers: webhook.Count(n)})
 	return true
 }
 
@@ -152,12 +174,17 @@ func (s *Subscription) Viewing() bool {
 func (s *Subscription) Leave(wasViewing bool) {
 	s.mu.Lock()
 	s.members--
+	n := s.viewers
 	if wasViewing {
 		s.viewers--
+		n = s.viewers
 		s.core.m.viewers.Dec()
 	}
 	last := s.members <= 0
 	s.mu.Unlock()
+	if wasViewing {
+		s.core.emit(webhook.Event{Type: webhook.ViewerLeft, Stream: s.stream, Viewers: webhook.Count(n)})
+	}
 	if last {
 		s.cancel()
 	}

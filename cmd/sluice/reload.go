@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"os/signal"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/VictoriaMetrics/metrics"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicegw/sluice/gateway"
+	"github.com/sluicegw/sluice/internal/auth"
+	"github.com/sluicegw/sluice/sdk/abi"
+	"github.com/sluicegw/sluice/wasm"
+)
+
+// livePolicy is the gateway's policy host, built anew from the file when a
+// reload changes the plugins section, and swapped in whole: decisions in
+// flight finish on the host they began on (wasm.Host.Close waits for them).
+type livePolicy struct {
+	log logger
+	cur atomic.Pointer[policyGen]
+}
+
+// policyGen is one policy host with its own metrics, since a host's series
+// are registered once per set.
+type policyGen struct {
+	host    *wasm.Host
+	handler http.Handler
+	set     *metrics.Set
+	close   func()
+}
+
+// newLivePolicy starts the policy host for cfg; its series are written
+// with set's. stop closes the current host.
+func newLivePolicy(ctx context.Context, cfg *fileConfig, log logger, set *metrics.Set) (lp *livePolicy, stop func(), err error) {
+	lp = &livePolicy{log: log}
+	gen, err := lp.build(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	lp.cur.Store(gen)
+	set.RegisterMetricsWriter(func(w io.Writer) { lp.cur.Load().set.WritePrometheus(w) })
+	return lp, func() { lp.cur.Load().close() }, nil
+}
+
+func (lp *livePolicy) build(ctx context.Context, cfg *fileConfig) (*policyGen, error) {
+	set := metrics.NewSet()
+	ph, closeHost, err := newPolicy(ctx, cfg, lp.log, set)
+	if err != nil {
+		return nil, err
+	}
+	return &policyGen{host: ph.host, handler: ph.host.Handler(), set: set, close: closeHost}, nil
+}
+
+// swap puts gen in and closes the host it replaces.
+func (lp *livePolicy) swap(gen *policyGen) { lp.cur.Swap(gen).close() }
+
+// Route is gateway.Policy's.
+func (lp *livePolicy) Route(ctx context.Context, in *abi.RouteInput) (abi.RouteOutput, error) {
+	return lp.cur.Load().host.Route(ctx, in)
+}
+
+// Throttle is gateway.Policy's.
+func (lp *livePolicy) Throttle(ctx context.Context, in *abi.ThrottleInput) (abi.ThrottleOutput, error) {
+	return lp.cur.Load().host.Throttle(ctx, in)
+}
+
+// Authorize is gateway.AuthPolicy's.
+func (lp *livePolicy) Authorize(ctx context.Context, in *abi.AuthInput) (abi.AuthOutput, error) {
+	return lp.cur.Load().host.Authorize(ctx, in)
+}
+
+// ServeHTTP serves /v1/plugins from the current host.
+func (lp *livePolicy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	lp.cur.Load().handler.ServeHTTP(w, r)
+}
+
+// options are the gateway's options for its policies and the config's auth
+// section.
+func (lp *livePolicy) options(cfg *fileConfig, log logger) ([]gateway.Option, error) {
+	opts := []gateway.Option{
+		gateway.WithPolicy(lp),
+		gateway.WithHandler("GET /v1/plugins", lp),
+		gateway.WithHandler("PUT /v1/plugins/{slot}", lp),
+		gateway.WithHandler("POST /v1/plugins/{slot}/rollback", lp),
+	}
+	aopts, err := authOptions(cfg, log, lp)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, aopts...), nil
+}
+
+// reloader re-reads a gateway's config file (SIGHUP, POST /v1/config/reload)
+// and applies the settings that can change live.
+type reloader struct {
+	path string
+	dev  bool // sluice dev: webhooks may go unsigned
+	log  logger
+	pol  *livePolicy
+	gw   *gateway.Gateway // set once the gateway is made
+
+	mu  sync.Mutex // one reload at a time
+	cur *fileConfig
+}
+
+// reload is gateway.Reloader: the file is read and checked whole, and only
+// when all of it is good is any of it applied.
+func (r *reloader) reload(ctx context.Context) (gateway.ReloadReport, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var rep gateway.ReloadReport
+	next, err := loadConfig(r.path)
+	if err == nil && !r.dev {
+		err = next.checkSigned()
+	}
+	if err != nil {
+		return rep, err
+	}
+	changed, err := configChanges(r.cur, next)
+	if err != nil {
+		return rep, err
+	}
+	authLive := r.cur.Auth.Enabled() && next.Auth.Enabled() && r.cur.Auth.Policy == next.Auth.Policy &&
+		r.cur.Auth.JWT.Configured() && next.Auth.JWT.Configured()
+	var newPlugins, newKeys, newHeaders bool
+	for _, p := range changed {
+		live := true
+		switch {
+		case under(p, "webhooks"), under(p, "streams"):
+		case under(p, "plugins"):
+			newPlugins = true
+		case under(p, "auth.jwt") && authLive:
+			newKeys = true
+		case under(p, "auth.headers") && authLive:
+			newHeaders = true
+		default:
+			live = false
+		}
+		if live {
+			rep.Applied = append(rep.Applied, p)
+		} else {
+			rep.Restart = append(rep.Restart, p)
+		}
+	}
+	gs := next.gatewayConfig()
+	l := gateway.Live{Webhooks: gs.Webhooks, Streams: gs.Streams}
+	if newKeys {
+		if l.Verifier, err = auth.NewVerifier(next.Auth.JWT, r.log.With("component", "auth")); err != nil {
+			return gateway.ReloadReport{}, fmt.Errorf("auth.jwt: %w", err)
+		}
+	}
+	if newHeaders {
+		l.AuthHeaders = next.Auth.Headers
+		if l.AuthHeaders == nil {
+			l.AuthHeaders = []string{"User-Agent", "Origin"} // gateway.Auth's default
+		}
+	}
+	var gen *policyGen
+	if newPlugins {
+		if gen, err = r.pol.build(ctx, next); err != nil {
+			return gateway.ReloadReport{}, fmt.Errorf("plugins: %w", err)
+		}
+	}
+	if err := r.gw.Apply(l); err != nil {
+		if gen != nil {
+			gen.close()
+		}
+		return gateway.ReloadReport{}, err
+	}
+	if gen != nil {
+		r.pol.swap(gen)
+	}
+	r.cur = next
+	return rep, nil
+}
+
+// under reports whether path is prefix or a field or element below it.
+func under(path, prefix string) bool {
+	rest, ok := strings.CutPrefix(path, prefix)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
+}
+
+// onSignal reloads on every SIGHUP until ctx ends, logging what changed or
+// why the file was refused; stop ends it and waits.
+func (r *reloader) onSignal(ctx context.Context) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { // ends with ctx or stop
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			if r.path == "" {
+				r.log.Warn("config reload: SIGHUP, but the process was started without --config")
+				continue
+			}
+			rep, err := r.reload(ctx)
+			if err != nil {
+				r.log.Error("config reload refused; the running configuration stays", "file", r.path, "err", err)
+				continue
+			}
+			r.log.Info("config reloaded", "file", r.path, "applied", strings.Join(rep.Applied, ","), "restart", strings.Join(rep.Restart, ","))
+			if len(rep.Restart) > 0 {
+				r.log.Warn("config reload: these changed settings take effect at the next start", "fields", strings.Join(rep.Restart, ","))
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
+}
+
+// configChanges lists the settings that differ between two files, by their
+// full path (gateway.listen, webhooks[1].url, plugins.slots.throttle.config).
+// A list whose length changed is named whole.
+func configChanges(a, b *fileConfig) ([]string, error) {
+	var out []string
+	diffValue(reflect.ValueOf(*a.File), reflect.ValueOf(*b.File), "", &out)
+	pa, err := pluginsConfig(a)
+	if err != nil {
+		return nil, err
+	}
+	pb, err := pluginsConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	diffValue(reflect.ValueOf(pa), reflect.ValueOf(pb), "plugins", &out)
+	slices.Sort(out)
+	return out, nil
+}
+
+var yamlNodeType = reflect.TypeFor[yaml.Node]()
+
+func diffValue(a, b reflect.Value, path string, out *[]string) {
+	switch {
+	case a.Type() == yamlNodeType:
+		return // decoded by its owner (plugins) and compared as that
+	case a.Kind() == reflect.Struct:
+		for i := range a.NumField() {
+			f := a.Type().Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			if name == "" {
+				name = strings.ToLower(f.Name)
+			}
+			diffValue(a.Field(i), b.Field(i), joinPath(path, name), out)
+		}
+	case a.Kind() == reflect.Map:
+		keys := map[string]reflect.Value{}
+		for _, k := range append(a.MapKeys(), b.MapKeys()...) {
+			keys[fmt.Sprint(k.Interface())] = k
+		}
+		for _, name := range slices.Sorted(maps.Keys(keys)) {
+			av, bv := a.MapIndex(keys[name]), b.MapIndex(keys[name])
+			if !av.IsValid() || !bv.IsValid() {
+				*out = append(*out, joinPath(path, name))
+				continue
+			}
+			diffValue(av, bv, joinPath(path, name), out)
+		}
+	case a.Kind() == reflect.Slice && a.Len() == b.Len():
+		for i := range a.Len() {
+			diffValue(a.Index(i), b.Index(i), path+"["+strconv.Itoa(i)+"]", out)
+		}
+	case !reflect.DeepEqual(a.Interface(), b.Interface()):
+		*out = append(*out, path)
+	}
+}
+
+func joinPath(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
