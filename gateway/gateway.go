@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -173,6 +174,7 @@ type Gateway struct {
 	mux      http.Handler
 	extras   []route
 	auth     *authorizer // nil: auth off
+	api      atomic.Pointer[apiAccess] // the API token and CORS origins, replaced on a reload
 	hooks    *webhook.Dispatcher
 	reloader Reloader      // nil: no file to reload
 	stop     chan struct{} // closed by Close: ends the limits enforcer
@@ -272,6 +274,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 		}
 	}
 	set.RegisterMetricsWriter(g.writeScaleMetrics)
+	g.api.Store(&apiAccess{token: cfg.APIToken, origins: cfg.CORSOrigins})
 	g.mux = g.guard(g.routes(set))
 	g.loops.Add(1)
 	go func() { defer g.loops.Done(); g.enforceLimits(g.stop) }()

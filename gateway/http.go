@@ -75,9 +75,10 @@ func (g *Gateway) routes(set *metrics.Set) http.Handler {
 // exposes the headers a WHIP client must read.
 func (g *Gateway) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if origin := r.Header.Get("Origin"); origin != "" && g.originAllowed(origin) {
+		origins := g.api.Load().origins
+		if origin := r.Header.Get("Origin"); origin != "" && originAllowed(origins, origin) {
 			h := w.Header()
-			if len(g.cfg.CORSOrigins) == 1 && g.cfg.CORSOrigins[0] == "*" {
+			if len(origins) == 1 && origins[0] == "*" {
 				h.Set("Access-Control-Allow-Origin", "*")
 			} else {
 				h.Set("Access-Control-Allow-Origin", origin)
@@ -93,11 +94,9 @@ func (g *Gateway) cors(next http.Handler) http.Handler {
 // API token may do everything, a JWT with the admin role too, one with the
 // read role only GET and HEAD.
 func (g *Gateway) authAPI(next http.Handler) http.Handler {
-	if g.cfg.APIToken == "" && g.auth == nil {
-		return next
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/") || r.Method == http.MethodOptions {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") || r.Method == http.MethodOptions ||
+			g.auth == nil && g.api.Load().token == "" {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -112,17 +111,21 @@ func (g *Gateway) authAPI(next http.Handler) http.Handler {
 // checkAPI reports why r may not use the API, or nil.
 func (g *Gateway) checkAPI(r *http.Request) error {
 	h := r.Header.Get("Authorization")
-	if g.cfg.APIToken != "" && subtle.ConstantTimeCompare([]byte(h), []byte("Bearer "+g.cfg.APIToken)) == 1 {
+	if token := g.api.Load().token; token != "" && subtle.ConstantTimeCompare([]byte(h), []byte("Bearer "+token)) == 1 {
 		return nil
 	}
 	tok, err := auth.BearerToken(h)
 	if err != nil {
 		return err
 	}
-	if g.auth == nil || g.auth.cfg.Verifier == nil {
+	var v *auth.Verifier
+	if g.auth != nil {
+		v = g.auth.live.Load().verifier // the keys of the last reload
+	}
+	if v == nil {
 		return &auth.Error{Status: http.StatusUnauthorized, Check: "token-invalid", Detail: "send Authorization: Bearer <gateway.apiToken>"}
 	}
-	c, err := g.auth.cfg.Verifier.Verify(tok)
+	c, err := v.Verify(tok)
 	if err != nil {
 		return err
 	}
@@ -137,8 +140,8 @@ func (g *Gateway) checkAPI(r *http.Request) error {
 	return &auth.Error{Status: http.StatusForbidden, Check: "no-role", Detail: "the token has no API role (admin or read)"}
 }
 
-func (g *Gateway) originAllowed(origin string) bool {
-	for _, o := range g.cfg.CORSOrigins {
+func originAllowed(origins []string, origin string) bool {
+	for _, o := range origins {
 		if o == "*" || strings.EqualFold(o, origin) {
 			return true
 		}
@@ -153,4 +156,11 @@ func (g *Gateway) handleReady(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	problem.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "agents": n})
+}
+
+// apiAccess is what guards the API and which pages may call it, as the
+// start or the last config reload set them.
+type apiAccess struct {
+	token   string
+	origins []string
 }

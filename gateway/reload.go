@@ -21,6 +21,12 @@ type Live struct {
 	Verifier *auth.Verifier
 	// AuthHeaders, when not nil, replace the headers the auth policy sees.
 	AuthHeaders []string
+	// APIToken, when not nil, replaces the static /v1 token; it may not be
+	// emptied live (a gateway beyond loopback must keep one).
+	APIToken *string
+	// CORSOrigins, when not nil, replace the origins that may call from a
+	// browser; empty means every origin ("*"), as at start.
+	CORSOrigins []string
 }
 
 // Apply puts l into effect, or changes nothing and says why by field.
@@ -35,7 +41,20 @@ func (g *Gateway) Apply(l Live) error {
 	if (l.Verifier != nil || l.AuthHeaders != nil) && g.auth == nil {
 		return fmt.Errorf("auth: the gateway started without auth; turning it on takes a restart")
 	}
+	if l.APIToken != nil && *l.APIToken == "" && g.api.Load().token != "" {
+		return fmt.Errorf("gateway.apiToken: removing the API token takes a restart")
+	}
 	g.hooks.Update(l.Webhooks)
+	if l.APIToken != nil || l.CORSOrigins != nil {
+		cur := *g.api.Load()
+		if l.APIToken != nil {
+			cur.token = *l.APIToken
+		}
+		if l.CORSOrigins != nil {
+			cur.origins = Config{CORSOrigins: l.CORSOrigins}.withDefaults().CORSOrigins
+		}
+		g.api.Store(&cur)
+	}
 	g.core.SetStreams(l.Streams)
 	if g.auth != nil {
 		cur := *g.auth.live.Load()

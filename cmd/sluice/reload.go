@@ -139,7 +139,8 @@ func (r *reloader) reload(ctx context.Context) (gateway.ReloadReport, error) {
 	for _, p := range changed {
 		live := true
 		switch {
-		case under(p, "webhooks"), under(p, "streams"):
+		case under(p, "webhooks"), under(p, "streams"), under(p, "gateway.corsOrigins"):
+		case p == "gateway.apiToken" && next.Gateway.APIToken != "":
 		case under(p, "plugins"):
 			newPlugins = true
 		case under(p, "auth.jwt") && authLive:
@@ -156,7 +157,13 @@ func (r *reloader) reload(ctx context.Context) (gateway.ReloadReport, error) {
 		}
 	}
 	gs := next.gatewayConfig()
-	l := gateway.Live{Webhooks: gs.Webhooks, Streams: gs.Streams}
+	l := gateway.Live{Webhooks: gs.Webhooks, Streams: gs.Streams, CORSOrigins: gs.CORSOrigins}
+	if gs.APIToken != "" { // emptied, it waits for a restart (above)
+		l.APIToken = &gs.APIToken
+	}
+	if l.CORSOrigins == nil {
+		l.CORSOrigins = []string{} // the default again: every origin
+	}
 	if newKeys {
 		if l.Verifier, err = auth.NewVerifier(next.Auth.JWT, r.log.With("component", "auth")); err != nil {
 			return gateway.ReloadReport{}, fmt.Errorf("auth.jwt: %w", err)

@@ -155,6 +155,30 @@ func TestSIGHUPAppliesANewThrottleWebhookAndAuthKeyAndRefusesABadFileKeepingTheO
 	if code := publishStatus(ctx, t, base, "r-4"); code != http.StatusUnauthorized {
 		t.Errorf("after a refused reload, the old key's token: %d; want 401 still", code)
 	}
+
+	// The API token and the origins that may call from a browser change live.
+	const newAPI = "reload-api-token-two"
+	write(strings.Replace(v2, "gateway: {apiToken: "+reloadAPI, "gateway: {corsOrigins: ['https://ops.example'], apiToken: "+newAPI, 1))
+	code, body = reloadAPICall(t, base)
+	rep.Applied, rep.Restart = nil, nil
+	if err := json.Unmarshal([]byte(body), &rep); code != http.StatusOK || err != nil ||
+		!slices.Contains(rep.Applied, "gateway.apiToken") || !slices.Contains(rep.Applied, "gateway.corsOrigins") {
+		t.Fatalf("reloading a new API token and CORS origins: %d %s; want both applied", code, body)
+	}
+	for _, c := range []struct {
+		token string
+		want  int
+	}{{reloadAPI, http.StatusUnauthorized}, {newAPI, http.StatusOK}} {
+		if resp, body := do(t, http.MethodGet, base+"/v1/streams", "", "", map[string]string{"Authorization": "Bearer " + c.token}); resp.StatusCode != c.want {
+			t.Errorf("GET /v1/streams with the %s API token after the reload: %d %s; want %d", map[bool]string{true: "new", false: "old"}[c.token == newAPI], resp.StatusCode, body, c.want)
+		}
+	}
+	for origin, allowed := range map[string]bool{"https://ops.example": true, "https://elsewhere.example": false} {
+		resp, _ := do(t, http.MethodGet, base+"/v1/streams", "", "", map[string]string{"Authorization": "Bearer " + newAPI, "Origin": origin})
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); (got == origin) != allowed {
+			t.Errorf("after the reload, a call from %s got Access-Control-Allow-Origin %q; allowed = %v", origin, got, allowed)
+		}
+	}
 }
 
 func TestConfigChangesNameEachChangedSettingByItsFullPath(t *testing.T) {
