@@ -9,6 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -61,6 +64,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(err)
 	}
 	defer stopMetrics()
+	stopHUP := agentReloadNotice(ctx, *cfgPath, cfg, log) // before "ready": a reload may follow at once
+	defer stopHUP()
 	fmt.Fprintf(stdout, "sluice agent %s is ready: API %s, cluster %s%s\n", m.name, ag.APIAddr(), c.Addr(), metricsAt)
 	err = ag.Run(ctx)
 	lctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -182,4 +187,41 @@ func serveAgentMetrics(addr string, set *metrics.Set, log logger) (stop func(), 
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }() // until stop
 	return func() { shutdown(srv); <-done }, ", metrics http://" + ln.Addr().String() + "/metrics", nil
+}
+
+// agentReloadNotice answers SIGHUP on an agent, which has no setting that
+// changes live: instead of the default action (the process ends, its nodes
+// with it) it checks the file and logs the changed settings as taking effect
+// at the next start, or why the file would be refused. stop ends it.
+func agentReloadNotice(ctx context.Context, path string, cur *fileConfig, log logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { // ends with ctx or stop
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			next, err := loadConfig(path)
+			if err != nil {
+				log.Error("config reload refused; the running config stays", "err", err)
+				continue
+			}
+			changed, err := configChanges(cur, next)
+			if err != nil {
+				log.Error("config reload refused; the running config stays", "err", err)
+				continue
+			}
+			log.Warn("config reload: an agent's settings take effect at the next start", "fields", strings.Join(changed, ","))
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"gopkg.in/yaml.v3"
 
-	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/plugins"
 	"github.com/sluicegw/sluice/plugins/policy"
 	"github.com/sluicegw/sluice/sdk/abi"
@@ -20,23 +19,6 @@ import (
 // policyHost is the gateway's policies as the command wires them.
 type policyHost struct {
 	host *wasm.Host
-}
-
-// options are the gateway's options for its policies and the config's auth
-// section.
-func (p *policyHost) options(cfg *fileConfig, log logger) ([]gateway.Option, error) {
-	h := p.host.Handler()
-	opts := []gateway.Option{
-		gateway.WithPolicy(p.host),
-		gateway.WithHandler("GET /v1/plugins", h),
-		gateway.WithHandler("PUT /v1/plugins/{slot}", h),
-		gateway.WithHandler("POST /v1/plugins/{slot}/rollback", h),
-	}
-	aopts, err := authOptions(cfg, log, p.host)
-	if err != nil {
-		return nil, err
-	}
-	return append(opts, aopts...), nil
 }
 
 // pluginsConfig decodes the config file's plugins section, refusing unknown

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicegw/sluice/internal/freeport"
 	"github.com/sluicegw/sluice/internal/mediatest"
 )
 
@@ -204,5 +205,36 @@ func TestConfigChangesNameEachChangedSettingByItsFullPath(t *testing.T) {
 	}
 	if got, _ := configChanges(a, a); len(got) != 0 {
 		t.Errorf("a file against itself: %v", got)
+	}
+}
+
+// TestSIGHUPLeavesAnAgentRunningAndNamesWhatWaitsForARestart: an agent has
+// no live setting, so SIGHUP (systemd's reload, a Helm config change) must
+// neither end it — the signal's default — nor pass silently: it names the
+// changed settings, or the bad field of a file it would refuse.
+func TestSIGHUPLeavesAnAgentRunningAndNamesWhatWaitsForARestart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(path, []byte("process: {relay: {warm: 1}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sluiceOK(t, "ca", "init", "--dir", dir)
+	sluiceOK(t, "ca", "issue", "--dir", dir, "--name", "agent-h", "--host", "127.0.0.1")
+	a := start(t, "agent", "--config", path, "--tls-dir", dir, "--tls-name", "agent-h", "--bind", freeport.Loopback(t), "--api", "127.0.0.1:0", "--metrics", "off")
+	a.waitLine(regexp.MustCompile(`is ready`), 30*time.Second)
+	if err := os.WriteFile(path, []byte("process: {relay: {warm: 2}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = syscall.Kill(a.cmd.Process.Pid, syscall.SIGHUP)
+	a.waitLine(regexp.MustCompile(`take effect at the next start.*process\.relay\.warm`), 10*time.Second)
+	if err := os.WriteFile(path, []byte("process: {relay: {warm: lots}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = syscall.Kill(a.cmd.Process.Pid, syscall.SIGHUP)
+	a.waitLine(regexp.MustCompile(`config reload refused.*process\.relay\.warm`), 10*time.Second)
+	select {
+	case <-a.exited:
+		t.Fatal("the agent ended on SIGHUP")
+	default:
 	}
 }

@@ -18,6 +18,11 @@ var Help = map[string]string{
 	"sluice_gateway_agents":                  "Serving agents this gateway sees in the cluster.",
 	"sluice_gateway_streams":                 "Streams this gateway publishes or plays.",
 
+	// Webhooks (labelled by the webhook's index in the config, never its URL).
+	"sluice_webhook_deliveries_total": "Webhook delivery attempts, by webhook and result (delivered, retried, failed).",
+	"sluice_webhook_dropped_total":    "Webhook events dropped because the webhook's queue was full (the oldest go first).",
+	"sluice_webhook_queue_depth":      "Webhook events waiting to be delivered, by webhook.",
+
 	// The scale signal (gateway.scale).
 	"sluice_cluster_desired_agents": "Agents the cluster's streams need, by purpose: min(maxAgents, ceil((streams + queued) / streamsPerAgent)).",
 
