@@ -17,6 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicegw/sluice/agent"
 	"github.com/sluicegw/sluice/agent/node"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/promexpo"
@@ -64,7 +65,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(err)
 	}
 	defer stopMetrics()
-	stopHUP := agentReloadNotice(ctx, *cfgPath, cfg, log) // before "ready": a reload may follow at once
+	stopHUP := agentReload(ctx, *cfgPath, cfg, ag, log) // before "ready": a reload may follow at once
 	defer stopHUP()
 	fmt.Fprintf(stdout, "sluice agent %s is ready: API %s, cluster %s%s\n", m.name, ag.APIAddr(), c.Addr(), metricsAt)
 	err = ag.Run(ctx)
@@ -189,11 +190,12 @@ func serveAgentMetrics(addr string, set *metrics.Set, log logger) (stop func(), 
 	return func() { shutdown(srv); <-done }, ", metrics http://" + ln.Addr().String() + "/metrics", nil
 }
 
-// agentReloadNotice answers SIGHUP on an agent, which has no setting that
-// changes live: instead of the default action (the process ends, its nodes
-// with it) it checks the file and logs the changed settings as taking effect
-// at the next start, or why the file would be refused. stop ends it.
-func agentReloadNotice(ctx context.Context, path string, cur *fileConfig, log logger) (stop func()) {
+// agentReload answers SIGHUP on an agent instead of the default action (the
+// process ends, its nodes with it): it re-reads the file, replaces the pool
+// limits (process.*) when only those changed live, and logs the changed
+// settings that take effect at the next start, or why the file is refused.
+// stop ends it.
+func agentReload(ctx context.Context, path string, cur *fileConfig, ag *agent.Agent, log logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(ctx)
@@ -207,16 +209,14 @@ func agentReloadNotice(ctx context.Context, path string, cur *fileConfig, log lo
 			case <-hup:
 			}
 			next, err := loadConfig(path)
+			if err == nil {
+				err = reloadAgentPools(cur, next, ag, log)
+			}
 			if err != nil {
 				log.Error("config reload refused; the running config stays", "err", err)
 				continue
 			}
-			changed, err := configChanges(cur, next)
-			if err != nil {
-				log.Error("config reload refused; the running config stays", "err", err)
-				continue
-			}
-			log.Warn("config reload: an agent's settings take effect at the next start", "fields", strings.Join(changed, ","))
+			cur = next
 		}
 	}()
 	return func() {
@@ -224,4 +224,31 @@ func agentReloadNotice(ctx context.Context, path string, cur *fileConfig, log lo
 		cancel()
 		<-done
 	}
+}
+
+// reloadAgentPools applies next's pool limits to ag when they changed, and
+// logs what changed: the pools' limits live, the rest at the next start.
+func reloadAgentPools(cur, next *fileConfig, ag *agent.Agent, log logger) error {
+	changed, err := configChanges(cur, next)
+	if err != nil {
+		return err
+	}
+	var applied, restart []string
+	for _, p := range changed {
+		if under(p, "process") {
+			applied = append(applied, p)
+		} else {
+			restart = append(restart, p)
+		}
+	}
+	if len(applied) > 0 {
+		if err := ag.SetPools(next.agentConfig("reload", "", false).Pools); err != nil {
+			return err
+		}
+	}
+	log.Info("config reloaded", "applied", strings.Join(applied, ","), "restart", strings.Join(restart, ","))
+	if len(restart) > 0 {
+		log.Warn("config reload: these changed settings take effect at the next start", "fields", strings.Join(restart, ","))
+	}
+	return nil
 }

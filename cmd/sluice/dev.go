@@ -118,7 +118,7 @@ func devRun(ctx context.Context, cfg *fileConfig, cfgPath string, id *pki.Identi
 		fmt.Fprintln(stderr, "sluice dev:", err)
 		return 1
 	}
-	rl := &reloader{path: cfgPath, dev: true, log: log.With("component", "config"), pol: pol, cur: asRead}
+	rl := &reloader{path: cfgPath, dev: true, log: log.With("component", "config"), pol: pol, cur: asRead, ag: ag}
 	if cfgPath != "" {
 		opts = append(opts, gateway.WithReloader(rl.reload))
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sluicegw/sluice/agent"
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/internal/auth"
 	"github.com/sluicegw/sluice/sdk/abi"
@@ -111,6 +112,7 @@ type reloader struct {
 	log  logger
 	pol  *livePolicy
 	gw   *gateway.Gateway // set once the gateway is made
+	ag   *agent.Agent     // sluice dev's own agent, whose pool limits change live; nil for sluice gateway
 
 	mu  sync.Mutex // one reload at a time
 	cur *fileConfig
@@ -135,10 +137,12 @@ func (r *reloader) reload(ctx context.Context) (gateway.ReloadReport, error) {
 	}
 	authLive := r.cur.Auth.Enabled() && next.Auth.Enabled() && r.cur.Auth.Policy == next.Auth.Policy &&
 		r.cur.Auth.JWT.Configured() && next.Auth.JWT.Configured()
-	var newPlugins, newKeys, newHeaders bool
+	var newPlugins, newKeys, newHeaders, newPools bool
 	for _, p := range changed {
 		live := true
 		switch {
+		case under(p, "process") && r.ag != nil:
+			newPools = true
 		case under(p, "webhooks"), under(p, "streams"), under(p, "gateway.corsOrigins"):
 		case p == "gateway.apiToken" && next.Gateway.APIToken != "":
 		case under(p, "plugins"):
@@ -181,11 +185,23 @@ func (r *reloader) reload(ctx context.Context) (gateway.ReloadReport, error) {
 			return gateway.ReloadReport{}, fmt.Errorf("plugins: %w", err)
 		}
 	}
+	pools := next.agentConfig("reload", "", true).Pools
+	if newPools {
+		if err := r.ag.CheckPools(pools); err != nil {
+			if gen != nil {
+				gen.close()
+			}
+			return gateway.ReloadReport{}, err
+		}
+	}
 	if err := r.gw.Apply(l); err != nil {
 		if gen != nil {
 			gen.close()
 		}
 		return gateway.ReloadReport{}, err
+	}
+	if newPools {
+		_ = r.ag.SetPools(pools) // checked above; nothing else changes them
 	}
 	if gen != nil {
 		r.pol.swap(gen)

@@ -208,11 +208,12 @@ func TestConfigChangesNameEachChangedSettingByItsFullPath(t *testing.T) {
 	}
 }
 
-// TestSIGHUPLeavesAnAgentRunningAndNamesWhatWaitsForARestart: an agent has
-// no live setting, so SIGHUP (systemd's reload, a Helm config change) must
-// neither end it — the signal's default — nor pass silently: it names the
-// changed settings, or the bad field of a file it would refuse.
-func TestSIGHUPLeavesAnAgentRunningAndNamesWhatWaitsForARestart(t *testing.T) {
+// TestSIGHUPReloadsAnAgentsPoolLimitsAndNamesWhatWaitsForARestart: SIGHUP
+// (systemd's reload, a Helm config change) must not end an agent — the
+// signal's default: it applies the pools' new limits (warm 1 → 2 starts a
+// second node), names the settings that wait for a restart, and refuses a
+// bad file by its field.
+func TestSIGHUPReloadsAnAgentsPoolLimitsAndNamesWhatWaitsForARestart(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(path, []byte("process: {relay: {warm: 1}}\n"), 0o600); err != nil {
@@ -222,19 +223,55 @@ func TestSIGHUPLeavesAnAgentRunningAndNamesWhatWaitsForARestart(t *testing.T) {
 	sluiceOK(t, "ca", "issue", "--dir", dir, "--name", "agent-h", "--host", "127.0.0.1")
 	a := start(t, "agent", "--config", path, "--tls-dir", dir, "--tls-name", "agent-h", "--bind", freeport.Loopback(t), "--api", "127.0.0.1:0", "--metrics", "off")
 	a.waitLine(regexp.MustCompile(`is ready`), 30*time.Second)
-	if err := os.WriteFile(path, []byte("process: {relay: {warm: 2}}\n"), 0o600); err != nil {
+	pid := a.cmd.Process.Pid
+	until(t, "the agent's one warm node", 10*time.Second, func() bool { return len(children(pid)) == 1 })
+	if err := os.WriteFile(path, []byte("agent: {queueTimeout: 3s}\nprocess: {relay: {warm: 2}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_ = syscall.Kill(a.cmd.Process.Pid, syscall.SIGHUP)
-	a.waitLine(regexp.MustCompile(`take effect at the next start.*process\.relay\.warm`), 10*time.Second)
+	_ = syscall.Kill(pid, syscall.SIGHUP)
+	a.waitLine(regexp.MustCompile(`config reloaded.*applied=process\.relay\.warm.*restart=agent\.queueTimeout`), 10*time.Second)
+	until(t, "a second warm node after the reload", 10*time.Second, func() bool { return len(children(pid)) == 2 })
 	if err := os.WriteFile(path, []byte("process: {relay: {warm: lots}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_ = syscall.Kill(a.cmd.Process.Pid, syscall.SIGHUP)
+	_ = syscall.Kill(pid, syscall.SIGHUP)
 	a.waitLine(regexp.MustCompile(`config reload refused.*process\.relay\.warm`), 10*time.Second)
 	select {
 	case <-a.exited:
 		t.Fatal("the agent ended on SIGHUP")
 	default:
 	}
+}
+
+// TestAReloadRaisesAPoolsLimitAndTheWaitingStreamIsPlaced: with one node of
+// one stream, a second publish waits and is refused; after a reload that
+// raises process.relay.concurrent, the same publish is placed, with the first
+// stream still live.
+func TestAReloadRaisesAPoolsLimitAndTheWaitingStreamIsPlaced(t *testing.T) {
+	path := writeConfig(t, "agent: {queueTimeout: 1s}\nprocess: {relay: {concurrent: 1, waitQueue: 1}}\n")
+	_, base := startDev(t, "--config", path)
+	ctx := ctxT(t, 60*time.Second)
+	api, _ := mediatest.API()
+	first, err := mediatest.Publish(ctx, api, base, "pool-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	var he *mediatest.HTTPError
+	if _, err := mediatest.Publish(ctx, api, base, "pool-b"); !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable {
+		t.Fatalf("a second stream on a full pool of one node: %v; want 503 after the queue's timeout", err)
+	}
+	if err := os.WriteFile(path, []byte("agent: {queueTimeout: 1s}\nprocess: {relay: {concurrent: 2, waitQueue: 1}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := do(t, http.MethodPost, base+"/v1/config/reload", "", "", nil)
+	var rep struct{ Applied, Restart []string }
+	if err := json.Unmarshal([]byte(body), &rep); resp.StatusCode != http.StatusOK || err != nil || !slices.Equal(rep.Applied, []string{"process.relay.concurrent"}) {
+		t.Fatalf("reloading concurrent 1 → 2: %d %s; want it applied", resp.StatusCode, body)
+	}
+	second, err := mediatest.Publish(ctx, api, base, "pool-b")
+	if err != nil {
+		t.Fatalf("after raising concurrent to 2, the second stream: %v", err)
+	}
+	second.Close()
 }
