@@ -173,7 +173,7 @@ type Gateway struct {
 	moqDone  chan struct{}
 	mux      http.Handler
 	extras   []route
-	auth     *authorizer // nil: auth off
+	auth     *authorizer               // nil: auth off
 	api      atomic.Pointer[apiAccess] // the API token and CORS origins, replaced on a reload
 	hooks    *webhook.Dispatcher
 	reloader Reloader      // nil: no file to reload
