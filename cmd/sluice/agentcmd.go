@@ -9,9 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -196,34 +193,17 @@ func serveAgentMetrics(addr string, set *metrics.Set, log logger) (stop func(), 
 // settings that take effect at the next start, or why the file is refused.
 // stop ends it.
 func agentReload(ctx context.Context, path string, cur *fileConfig, ag *agent.Agent, log logger) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { // ends with ctx or stop
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-			}
-			next, err := loadConfig(path)
-			if err == nil {
-				err = reloadAgentPools(cur, next, ag, log)
-			}
-			if err != nil {
-				log.Error("config reload refused; the running config stays", "err", err)
-				continue
-			}
-			cur = next
+	return onSIGHUP(ctx, func(context.Context) {
+		next, err := loadConfig(path)
+		if err == nil {
+			err = reloadAgentPools(cur, next, ag, log)
 		}
-	}()
-	return func() {
-		signal.Stop(hup)
-		cancel()
-		<-done
-	}
+		if err != nil {
+			log.Error("config reload refused; the running config stays", "err", err)
+			return
+		}
+		cur = next
+	})
 }
 
 // reloadAgentPools applies next's pool limits to ag when they changed, and
@@ -246,9 +226,6 @@ func reloadAgentPools(cur, next *fileConfig, ag *agent.Agent, log logger) error 
 			return err
 		}
 	}
-	log.Info("config reloaded", "applied", strings.Join(applied, ","), "restart", strings.Join(restart, ","))
-	if len(restart) > 0 {
-		log.Warn("config reload: these changed settings take effect at the next start", "fields", strings.Join(restart, ","))
-	}
+	logReload(log, applied, restart)
 	return nil
 }

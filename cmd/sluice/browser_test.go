@@ -53,28 +53,39 @@ func TestChromiumPageUsesItsTokenForPublishPlayAndTheStreamList(t *testing.T) {
 	pageRoundTrip(t, bin, base+"/#token="+pubTok, base+"/", viewTok, true)
 }
 
-// pageRoundTrip drives the page in headless Chromium: a tab at pubURL
-// publishes its fake camera over WHIP as browser-cam, a second tab at viewURL
-// (with viewToken typed in, if set) plays it over WHEP, and the viewer's
-// getStats() must show decoded frames rising; with listed, the viewer's
-// stream list must show the stream.
-func pageRoundTrip(t *testing.T, bin, pubURL, viewURL, viewToken string, listed bool) {
+// chromiumOptions are the flags every browser test starts Chromium with:
+// headless, as root without a sandbox, a profile of its own, nothing fetched
+// in the background; without QUIC unless the test needs it (WebTransport).
+func chromiumOptions(t *testing.T, bin string, noQUIC bool) []chromedp.ExecAllocatorOption {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
 		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("no-first-run", true),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
+	}
+	if noQUIC {
+		opts = append(opts, chromedp.Flag("disable-quic", true))
+	}
+	return opts
+}
+
+// pageRoundTrip drives the page in headless Chromium: a tab at pubURL
+// publishes its fake camera over WHIP as browser-cam, a second tab at viewURL
+// (with viewToken typed in, if set) plays it over WHEP, and the viewer's
+// getStats() must show decoded frames rising; with listed, the viewer's
+// stream list must show the stream.
+func pageRoundTrip(t *testing.T, bin, pubURL, viewURL, viewToken string, listed bool) {
+	opts := append(chromiumOptions(t, bin, true),
 		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-	}
+	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelAlloc()
 	pubTab, cancelPub := chromedp.NewContext(actx)

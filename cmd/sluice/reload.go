@@ -219,6 +219,33 @@ func under(path, prefix string) bool {
 // onSignal reloads on every SIGHUP until ctx ends, logging what changed or
 // why the file was refused; stop ends it and waits.
 func (r *reloader) onSignal(ctx context.Context) (stop func()) {
+	return onSIGHUP(ctx, func(ctx context.Context) {
+		if r.path == "" {
+			r.log.Warn("config reload: SIGHUP, but the process was started without --config")
+			return
+		}
+		rep, err := r.reload(ctx)
+		if err != nil {
+			r.log.Error("config reload refused; the running configuration stays", "file", r.path, "err", err)
+			return
+		}
+		logReload(r.log, rep.Applied, rep.Restart)
+	})
+}
+
+// logReload logs a reload's changed settings: those applied, and those that
+// wait for the next start.
+func logReload(log logger, applied, restart []string) {
+	log.Info("config reloaded", "applied", strings.Join(applied, ","), "restart", strings.Join(restart, ","))
+	if len(restart) > 0 {
+		log.Warn("config reload: these changed settings take effect at the next start", "fields", strings.Join(restart, ","))
+	}
+}
+
+// onSIGHUP calls reload for every SIGHUP until ctx ends or stop is called.
+// The signal is taken before onSIGHUP returns, so that one sent as soon as
+// the process says it is ready does not end it (SIGHUP's default action).
+func onSIGHUP(ctx context.Context, reload func(context.Context)) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(ctx)
@@ -231,19 +258,7 @@ func (r *reloader) onSignal(ctx context.Context) (stop func()) {
 				return
 			case <-hup:
 			}
-			if r.path == "" {
-				r.log.Warn("config reload: SIGHUP, but the process was started without --config")
-				continue
-			}
-			rep, err := r.reload(ctx)
-			if err != nil {
-				r.log.Error("config reload refused; the running configuration stays", "file", r.path, "err", err)
-				continue
-			}
-			r.log.Info("config reloaded", "file", r.path, "applied", strings.Join(rep.Applied, ","), "restart", strings.Join(rep.Restart, ","))
-			if len(rep.Restart) > 0 {
-				r.log.Warn("config reload: these changed settings take effect at the next start", "fields", strings.Join(rep.Restart, ","))
-			}
+			reload(ctx)
 		}
 	}()
 	return func() {

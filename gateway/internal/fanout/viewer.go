@@ -103,7 +103,15 @@ func (g *Group) Attach(pc *webrtc.PeerConnection, bindings []Binding, onKeyframe
 		if int(b.Track) >= MaxTracks || len(p.Encodings) == 0 || len(p.Codecs) == 0 {
 			return nil, fmt.Errorf("fanout: track %d is not negotiated", b.Track)
 		}
-		v.tracks[b.Track] = viewerTrack{bound: true, ssrc: uint32(p.Encodings[0].SSRC), pt: uint8(p.Codecs[0].PayloadType)}
+		lt, ok := b.Sender.Track().(*webrtc.TrackLocalStaticRTP)
+		if !ok {
+			return nil, fmt.Errorf("fanout: track %d has no local track to send as", b.Track)
+		}
+		pt, ok := payloadType(p.Codecs, lt.Codec())
+		if !ok {
+			return nil, fmt.Errorf("fanout: track %d's codec %s was not negotiated", b.Track, lt.Codec().MimeType)
+		}
+		v.tracks[b.Track] = viewerTrack{bound: true, ssrc: uint32(p.Encodings[0].SSRC), pt: uint8(pt)}
 	}
 	for _, b := range bindings {
 		go v.readRTCP(b.Track, b.Sender, onKeyframe)
