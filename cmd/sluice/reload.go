@@ -41,6 +41,11 @@ type policyGen struct {
 	handler http.Handler
 	set     *metrics.Set
 	close   func()
+	// inUse is held shared by every decision on the host and whole by swap
+	// while it closes the host: a decision that began on a host being
+	// replaced must not meet it closed, which would decide by the slot's
+	// failure setting (open: allow) instead of by a policy.
+	inUse sync.RWMutex
 }
 
 // newLivePolicy starts the policy host for cfg; its series are written
@@ -65,22 +70,46 @@ func (lp *livePolicy) build(ctx context.Context, cfg *fileConfig) (*policyGen, e
 	return &policyGen{host: ph.host, handler: ph.host.Handler(), set: set, close: closeHost}, nil
 }
 
-// swap puts gen in and closes the host it replaces.
-func (lp *livePolicy) swap(gen *policyGen) { lp.cur.Swap(gen).close() }
+// swap puts gen in and closes the host it replaces once the decisions on it
+// have finished.
+func (lp *livePolicy) swap(gen *policyGen) {
+	old := lp.cur.Swap(gen)
+	old.inUse.Lock()
+	old.close()
+	old.inUse.Unlock()
+}
+
+// use is the current host, held until done is called.
+func (lp *livePolicy) use() (gen *policyGen, done func()) {
+	for {
+		g := lp.cur.Load()
+		g.inUse.RLock()
+		if lp.cur.Load() == g {
+			return g, g.inUse.RUnlock
+		}
+		g.inUse.RUnlock() // swapped meanwhile: take the new one
+	}
+}
 
 // Route is gateway.Policy's.
 func (lp *livePolicy) Route(ctx context.Context, in *abi.RouteInput) (abi.RouteOutput, error) {
-	return lp.cur.Load().host.Route(ctx, in)
+	g, done := lp.use()
+	defer done()
+	return g.host.Route(ctx, in)
 }
 
 // Throttle is gateway.Policy's.
 func (lp *livePolicy) Throttle(ctx context.Context, in *abi.ThrottleInput) (abi.ThrottleOutput, error) {
-	return lp.cur.Load().host.Throttle(ctx, in)
+	g, done := lp.use()
+	defer done()
+	return g.host.Throttle(ctx, in)
 }
 
 // Authorize is gateway.AuthPolicy's.
 func (lp *livePolicy) Authorize(ctx context.Context, in *abi.AuthInput) (abi.AuthOutput, error) {
-	return lp.cur.Load().host.Authorize(ctx, in)
+	g, done := lp.use()
+	defer done()
+	return g.host.Authorize(ctx, in)
 }
 
 // ServeHTTP serves /v1/plugins from the current host.

@@ -76,5 +76,6 @@ var Help = map[string]string{
 	"go_goroutines":                 "Goroutines of this process.",
 	"go_memstats_heap_alloc_bytes":  "Bytes of allocated heap objects.",
 	"go_memstats_sys_bytes":         "Bytes of memory the Go runtime obtained from the system.",
+	"go_memstats_mallocs_total":     "Heap objects allocated since the process started.",
 	"go_info":                       "The Go version this binary was built with (value 1).",
 }

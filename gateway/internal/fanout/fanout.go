@@ -155,6 +155,7 @@ func (g *Group) Write(index uint8, pkt *rtp.Packet) int {
 		case g.jobs <- &shards[i]:
 		case <-g.stop:
 			done.Done()
+			done.Wait() // the shards handed out read plain and t's buffers
 			return 0
 		}
 	}
@@ -287,14 +288,25 @@ func (g *Group) clockRate(index uint8) uint32 {
 	return 90000
 }
 
-// socket is the configured socket bound at local, or nil.
-func (g *Group) socket(local netip.AddrPort) *Socket {
+// socket is the configured socket bound at local, or nil. A candidate whose
+// address was rewritten (gateway.iceHosts: pion's 1:1 NAT mapping advertises
+// the public address in place of the bound one) matches no bound address: it
+// takes a socket of its port and address family, a loopback one for a
+// loopback remote and another one otherwise, where the remote's packets can
+// have come from.
+func (g *Group) socket(local, remote netip.AddrPort) *Socket {
+	var fallback *Socket
 	for _, s := range g.cfg.Sockets {
-		if s.local == local || s.local.Port() == local.Port() && s.local.Addr().IsUnspecified() {
+		a := s.local.Addr()
+		if s.local == local || s.local.Port() == local.Port() && a.IsUnspecified() {
 			return s
 		}
+		if fallback == nil && s.local.Port() == local.Port() && a.Is4() == local.Addr().Is4() &&
+			a.IsLoopback() == remote.Addr().IsLoopback() {
+			fallback = s
+		}
 	}
-	return nil
+	return fallback
 }
 
 // Close stops the group's workers and reports. Its viewers' peer connections

@@ -135,11 +135,12 @@ func (v *Viewer) setDest(p *webrtc.ICECandidatePair) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return fmt.Errorf("fanout: ICE pair %s → %s: %w", p.Local.Address, p.Remote.Address, err)
 	}
-	sock := v.g.socket(netip.AddrPortFrom(local.Unmap(), p.Local.Port))
+	to := netip.AddrPortFrom(remote.Unmap(), p.Remote.Port)
+	sock := v.g.socket(netip.AddrPortFrom(local.Unmap(), p.Local.Port), to)
 	if sock == nil {
 		return fmt.Errorf("fanout: no ICE socket on %s:%d", p.Local.Address, p.Local.Port)
 	}
-	v.dst.Store(&dest{sock: sock, addr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote.Unmap(), p.Remote.Port))})
+	v.dst.Store(&dest{sock: sock, addr: net.UDPAddrFromAddrPort(to)})
 	return nil
 }
 

@@ -132,17 +132,26 @@ func (s *Subscription) run() {
 
 // Sink returns the subscription's sink for a protocol, making it with mk (and
 // giving it the known tracks) the first time.
+//
+// A sink made once the subscription has ended is ended at once: end has
+// taken its list of sinks already, and a sink may own goroutines (the WHEP
+// fan-out's workers).
 func (s *Subscription) Sink(protocol string, mk func() Sink) Sink {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	k := s.sinks[protocol]
-	if k == nil {
+	made := k == nil
+	if made {
 		k = mk()
 		for _, t := range s.info {
 			k.AddTrack(t)
 		}
 		s.sinks[protocol] = k
 		s.sinkSeq = append(s.sinkSeq, k)
+	}
+	ended := s.ctx.Err() != nil
+	s.mu.Unlock()
+	if made && ended {
+		k.End("stream ended")
 	}
 	return k
 }
