@@ -193,10 +193,11 @@ func serveAgentMetrics(addr string, set *metrics.Set, log logger) (stop func(), 
 // settings that take effect at the next start, or why the file is refused.
 // stop ends it.
 func agentReload(ctx context.Context, path string, cur *fileConfig, ag *agent.Agent, log logger) (stop func()) {
+	start := cur
 	return onSIGHUP(ctx, func(context.Context) {
 		next, err := loadConfig(path)
 		if err == nil {
-			err = reloadAgentPools(cur, next, ag, log)
+			err = reloadAgentPools(start, cur, next, ag, log)
 		}
 		if err != nil {
 			log.Error("config reload refused; the running config stays", "err", err)
@@ -206,9 +207,10 @@ func agentReload(ctx context.Context, path string, cur *fileConfig, ag *agent.Ag
 	})
 }
 
-// reloadAgentPools applies next's pool limits to ag when they changed, and
-// logs what changed: the pools' limits live, the rest at the next start.
-func reloadAgentPools(cur, next *fileConfig, ag *agent.Agent, log logger) error {
+// reloadAgentPools applies next's pool limits to ag when they changed from
+// cur, and logs what changed: the pools' limits live, the rest (against the
+// file the agent started with) at the next start.
+func reloadAgentPools(start, cur, next *fileConfig, ag *agent.Agent, log logger) error {
 	changed, err := configChanges(cur, next)
 	if err != nil {
 		return err
@@ -217,7 +219,14 @@ func reloadAgentPools(cur, next *fileConfig, ag *agent.Agent, log logger) error 
 	for _, p := range changed {
 		if under(p, "process") {
 			applied = append(applied, p)
-		} else {
+		}
+	}
+	pending, err := configChanges(start, next)
+	if err != nil {
+		return err
+	}
+	for _, p := range pending {
+		if !under(p, "process") {
 			restart = append(restart, p)
 		}
 	}

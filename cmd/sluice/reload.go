@@ -143,8 +143,11 @@ type reloader struct {
 	gw   *gateway.Gateway // set once the gateway is made
 	ag   *agent.Agent     // sluice dev's own agent, whose pool limits change live; nil for sluice gateway
 
-	mu  sync.Mutex // one reload at a time
-	cur *fileConfig
+	mu  sync.Mutex  // one reload at a time
+	cur *fileConfig // the file as last applied
+	// start is the file the process started with: a setting that needs a
+	// restart stays pending, reload after reload, until it is back to this.
+	start *fileConfig
 }
 
 // reload is gateway.Reloader: the file is read and checked whole, and only
@@ -160,32 +163,47 @@ func (r *reloader) reload(ctx context.Context) (gateway.ReloadReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	if r.start == nil {
+		r.start = r.cur // the file as the process started with it
+	}
 	changed, err := configChanges(r.cur, next)
 	if err != nil {
 		return rep, err
 	}
-	authLive := r.cur.Auth.Enabled() && next.Auth.Enabled() && r.cur.Auth.Policy == next.Auth.Policy &&
-		r.cur.Auth.JWT.Configured() && next.Auth.JWT.Configured()
-	var newPlugins, newKeys, newHeaders, newPools bool
-	for _, p := range changed {
-		live := true
+	// Auth keys change live only on a gateway that started with auth.
+	authLive := r.start.Auth.Enabled() && next.Auth.Enabled() && r.start.Auth.Policy == next.Auth.Policy &&
+		r.start.Auth.JWT.Configured() && next.Auth.JWT.Configured()
+	live := func(p string) bool {
 		switch {
-		case under(p, "process") && r.ag != nil:
-			newPools = true
-		case under(p, "webhooks"), under(p, "streams"), under(p, "gateway.corsOrigins"):
-		case p == "gateway.apiToken" && next.Gateway.APIToken != "":
-		case under(p, "plugins"):
-			newPlugins = true
-		case under(p, "auth.jwt") && authLive:
-			newKeys = true
-		case under(p, "auth.headers") && authLive:
-			newHeaders = true
-		default:
-			live = false
+		case under(p, "process"):
+			return r.ag != nil
+		case under(p, "webhooks"), under(p, "streams"), under(p, "gateway.corsOrigins"), under(p, "plugins"):
+			return true
+		case p == "gateway.apiToken":
+			return next.Gateway.APIToken != ""
+		case under(p, "auth.jwt"), under(p, "auth.headers"):
+			return authLive
 		}
-		if live {
-			rep.Applied = append(rep.Applied, p)
-		} else {
+		return false
+	}
+	var newPlugins, newKeys, newHeaders, newPools bool
+	for _, p := range changed { // against the running settings: what to apply now
+		if !live(p) {
+			continue
+		}
+		rep.Applied = append(rep.Applied, p)
+		newPools = newPools || under(p, "process")
+		newPlugins = newPlugins || under(p, "plugins")
+		newKeys = newKeys || under(p, "auth.jwt")
+		newHeaders = newHeaders || under(p, "auth.headers")
+	}
+	// Against the start: what waits for a restart, this reload's and earlier ones'.
+	pending, err := configChanges(r.start, next)
+	if err != nil {
+		return rep, err
+	}
+	for _, p := range pending {
+		if !live(p) {
 			rep.Restart = append(rep.Restart, p)
 		}
 	}

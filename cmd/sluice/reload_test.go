@@ -141,6 +141,11 @@ func TestSIGHUPAppliesANewThrottleWebhookAndAuthKeyAndRefusesABadFileKeepingTheO
 	if err := json.Unmarshal([]byte(body), &rep); code != http.StatusOK || err != nil || len(rep.Applied) != 0 || !slices.Equal(rep.Restart, []string{"gateway.listen"}) {
 		t.Errorf("POST /v1/config/reload after changing gateway.listen: %d %s; want it alone, listed as needing a restart", code, body)
 	}
+	code, body = reloadAPICall(t, base) // the same file again: the change still waits
+	rep.Applied, rep.Restart = nil, nil
+	if err := json.Unmarshal([]byte(body), &rep); code != http.StatusOK || err != nil || !slices.Equal(rep.Restart, []string{"gateway.listen"}) {
+		t.Errorf("a second reload of the same file: %d %s; want gateway.listen still listed as needing a restart", code, body)
+	}
 
 	write(v2 + "process: {relay: {concurrent: many}}\n")
 	code, body = reloadAPICall(t, base)
