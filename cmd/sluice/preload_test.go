@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -90,6 +91,37 @@ func TestAStreamRuleViewerLimitRefusesTheViewerPastIt(t *testing.T) {
 	liveStream(t, ctx, base, "other") // a stream no rule matches has no limit
 	if resp, body := play(t, base, "other"); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("a second viewer of a stream with no rule: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestViewersArrivingTogetherGetNoMoreThanTheViewerLimit: six WHEP offers at
+// once for a stream that has one viewer and allows three: two are answered,
+// four refused; the limit is checked and counted in one step.
+func TestViewersArrivingTogetherGetNoMoreThanTheViewerLimit(t *testing.T) {
+	cfg := writeConfig(t, "streams:\n  - {id: 'crowd-*', limits: {maxViewers: 3}}\n")
+	_, base := startDev(t, "--config", cfg)
+	ctx := ctxT(t, 60*time.Second)
+	liveStream(t, ctx, base, "crowd-1")
+	api, _ := mediatestAPI()
+	codes := make(chan int, 6)
+	for range 6 {
+		offer := recvOffer(t, api)
+		go func() { // no t.Fatal here: a failed request counts as -1
+			resp, err := http.Post(base+"/whep/crowd-1", "application/sdp", strings.NewReader(offer))
+			if err != nil {
+				codes <- -1
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	got := map[int]int{}
+	for range 6 {
+		got[<-codes]++
+	}
+	if got[http.StatusCreated] != 2 || got[http.StatusForbidden] != 4 {
+		t.Fatalf("six viewers at once beside one, maxViewers 3: answers %v; want 2 × 201 and 4 × 403", got)
 	}
 }
 

@@ -52,16 +52,17 @@ func (c *Core) Subscribe(ctx context.Context, stream string) (*Subscription, err
 	if c.Draining() {
 		return nil, errDraining
 	}
-	if r, ok := c.Rule(stream); ok && r.MaxViewers > 0 && c.localViewers(stream) >= r.MaxViewers {
-		return nil, &Error{Status: http.StatusForbidden, Kind: "viewer-limit", Title: "The stream has all the viewers it may have",
-			Detail: fmt.Sprintf("stream %s allows %d viewers on this gateway (streams[].limits.maxViewers)", stream, r.MaxViewers)}
+	limit := 0
+	if r, ok := c.Rule(stream); ok {
+		limit = r.MaxViewers
 	}
+	full := &Error{Status: http.StatusForbidden, Kind: "viewer-limit", Title: "The stream has all the viewers it may have",
+		Detail: fmt.Sprintf("stream %s allows %d viewers on this gateway (streams[].limits.maxViewers)", stream, limit)}
 	c.mu.Lock()
 	s := c.subs[stream]
-	if s != nil {
-		s.mu.Lock()
-		s.members++
-		s.mu.Unlock()
+	if s != nil && !s.join(limit) {
+		c.mu.Unlock()
+		return nil, full
 	}
 	c.mu.Unlock()
 	if s == nil {
@@ -77,10 +78,11 @@ func (c *Core) Subscribe(ctx context.Context, stream string) (*Subscription, err
 		} else {
 			go c.closeAgentSession(pl) // another viewer opened it first
 		}
-		s.mu.Lock()
-		s.members++
-		s.mu.Unlock()
+		joined := s.join(limit)
 		c.mu.Unlock()
+		if !joined {
+			return nil, full
+		}
 	}
 	wait, cancel := context.WithTimeout(ctx, c.cfg.TrackWait)
 	defer cancel()
@@ -102,17 +104,17 @@ func (c *Core) Subscribe(ctx context.Context, stream string) (*Subscription, err
 	return s, nil
 }
 
-// localViewers is the viewers of stream on this gateway.
-func (c *Core) localViewers(stream string) int {
-	c.mu.Lock()
-	s := c.subs[stream]
-	c.mu.Unlock()
-	if s == nil {
-		return 0
-	}
+// join counts one more member unless limit (> 0) members are there: the
+// check and the count under one lock, so viewers arriving together cannot
+// all pass a limit that only the first of them fit under.
+func (s *Subscription) join(limit int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.viewers
+	if limit > 0 && s.members >= limit {
+		return false
+	}
+	s.members++
+	return true
 }
 
 func (c *Core) newSubscription(stream string, pl placement) *Subscription {
