@@ -172,7 +172,7 @@ func (v *whepViewer) attach() {
 		return
 	}
 	v.attached = true
-	senders := negotiated(v.pcv, v.senders)
+	senders := v.senders
 	v.mu.Unlock()
 	fv, err := v.sink.group.Attach(v.pcv, senders, v.sub.Keyframe)
 	if err != nil {
@@ -187,23 +187,6 @@ func (v *whepViewer) attach() {
 	if closed {
 		fv.Close()
 	}
-}
-
-// negotiated keeps the bindings whose sender the answer gave an m-line (its
-// transceiver has a mid): AddTrack made a sender for every stream track,
-// also for one the offer did not ask for (an audio-only player), and pion
-// never sends on those; neither may the fan-out.
-func negotiated(pc *webrtc.PeerConnection, bs []fanout.Binding) []fanout.Binding {
-	var out []fanout.Binding
-	for _, b := range bs {
-		for _, tr := range pc.GetTransceivers() {
-			if tr.Sender() == b.Sender && tr.Mid() != "" {
-				out = append(out, b)
-				break
-			}
-		}
-	}
-	return out
 }
 
 func (v *whepViewer) resource() string           { return v.res }
