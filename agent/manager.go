@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluicegw/sluice/agent/internal/m2"
 	"github.com/sluicegw/sluice/internal/pki"
 	"github.com/sluicegw/sluice/internal/procstat"
 	"github.com/sluicegw/sluice/internal/wire"
@@ -53,13 +52,8 @@ type Manager struct {
 func newManager(cfg Config, ident *pki.Identity, log *slog.Logger) *Manager {
 	total, free := procstat.MemInfo()
 	m := &Manager{cfg: cfg, log: log, pools: map[string]*pool{}, streams: newStreamTable()}
-	auto := m2.Auto(total, free, cfg.MemoryUsage)
 	for name, pc := range cfg.Pools {
-		lim, _ := m2.Parse(pc.Memory, auto)
-		conc := pc.Concurrent
-		if conc == 0 {
-			conc = m2.Concurrent(total, cfg.MemoryUsage, lim)
-		}
+		lim, conc := pc.Limits(total, free, cfg.MemoryUsage)
 		m.pools[name] = newPool(name, pc, lim, conc)
 	}
 	m.sup = &supervisor{mu: &m.mu, agent: cfg.ID, command: cfg.NodeCommand, ident: ident, mediaHost: cfg.MediaHost, log: log,

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/sluicegw/sluice/agent/internal/m2"
 	"github.com/sluicegw/sluice/internal/procstat"
 )
 
@@ -54,18 +53,13 @@ func (a *Agent) poolLimits(pools map[string]Pool) (map[string]poolLimit, error) 
 		return nil, fmt.Errorf("process: adding or removing a purpose takes a restart (it is the agent's tag)")
 	}
 	total, free := procstat.MemInfo()
-	auto := m2.Auto(total, free, a.cfg.MemoryUsage)
 	next := map[string]poolLimit{}
 	for name, pc := range pools {
 		pc, err := pc.WithDefaults()
 		if err != nil {
 			return nil, fmt.Errorf("process.%s.%w", name, err)
 		}
-		mem, _ := m2.Parse(pc.Memory, auto) // checked by WithDefaults
-		conc := pc.Concurrent
-		if conc == 0 {
-			conc = m2.Concurrent(total, a.cfg.MemoryUsage, mem)
-		}
+		mem, conc := pc.Limits(total, free, a.cfg.MemoryUsage)
 		next[name] = poolLimit{pc, mem, conc}
 	}
 	return next, nil

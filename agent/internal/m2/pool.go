@@ -120,3 +120,16 @@ func (p Pool) WithDefaults() (Pool, error) {
 	}
 	return p, nil
 }
+
+// Limits are what p's settings come to on a machine of total memory with
+// free available: one node's memory limit and the pool's process limit
+// (concurrent, or derived from the working memory when it is 0). p must have
+// passed WithDefaults.
+func (p Pool) Limits(total, free int64, u Usage) (memory int64, concurrent int) {
+	memory, _ = Parse(p.Memory, Auto(total, free, u)) // checked by WithDefaults
+	concurrent = p.Concurrent
+	if concurrent == 0 {
+		concurrent = Concurrent(total, u, memory)
+	}
+	return memory, concurrent
+}
