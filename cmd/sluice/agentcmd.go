@@ -211,24 +211,9 @@ func agentReload(ctx context.Context, path string, cur *fileConfig, ag *agent.Ag
 // cur, and logs what changed: the pools' limits live, the rest (against the
 // file the agent started with) at the next start.
 func reloadAgentPools(start, cur, next *fileConfig, ag *agent.Agent, log logger) error {
-	changed, err := configChanges(cur, next)
+	applied, restart, err := splitChanges(start, cur, next, func(p string) bool { return under(p, "process") })
 	if err != nil {
 		return err
-	}
-	var applied, restart []string
-	for _, p := range changed {
-		if under(p, "process") {
-			applied = append(applied, p)
-		}
-	}
-	pending, err := configChanges(start, next)
-	if err != nil {
-		return err
-	}
-	for _, p := range pending {
-		if !under(p, "process") {
-			restart = append(restart, p)
-		}
 	}
 	if len(applied) > 0 {
 		if err := ag.SetPools(next.agentConfig("reload", "", false).Pools); err != nil {

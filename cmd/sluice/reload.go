@@ -166,10 +166,6 @@ func (r *reloader) reload(ctx context.Context) (gateway.ReloadReport, error) {
 	if r.start == nil {
 		r.start = r.cur // the file as the process started with it
 	}
-	changed, err := configChanges(r.cur, next)
-	if err != nil {
-		return rep, err
-	}
 	// Auth keys change live only on a gateway that started with auth.
 	authLive := r.start.Auth.Enabled() && next.Auth.Enabled() && r.start.Auth.Policy == next.Auth.Policy &&
 		r.start.Auth.JWT.Configured() && next.Auth.JWT.Configured()
@@ -186,26 +182,16 @@ func (r *reloader) reload(ctx context.Context) (gateway.ReloadReport, error) {
 		}
 		return false
 	}
+	rep.Applied, rep.Restart, err = splitChanges(r.start, r.cur, next, live)
+	if err != nil {
+		return rep, err
+	}
 	var newPlugins, newKeys, newHeaders, newPools bool
-	for _, p := range changed { // against the running settings: what to apply now
-		if !live(p) {
-			continue
-		}
-		rep.Applied = append(rep.Applied, p)
+	for _, p := range rep.Applied {
 		newPools = newPools || under(p, "process")
 		newPlugins = newPlugins || under(p, "plugins")
 		newKeys = newKeys || under(p, "auth.jwt")
 		newHeaders = newHeaders || under(p, "auth.headers")
-	}
-	// Against the start: what waits for a restart, this reload's and earlier ones'.
-	pending, err := configChanges(r.start, next)
-	if err != nil {
-		return rep, err
-	}
-	for _, p := range pending {
-		if !live(p) {
-			rep.Restart = append(rep.Restart, p)
-		}
 	}
 	gs := next.gatewayConfig()
 	l := gateway.Live{Webhooks: gs.Webhooks, Streams: gs.Streams, CORSOrigins: gs.CORSOrigins}
@@ -255,6 +241,32 @@ func (r *reloader) reload(ctx context.Context) (gateway.ReloadReport, error) {
 	}
 	r.cur = next
 	return rep, nil
+}
+
+// splitChanges lists next's changed settings: applied, those live (against
+// cur, what runs) and restart, the others (against start, the file the
+// process started with, so that one stays listed reload after reload until
+// a restart).
+func splitChanges(start, cur, next *fileConfig, live func(string) bool) (applied, restart []string, err error) {
+	changed, err := configChanges(cur, next)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range changed {
+		if live(p) {
+			applied = append(applied, p)
+		}
+	}
+	pending, err := configChanges(start, next)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range pending {
+		if !live(p) {
+			restart = append(restart, p)
+		}
+	}
+	return applied, restart, nil
 }
 
 // under reports whether path is prefix or a field or element below it.
