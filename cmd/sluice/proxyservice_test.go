@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/websocket"
 	"google.golang.org/grpc"
@@ -20,7 +21,8 @@ import (
 // runTestService is the operator's per-stream service of the proxy tests, run
 // as a child process (this test binary with SLUICE_TEST_SERVICE=NAME): an HTTP
 // service that echoes what reached it and records its add and remove hooks,
-// and grpc-go's health service, which answers SERVING for NAME alone. It
+// and grpc-go's health service, which answers SERVING for NAME alone and
+// records the deadline of every streaming call. It
 // prints "service NAME http ADDR grpc ADDR" and serves until killed.
 func runTestService(name string) int {
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -33,7 +35,20 @@ func runTestService(name string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	gs := grpc.NewServer()
+	// Every gRPC call's deadline, as the time it had left when it arrived
+	// (-1: none), so a test can see that the client's deadline came through.
+	var dmu sync.Mutex
+	var deadlines []int64
+	gs := grpc.NewServer(grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		left := int64(-1)
+		if dl, ok := ss.Context().Deadline(); ok {
+			left = time.Until(dl).Milliseconds()
+		}
+		dmu.Lock()
+		deadlines = append(deadlines, left)
+		dmu.Unlock()
+		return h(srv, ss)
+	}))
 	hs := health.NewServer()
 	hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
@@ -107,6 +122,11 @@ func runTestService(name string) int {
 	})
 	mux.HandleFunc("GET /holding", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, holding.Load())
+	})
+	mux.HandleFunc("GET /grpc-deadlines", func(w http.ResponseWriter, _ *http.Request) {
+		dmu.Lock()
+		defer dmu.Unlock()
+		_ = json.NewEncoder(w).Encode(deadlines)
 	})
 	mux.HandleFunc("GET /cancelled", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, cancelled.Load())
