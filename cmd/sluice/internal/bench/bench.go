@@ -51,6 +51,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	pushes := fs.Int("pushes", 0, "also push this many ~1 Mbit/s streams over MoQ at once, each with one WHEP viewer, and report their loss")
 	cfgPath := fs.String("config", "", "YAML config file for the sluice dev under test (its pools, policies); addresses are the bench's")
 	withRelay := fs.Bool("relay", true, "also measure the minimal pion relay (sluice bench-relay)")
+	together := fs.Bool("together", false, "measure every path in one window at once (each with its own publisher and viewers), so they share the machine's noise")
+	rounds := fs.Int("rounds", 1, "repeat the whole measurement this many times and add a table of medians")
 	var base baseline
 	fs.StringVar(&base.cmd, "baseline", "", "shell command that starts another server to measure under the same load in the same run (e.g. a MediaMTX binary and its config)")
 	fs.StringVar(&base.whip, "baseline-whip", "http://127.0.0.1:8889/{stream}/whip", "the baseline's WHIP URL template")
@@ -66,6 +68,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	}
 	if err := deps.CheckConfig(*cfgPath); err != nil {
 		fmt.Fprintln(stderr, "sluice bench:", err)
+		return 2
+	}
+	if *rounds < 1 || *rounds > 50 {
+		fmt.Fprintf(stderr, "sluice bench: bad --rounds %d (1..50)\n", *rounds)
 		return 2
 	}
 	var ns []int
@@ -96,7 +102,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 	for _, in := range strings.Split(*ingest, ",") {
 		switch strings.TrimSpace(in) {
 		case "whip":
-			targets = append(targets, benchTarget{name: "sluice (gateway+node)", args: devArgs, re: devReadyRE})
+			targets = append(targets, benchTarget{name: whipName, args: devArgs, re: devReadyRE})
 		case "moq":
 			targets = append(targets, benchTarget{name: "sluice, MoQ ingest", args: devArgs, re: devReadyRE, moq: true})
 		default:
@@ -104,31 +110,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 			return 2
 		}
 	}
-	var results []result
-	for _, tg := range targets {
-		srv, urls, stop, err := tg.start(ctx, self)
-		if err != nil {
-			fmt.Fprintf(stderr, "sluice bench: start %s: %v\n", tg.name, err)
-			return 1
-		}
-		for _, n := range ns {
-			run := benchRun
-			if tg.moq {
-				run = func(ctx context.Context, base string, pid, n int, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
-					return benchRunMoQ(ctx, deps, base, urls[1], pid, n, warmup, window, stderr)
-				}
-			}
-			r, err := run(ctx, urls[0], srv.Process.Pid, n, *warmup, *window, stderr)
-			if err != nil {
-				fmt.Fprintf(stderr, "sluice bench: %s with %d viewers: %v\n", tg.name, n, err)
-				stop()
-				return 1
-			}
-			results = append(results, result{tg.name, n, r})
-			fmt.Fprintf(stderr, "%s, %d viewers: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%%s\n",
-				tg.name, n, r.PPS, r.CPUPerPkt, r.P50, r.P99, 100*r.Loss, dropNote(r))
-		}
-		stop()
+	results, err := runTargets(ctx, targets, runPlan{self: self, deps: deps, ns: ns, rounds: *rounds, together: *together,
+		warmup: *warmup, window: *window}, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice bench:", err)
+		return 1
 	}
 	if *pushes > 0 {
 		r, err := benchManyPushes(ctx, deps, self, devArgs, *pushes, *warmup, *window, stderr)
@@ -136,54 +122,46 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, deps Deps
 			fmt.Fprintf(stderr, "sluice bench: %d pushes: %v\n", *pushes, err)
 			return 1
 		}
-		results = append(results, result{fmt.Sprintf("sluice, %d MoQ pushes of ~1 Mbit/s", *pushes), 1, r})
+		results = append(results, result{target: fmt.Sprintf("sluice, %d MoQ pushes of ~1 Mbit/s", *pushes), n: 1, round: 1, Result: r})
 	}
 	printTables(stdout, results, ns, base)
+	printMedians(stdout, results, ns, base)
 	return 0
 }
 
-// result is one row of the bench: a target at a viewer count.
+// result is one row of the bench: a target at a viewer count in a round.
 type result struct {
 	target string
 	n      int
+	round  int
 	mediaload.Result
 }
 
 // printTables writes the bench's results and, per viewer count, each path's
 // cost against the pion relay's (named relay) and the baseline's.
 func printTables(stdout io.Writer, results []result, ns []int, base baseline) {
-	fmt.Fprintf(stdout, "| viewers | path | delivered pkt/s | CPU µs / delivered pkt | latency p50 | latency p99 | loss |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(stdout, "| round | viewers | path | delivered pkt/s | CPU µs / delivered pkt | latency p50 | latency p99 | loss |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Fprintf(stdout, "| %d | %s | %.0f | %.1f | %s | %s | %.2f%% |\n", r.n, r.target, r.PPS, r.CPUPerPkt,
+		fmt.Fprintf(stdout, "| %d | %d | %s | %.0f | %.1f | %s | %s | %.2f%% |\n", r.round, r.n, r.target, r.PPS, r.CPUPerPkt,
 			ms(r.P50), ms(r.P99), 100*r.Loss)
 	}
-	fmt.Fprintf(stdout, "\n| viewers | path | CPU per packet ÷ pion relay | median latency added vs pion relay | CPU per packet ÷ %s |\n|---|---|---|---|---|\n", orNone(base))
-	for _, n := range ns {
-		var relay, other *result
-		for i := range results {
-			if r := &results[i]; r.n == n && r.target == relayName {
-				relay = r
-			} else if r.n == n && base.cmd != "" && r.target == base.name() {
-				other = r
+	fmt.Fprintf(stdout, "\n| round | viewers | path | CPU per packet ÷ pion relay | median latency added vs pion relay | CPU per packet ÷ %s |\n|---|---|---|---|---|---|\n", orNone(base))
+	for _, r := range results {
+		relay, hasRelay := find(results, r.round, r.n, relayName)
+		if r.target == relayName {
+			continue
+		}
+		vsRelay, added, vsOther := "—", "n/a", "—"
+		if hasRelay {
+			vsRelay = fmt.Sprintf("%.2f×", r.CPUPerPkt/relay.CPUPerPkt)
+			if r.P50 != 0 && relay.P50 != 0 {
+				added = fmt.Sprintf("%+.2f ms", float64((r.P50-relay.P50).Microseconds())/1000)
 			}
 		}
-		for i := range results {
-			r := &results[i]
-			if r.n != n || r == relay {
-				continue
-			}
-			vsRelay, added, vsOther := "—", "n/a", "—"
-			if relay != nil {
-				vsRelay = fmt.Sprintf("%.2f×", r.CPUPerPkt/relay.CPUPerPkt)
-				if r.P50 != 0 {
-					added = fmt.Sprintf("%+.2f ms", float64((r.P50-relay.P50).Microseconds())/1000)
-				}
-			}
-			if other != nil && r != other {
-				vsOther = fmt.Sprintf("%.2f×", r.CPUPerPkt/other.CPUPerPkt)
-			}
-			fmt.Fprintf(stdout, "| %d | %s | %s | %s | %s |\n", n, r.target, vsRelay, added, vsOther)
+		if other, ok := find(results, r.round, r.n, base.name()); ok && base.cmd != "" && r.target != other.target {
+			vsOther = fmt.Sprintf("%.2f×", r.CPUPerPkt/other.CPUPerPkt)
 		}
+		fmt.Fprintf(stdout, "| %d | %d | %s | %s | %s | %s |\n", r.round, r.n, r.target, vsRelay, added, vsOther)
 	}
 }
 
@@ -205,8 +183,11 @@ func dropNote(r mediaload.Result) string {
 	return fmt.Sprintf(" (UDP receive drops: %d at the server's sockets, %d at the load generator's)", r.ServerDrops, r.LoadDrops)
 }
 
-// relayName is how the tables call the minimal pion relay.
-const relayName = "pion relay (baseline)"
+// How the tables call the minimal pion relay and sluice with WHIP ingest.
+const (
+	relayName = "pion relay (baseline)"
+	whipName  = "sluice (gateway+node)"
+)
 
 // benchTarget is a server the bench measures.
 type benchTarget struct {
@@ -302,35 +283,33 @@ func stopServer(cmd *exec.Cmd) {
 	}
 }
 
-func benchRun(ctx context.Context, base string, pid, n int, warmup, window time.Duration, stderr io.Writer) (mediaload.Result, error) {
+// prepareWHIP publishes a stream over WHIP to the target at base and joins
+// n viewers to it: a load ready to measure.
+func prepareWHIP(ctx context.Context, base string, pid, n int) (*load, error) {
 	api, err := mediatest.API()
 	if err != nil {
-		return mediaload.Result{}, err
+		return nil, err
 	}
 	stream := fmt.Sprintf("bench-%d-%d", n, rand.IntN(1e6))
 	vt, at, closePub, err := benchPublishWHIP(ctx, api, base, stream)
 	if err != nil {
-		return mediaload.Result{}, err
+		return nil, err
 	}
-	defer closePub()
-	m := &mediaload.Meter{Clock: new(mediaload.SendClock)}
+	l := &load{m: &mediaload.Meter{Clock: new(mediaload.SendClock)}, pid: pid, n: n}
 	sendCtx, stopSend := context.WithCancel(ctx)
-	defer stopSend()
-	go mediaload.SendRTP(sendCtx, vt, at, m.Clock, &m.Sent)
+	l.closers = append(l.closers, closePub, stopSend)
+	go mediaload.SendRTP(sendCtx, vt, at, l.m.Clock, &l.m.Sent)
 	if err := waitPlayable(ctx, base, stream, 15*time.Second); err != nil {
-		return mediaload.Result{}, err
+		l.close()
+		return nil, err
 	}
-	views, err := m.AddViewers(ctx, base, stream, n)
-	defer func() {
-		for _, v := range views {
-			_ = v.Close()
-		}
-	}()
+	views, err := l.m.AddViewers(ctx, base, stream, n)
+	l.viewers(views)
 	if err != nil {
-		return mediaload.Result{}, err
+		l.close()
+		return nil, err
 	}
-	time.Sleep(warmup)
-	return m.Measure(pid, n, window, stderr)
+	return l, nil
 }
 
 // benchPublishWHIP publishes a VP8 and an Opus track to stream over WHIP.
