@@ -86,7 +86,9 @@ func (e *Endpoint) Addr() net.Addr { return e.udp.LocalAddr() }
 
 // MediaPort is the UDP port of the media paths, announced to the peer in the
 // hello or the ok (Msg.Port).
-func (e *Endpoint) MediaPort() uint16 { return uint16(e.media.conn.LocalAddr().(*net.UDPAddr).Port) }
+func (e *Endpoint) MediaPort() uint16 {
+	return uint16(e.media.UDPConn().LocalAddr().(*net.UDPAddr).Port)
+}
 
 // Listen accepts media links on the endpoint. tlsConf must require client
 // certificates (see pki.Identity.ServerTLS); ALPN is set here.
@@ -118,11 +120,11 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, tlsConf *tls.Config) (
 // Serve reads the media socket and hands each packet to its path's receive
 // function, on this one goroutine, until ctx ends or the endpoint is closed.
 func (e *Endpoint) Serve(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { _ = e.media.conn.SetReadDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = e.media.UDPConn().SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	for {
 		buf := make([]byte, MaxMediaPacket+1) // the receiver may keep it
-		n, err := e.media.read(buf)
+		n, err := e.media.Read(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -148,7 +150,7 @@ func (e *Endpoint) Close() error {
 	e.closeOnce.Do(func() {
 		_ = e.tr.Close()
 		_ = e.udp.Close()
-		_ = e.media.conn.Close()
+		_ = e.media.UDPConn().Close()
 	})
 	return nil
 }

@@ -111,14 +111,14 @@ func TestAMediaPathCarriesRTPAndRefusesReplaysForgeriesAndOversizedPackets(t *te
 		t.Fatal(err)
 	}
 	for range 2 { // the first one is new, the second a replay
-		if err := client.e.media.write(sealed, &st.to); err != nil {
+		if err := client.e.media.Send(sealed, &st.to); err != nil {
 			t.Fatal(err)
 		}
 	}
 	forged := append([]byte(nil), sealed...)
 	forged[len(forged)-20] ^= 1
 	forged[12]++ // a fresh sequence number, so only the tag can refuse it
-	if err := client.e.media.write(forged, &st.to); err != nil {
+	if err := client.e.media.Send(forged, &st.to); err != nil {
 		t.Fatal(err)
 	}
 	if err := client.Send(rtpLike(100)); err != nil { // a marker behind them

@@ -72,7 +72,7 @@ func (p *Path) Connect(c *quic.Conn, peer uint32, port uint16, client bool) erro
 	if !ok {
 		return fmt.Errorf("%w: link on %T, not UDP", ErrProtocol, c.RemoteAddr())
 	}
-	to, err := p.e.media.peer(netip.AddrPortFrom(ra.AddrPort().Addr(), port))
+	to, err := p.e.media.Peer(netip.AddrPortFrom(ra.AddrPort().Addr(), port))
 	if err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ func (p *Path) Send(pkt []byte) error {
 	if err != nil {
 		return err
 	}
-	return p.e.media.write(b, &st.to)
+	return p.e.media.Send(b, &st.to)
 }
 
 // SendRTP sends one framed RTP packet on the media path, or on the link c when

@@ -49,13 +49,13 @@ func TestTwoPathsOnOneConnectionShareNoKey(t *testing.T) {
 
 	// c1's key, s2's address: s2's keys are bound to c2's and s2's ids.
 	cross := c1.st.Load().sendKey.Load().seal(nil, new([12]byte), s2.ID(), 2, p)
-	if err := l.cli.media.write(cross, &c2.st.Load().to); err != nil {
+	if err := l.cli.media.Send(cross, &c2.st.Load().to); err != nil {
 		t.Fatal(err)
 	}
 	nothingArrives(t, got2, "a packet sealed with another path's key on the same connection")
 
 	// The original still arrives — so the refusal above was the key's.
-	if err := l.cli.media.write(a, &c1.st.Load().to); err != nil {
+	if err := l.cli.media.Send(a, &c1.st.Load().to); err != nil {
 		t.Fatal(err)
 	}
 	if q := receive(t, got1); !bytes.Equal(q, p) {
@@ -82,7 +82,7 @@ func TestAPacketReflectedToItsSenderIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.cli.media.write(back, &client.st.Load().to); err != nil {
+	if err := l.cli.media.Send(back, &client.st.Load().to); err != nil {
 		t.Fatal(err)
 	}
 	nothingArrives(t, got, "a packet reflected back to the path that sealed it")

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/logging"
 
 	"github.com/sluicegw/sluice/gateway/internal/fanout"
+	"github.com/sluicegw/sluice/internal/rawudp"
 )
 
 // icePort is the gateway's one ICE UDP port: the sockets bound on it, as
@@ -72,12 +73,15 @@ func listenICE(cfg Config, lf logging.LoggerFactory) (*icePort, error) {
 // onePort is the mux of one bound socket.
 func onePort(udp net.PacketConn, log logging.LeveledLogger) *icePort {
 	a, _ := udp.LocalAddr().(*net.UDPAddr)
-	p := &icePort{mux: ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: log, UDPConn: udp}),
-		addrs: []net.Addr{udp.LocalAddr()}, loopback: a != nil && a.IP.IsLoopback()}
+	conn, socks := udp, []*fanout.Socket(nil)
 	if c, ok := udp.(*net.UDPConn); ok {
-		p.socks = []*fanout.Socket{fanout.NewSocket(c)}
+		if r, err := rawudp.New(c); err == nil {
+			conn = r.AsPacketConn()
+		}
+		socks = []*fanout.Socket{fanout.NewSocket(c)}
 	}
-	return p
+	return &icePort{mux: ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: log, UDPConn: conn}),
+		addrs: []net.Addr{udp.LocalAddr()}, loopback: a != nil && a.IP.IsLoopback(), socks: socks}
 }
 
 // everyInterface binds the port on every interface address, one socket each
@@ -101,7 +105,7 @@ func everyInterface(port int, v4only bool, log logging.LeveledLogger) (*icePort,
 	if len(addrs) == 0 {
 		return nil, errors.New("whip: ICE port: no interface address to bind")
 	}
-	return bindPort(addrs, port, log, func(c net.PacketConn) net.PacketConn { return c }, false)
+	return bindPort(addrs, port, log, func(c rawudp.PacketConn) net.PacketConn { return c }, false)
 }
 
 // thisMachine binds the port on every address of this machine, loopback
@@ -116,19 +120,29 @@ func thisMachine(port int, log logging.LeveledLogger) (*icePort, error) {
 		return nil, fmt.Errorf("whip: ICE port: %w", err)
 	}
 	own := toSet(addrs)
-	return bindPort(addrs, port, log, func(c net.PacketConn) net.PacketConn { return &localOnlyConn{PacketConn: c, own: own} }, true)
+	return bindPort(addrs, port, log, func(c rawudp.PacketConn) net.PacketConn { return &localOnlyConn{PacketConn: c, own: own} }, true)
 }
 
 // bindPort binds port on every address (a negative port: one free port for
-// all of them) and muxes the sockets, each read through wrap.
-func bindPort(addrs []netip.Addr, port int, log logging.LeveledLogger, wrap func(net.PacketConn) net.PacketConn, loopback bool) (*icePort, error) {
+// all of them) and muxes the sockets, each read through wrap. The mux reads
+// and writes them with raw system calls (package rawudp): pion's mux reads
+// every packet of every session, and net.UDPConn's reads would wake the
+// runtime's sysmon thread once per packet of an otherwise idle gateway.
+func bindPort(addrs []netip.Addr, port int, log logging.LeveledLogger, wrap func(rawudp.PacketConn) net.PacketConn, loopback bool) (*icePort, error) {
 	for try := 0; ; try++ {
 		conns, err := bindAll(addrs, port)
 		if err == nil {
 			p := &icePort{loopback: loopback}
 			muxes := make([]ice.UDPMux, len(conns))
 			for i, c := range conns {
-				muxes[i] = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: log, UDPConn: wrap(c)})
+				r, err := rawudp.New(c)
+				if err != nil {
+					for _, c := range conns {
+						_ = c.Close()
+					}
+					return nil, fmt.Errorf("whip: ICE port: %w", err)
+				}
+				muxes[i] = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: log, UDPConn: wrap(r.AsPacketConn())})
 				p.addrs = append(p.addrs, c.LocalAddr())
 				p.socks = append(p.socks, fanout.NewSocket(c))
 			}
@@ -207,24 +221,31 @@ func toSet(addrs []netip.Addr) map[netip.Addr]bool {
 }
 
 // localOnlyConn drops packets from addresses that are not this machine's.
-// It wraps only the net.PacketConn methods, so the mux reads through ReadFrom.
+// pion's mux reads through ReadFromAddrPort (ReadFrom only when a conn lacks
+// it); both filter.
 type localOnlyConn struct {
-	net.PacketConn
+	rawudp.PacketConn
 	own map[netip.Addr]bool
 }
 
-func (c *localOnlyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+func (c *localOnlyConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(b)
+		n, ap, err := c.PacketConn.ReadFromAddrPort(b)
 		if err != nil {
-			return n, addr, err
+			return n, ap, err
 		}
-		if ua, ok := addr.(*net.UDPAddr); ok {
-			if ip, ok := netip.AddrFromSlice(ua.IP); ok && (ip.Unmap().IsLoopback() || c.own[ip.Unmap()]) {
-				return n, addr, nil
-			}
+		if ip := ap.Addr().Unmap(); ip.IsLoopback() || c.own[ip] {
+			return n, ap, nil
 		}
 	}
+}
+
+func (c *localOnlyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, ap, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(ap), nil
 }
 
 // ICEAddr is the first bound ICE address: loopback when the gateway binds it.

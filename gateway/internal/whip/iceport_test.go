@@ -2,10 +2,12 @@ package whip
 
 import (
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/pion/logging"
+	"github.com/sluicegw/sluice/internal/rawudp"
 )
 
 func TestParseBindTellsTheThreeScopesApartAndRefusesANonAddress(t *testing.T) {
@@ -48,36 +50,50 @@ func TestThisMachineBindsOnePortOnEveryLocalAddressLoopbackFirst(t *testing.T) {
 
 // fakeConn delivers queued packets from given sources.
 type fakeConn struct {
-	net.PacketConn
-	from []net.Addr
+	rawudp.PacketConn
+	from []netip.AddrPort
 }
 
-func (f *fakeConn) ReadFrom(b []byte) (int, net.Addr, error) {
+func (f *fakeConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	if len(f.from) == 0 {
-		return 0, nil, net.ErrClosed
+		return 0, netip.AddrPort{}, net.ErrClosed
 	}
 	a := f.from[0]
 	f.from = f.from[1:]
 	return copy(b, "x"), a, nil
 }
 
+// Both of the ways pion's mux reads (ReadFromAddrPort, and ReadFrom for a
+// conn without it) take only this machine's packets.
 func TestLocalOnlyConnDropsPacketsFromOtherMachines(t *testing.T) {
 	own, _ := machineAddrs()
-	other := &net.UDPAddr{IP: net.ParseIP("198.51.100.7"), Port: 5000}
-	local := &net.UDPAddr{IP: own[len(own)-1].AsSlice(), Port: 5001}
-	loop := &net.UDPAddr{IP: net.ParseIP("127.0.0.1"), Port: 5002}
-	set := map[string]bool{}
-	c := &localOnlyConn{PacketConn: &fakeConn{from: []net.Addr{other, local, other, loop}}, own: toSet(own)}
-	buf := make([]byte, 8)
-	for {
-		_, a, err := c.ReadFrom(buf)
-		if err != nil {
-			break
+	other := netip.MustParseAddrPort("198.51.100.7:5000")
+	local := netip.AddrPortFrom(own[len(own)-1], 5001)
+	loop := netip.MustParseAddrPort("127.0.0.1:5002")
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(other.Addr().As16()), 5003) // ::ffff:198.51.100.7
+	for _, byAddrPort := range []bool{true, false} {
+		set := map[netip.AddrPort]bool{}
+		c := &localOnlyConn{PacketConn: &fakeConn{from: []netip.AddrPort{other, local, mapped, other, loop}}, own: toSet(own)}
+		buf := make([]byte, 8)
+		for {
+			var ap netip.AddrPort
+			var err error
+			if byAddrPort {
+				_, ap, err = c.ReadFromAddrPort(buf)
+			} else {
+				var a net.Addr
+				if _, a, err = c.ReadFrom(buf); err == nil {
+					ap = a.(*net.UDPAddr).AddrPort()
+				}
+			}
+			if err != nil {
+				break
+			}
+			set[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = true
 		}
-		set[a.String()] = true
-	}
-	if set[other.String()] || !set[local.String()] || !set[loop.String()] {
-		t.Fatalf("read packets from %v; want %s and %s, never %s", set, local, loop, other)
+		if set[other] || set[netip.AddrPortFrom(other.Addr(), 5003)] || !set[local] || !set[loop] {
+			t.Fatalf("read packets from %v (ReadFromAddrPort: %v); want %s and %s, never %s", set, byAddrPort, local, loop, other.Addr())
+		}
 	}
 }
 
