@@ -46,3 +46,44 @@ func (c *Conn) Send(b []byte, to *Peer) error {
 func (c *Conn) WriteToAddrPort(b []byte, ap netip.AddrPort) (int, error) {
 	return c.conn.WriteToUDPAddrPort(b, ap)
 }
+
+// Batch is datagrams waiting to be sent on a Conn; outside Linux, one
+// WriteToUDPAddrPort each.
+type Batch struct {
+	c     *Conn
+	bufs  [][]byte
+	peers []*Peer
+}
+
+// NewBatch makes a batch of at most size datagrams.
+func (c *Conn) NewBatch(size int) *Batch {
+	return &Batch{c: c, bufs: make([][]byte, 0, size), peers: make([]*Peer, 0, size)}
+}
+
+// Len is how many datagrams wait; Cap how many fit.
+func (b *Batch) Len() int { return len(b.bufs) }
+func (b *Batch) Cap() int { return cap(b.bufs) }
+
+// Add queues p to peer; the batch must not be full.
+func (b *Batch) Add(p []byte, to *Peer) {
+	b.bufs = append(b.bufs, p)
+	b.peers = append(b.peers, to)
+}
+
+// Send sends the waiting datagrams from the i-th on; it returns how many
+// left, and why the next one did not.
+func (b *Batch) Send(i int) (int, error) {
+	for k := i; k < len(b.bufs); k++ {
+		if err := b.c.Send(b.bufs[k], b.peers[k]); err != nil {
+			return k - i, err
+		}
+	}
+	return len(b.bufs) - i, nil
+}
+
+// Reset empties the batch.
+func (b *Batch) Reset() {
+	clear(b.bufs)
+	clear(b.peers)
+	b.bufs, b.peers = b.bufs[:0], b.peers[:0]
+}

@@ -104,3 +104,37 @@ func TestAWaitingReadEndsAtItsDeadlineAndAtClose(t *testing.T) {
 		t.Fatal("Close did not end a waiting read")
 	}
 }
+
+// One Send of a batch delivers every datagram to its own peer, in order, and
+// the batch is empty and reusable after Reset.
+func TestABatchDeliversEachDatagramToItsPeer(t *testing.T) {
+	tx, _ := listen(t, "udp4", "127.0.0.1:0")
+	rx1, a1 := listen(t, "udp4", "127.0.0.1:0")
+	rx2, a2 := listen(t, "udp4", "127.0.0.1:0")
+	p1, _ := tx.Peer(a1)
+	p2, _ := tx.Peer(a2)
+	b := tx.NewBatch(4)
+	for round := range 2 {
+		b.Add([]byte("a"), &p1)
+		b.Add([]byte("b"), &p2)
+		b.Add([]byte("c"), &p1)
+		if n, err := b.Send(0); n != 3 || err != nil {
+			t.Fatalf("round %d: Send = %d, %v; want 3 sent", round, n, err)
+		}
+		b.Reset()
+		if b.Len() != 0 {
+			t.Fatalf("round %d: %d datagrams wait after Reset", round, b.Len())
+		}
+		buf := make([]byte, 4)
+		for _, want := range []struct {
+			rx   *Conn
+			data string
+		}{{rx1, "a"}, {rx1, "c"}, {rx2, "b"}} {
+			_ = want.rx.UDPConn().SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, err := want.rx.Read(buf)
+			if err != nil || string(buf[:n]) != want.data {
+				t.Fatalf("round %d: read %q, %v; want %q", round, buf[:n], err, want.data)
+			}
+		}
+	}
+}

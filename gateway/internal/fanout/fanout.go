@@ -203,10 +203,10 @@ func (s *shard) run(vs []*Viewer, plain []byte, track uint8, now int64) int {
 			continue
 		}
 		sent++
-		failed += b.add(n, d.addr)
+		failed += b.add(n, &d.peer)
 	}
 	for _, b := range s.batches {
-		if len(b.msgs) > 0 {
+		if b.pending() > 0 {
 			failed += b.flush()
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+	"github.com/sluicegw/sluice/internal/rawudp"
 )
 
 // testServer is the gateway's side of the tests: pion sessions whose ICE runs
@@ -41,7 +42,11 @@ func newTestServer(t *testing.T, cfg Config) *testServer {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se))
-	cfg.Sockets = []*Socket{NewSocket(conn)}
+	raw, err := rawudp.New(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Sockets = []*Socket{NewSocket(raw)}
 	g := NewGroup(cfg)
 	t.Cleanup(g.Close)
 	g.AddTrack(0, 90000)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+	"github.com/sluicegw/sluice/internal/rawudp"
 )
 
 // testKeys are a key and salt of the profile's sizes.
@@ -146,13 +147,20 @@ func BenchmarkBatchSend(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer tx.Close()
-	bt := newBatch(NewSocket(tx))
-	to := rx.LocalAddr().(*net.UDPAddr)
+	raw, err := rawudp.New(tx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bt := newBatch(NewSocket(raw))
+	to, err := raw.Peer(rx.LocalAddr().(*net.UDPAddr).AddrPort())
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		for range batchSize - 1 {
-			bt.add(1210, to)
+			bt.add(1210, &to)
 		}
-		bt.add(1210, to) // the 64th sends the batch
+		bt.add(1210, &to) // the 64th sends the batch
 	}
 }

@@ -5,8 +5,7 @@ import (
 	"net"
 	"net/netip"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
+	"github.com/sluicegw/sluice/internal/rawudp"
 )
 
 // batchSize is how many datagrams one sendmmsg carries at most.
@@ -14,26 +13,20 @@ const batchSize = 64
 
 // Socket is one of the gateway's ICE UDP sockets, the one pion's mux reads and
 // answers STUN on: the fan-out sends a viewer's SRTP from the socket its ICE
-// pair selected, so the viewer sees the 5-tuple it checked.
+// pair selected, so the viewer sees the 5-tuple it checked. It sends with raw
+// system calls (package rawudp): a sendmmsg through net.UDPConn would wake the
+// runtime's sysmon thread on most packets of a live stream.
 type Socket struct {
-	conn  *net.UDPConn
+	raw   *rawudp.Conn
 	local netip.AddrPort
-	batch interface {
-		WriteBatch(ms []ipv4.Message, flags int) (int, error)
-	}
 }
 
 // NewSocket wraps an ICE socket for batched sends.
-func NewSocket(c *net.UDPConn) *Socket {
-	s := &Socket{conn: c}
-	if a, ok := c.LocalAddr().(*net.UDPAddr); ok {
+func NewSocket(r *rawudp.Conn) *Socket {
+	s := &Socket{raw: r}
+	if a, ok := r.UDPConn().LocalAddr().(*net.UDPAddr); ok {
 		s.local = a.AddrPort()
 		s.local = netip.AddrPortFrom(s.local.Addr().Unmap(), s.local.Port())
-	}
-	if s.local.Addr().Is4() {
-		s.batch = ipv4.NewPacketConn(c)
-	} else {
-		s.batch = ipv6.NewPacketConn(c)
 	}
 	return s
 }
@@ -42,59 +35,47 @@ func NewSocket(c *net.UDPConn) *Socket {
 // are made once and reused.
 type batch struct {
 	sock *Socket
-	msgs []ipv4.Message // len: the datagrams waiting
+	out  *rawudp.Batch
 	bufs [batchSize][maxPacket]byte
-	iov  [batchSize][1][]byte
 }
 
-func newBatch(s *Socket) *batch {
-	b := &batch{sock: s, msgs: make([]ipv4.Message, 0, batchSize)}
-	return b
-}
+func newBatch(s *Socket) *batch { return &batch{sock: s, out: s.raw.NewBatch(batchSize)} }
 
 // next is the buffer of the next datagram; add commits it.
-func (b *batch) next() []byte { return b.bufs[len(b.msgs)][:] }
+func (b *batch) next() []byte { return b.bufs[b.out.Len()][:] }
 
-// add queues the datagram in next()'s buffer, n bytes long, to addr, and
+// pending is how many datagrams wait.
+func (b *batch) pending() int { return b.out.Len() }
+
+// add queues the datagram in next()'s buffer, n bytes long, to a peer, and
 // sends the batch when it is full. It returns the datagrams the kernel
 // refused while flushing.
-func (b *batch) add(n int, addr *net.UDPAddr) int {
-	i := len(b.msgs)
-	b.iov[i][0] = b.bufs[i][:n]
-	b.msgs = append(b.msgs, ipv4.Message{Buffers: b.iov[i][:], Addr: addr})
-	if len(b.msgs) == batchSize {
+func (b *batch) add(n int, to *rawudp.Peer) int {
+	b.out.Add(b.bufs[b.out.Len()][:n], to)
+	if b.out.Len() == batchSize {
 		return b.flush()
 	}
 	return 0
 }
 
-// flush sends what is waiting, one sendmmsg per 64 datagrams. A datagram the
-// kernel refuses (a route gone, say) is skipped and counted; the rest are
-// still sent.
+// flush sends what is waiting in one sendmmsg (more if the kernel takes
+// part). A datagram the kernel refuses (a route gone, say) is skipped and
+// counted; the rest are still sent.
 func (b *batch) flush() (failed int) {
-	ms := b.msgs
-	for len(ms) > 0 {
-		n, err := b.sock.batch.WriteBatch(ms, 0)
-		if n < 0 {
-			n = 0
-		}
-		ms = ms[n:]
-		if err == nil && n == 0 {
-			failed += len(ms)
-			break
-		}
-		if err != nil && len(ms) > 0 {
-			if errors.Is(err, net.ErrClosed) {
-				failed += len(ms)
-				break
-			}
-			ms = ms[1:]
+	total := b.out.Len()
+	for i := 0; i < total; {
+		n, err := b.out.Send(i)
+		i += n
+		switch {
+		case i >= total:
+		case err == nil && n == 0, errors.Is(err, net.ErrClosed):
+			failed += total - i
+			i = total
+		case err != nil:
+			i++
 			failed++
 		}
 	}
-	for i := range b.msgs {
-		b.msgs[i] = ipv4.Message{}
-	}
-	b.msgs = b.msgs[:0]
+	b.out.Reset()
 	return failed
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
+	"github.com/sluicegw/sluice/internal/rawudp"
 )
 
 // MaxTracks is how many tracks a group carries (the media link's limit).
@@ -50,7 +50,7 @@ type Viewer struct {
 // ICE pair pion selected.
 type dest struct {
 	sock *Socket
-	addr *net.UDPAddr
+	peer rawudp.Peer
 }
 
 // viewerTrack is what differs between viewers for one track.
@@ -140,7 +140,11 @@ func (v *Viewer) setDest(p *webrtc.ICECandidatePair) error {
 	if sock == nil {
 		return fmt.Errorf("fanout: no ICE socket on %s:%d", p.Local.Address, p.Local.Port)
 	}
-	v.dst.Store(&dest{sock: sock, addr: net.UDPAddrFromAddrPort(to)})
+	peer, err := sock.raw.Peer(to)
+	if err != nil {
+		return fmt.Errorf("fanout: ICE pair %s → %s: %w", p.Local.Address, p.Remote.Address, err)
+	}
+	v.dst.Store(&dest{sock: sock, peer: peer})
 	return nil
 }
 
@@ -233,7 +237,7 @@ func (v *Viewer) answerNACK(track uint8, n *rtcp.TransportLayerNack) {
 			if k == 0 {
 				continue
 			}
-			if _, err := d.sock.conn.WriteToUDP(out[:k], d.addr); err == nil {
+			if err := d.sock.raw.Send(out[:k], &d.peer); err == nil {
 				v.retransmitted.Add(1)
 			}
 		}

@@ -76,9 +76,8 @@ func onePort(udp net.PacketConn, log logging.LeveledLogger) *icePort {
 	conn, socks := udp, []*fanout.Socket(nil)
 	if c, ok := udp.(*net.UDPConn); ok {
 		if r, err := rawudp.New(c); err == nil {
-			conn = r.AsPacketConn()
+			conn, socks = r.AsPacketConn(), []*fanout.Socket{fanout.NewSocket(r)}
 		}
-		socks = []*fanout.Socket{fanout.NewSocket(c)}
 	}
 	return &icePort{mux: ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: log, UDPConn: conn}),
 		addrs: []net.Addr{udp.LocalAddr()}, loopback: a != nil && a.IP.IsLoopback(), socks: socks}
@@ -144,7 +143,7 @@ func bindPort(addrs []netip.Addr, port int, log logging.LeveledLogger, wrap func
 				}
 				muxes[i] = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: log, UDPConn: wrap(r.AsPacketConn())})
 				p.addrs = append(p.addrs, c.LocalAddr())
-				p.socks = append(p.socks, fanout.NewSocket(c))
+				p.socks = append(p.socks, fanout.NewSocket(r))
 			}
 			p.mux = ice.NewMultiUDPMuxDefault(muxes...)
 			return p, nil
