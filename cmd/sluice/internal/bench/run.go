@@ -209,14 +209,20 @@ func printMedians(stdout io.Writer, results []result, ns []int, base baseline) {
 					continue
 				}
 				cpu = append(cpu, r.CPUPerPkt)
-				p50 = append(p50, float64(r.P50.Microseconds())/1000)
+				if r.P50 != 0 { // 0: the server gave the bench no latency (ms says why)
+					p50 = append(p50, float64(r.P50.Microseconds())/1000)
+				}
 				for _, other := range []string{relayName, base.name(), whipName} {
 					if o, ok := find(results, round, n, other); ok && other != name {
 						ratios[other] = append(ratios[other], r.CPUPerPkt/o.CPUPerPkt)
 					}
 				}
 			}
-			fmt.Fprintf(stdout, "| %d | %s | %.1f | %.2f ms | %s | %s | %s |\n", n, name, median(cpu), median(p50),
+			lat := "n/a"
+			if len(p50) > 0 {
+				lat = fmt.Sprintf("%.2f ms", median(p50))
+			}
+			fmt.Fprintf(stdout, "| %d | %s | %.1f | %s | %s | %s | %s |\n", n, name, median(cpu), lat,
 				spread(ratios[relayName]), spread(ratios[base.name()]), spread(ratios[whipName]))
 		}
 	}
