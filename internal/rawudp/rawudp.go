@@ -11,13 +11,16 @@
 // raw call can block: the socket is non-blocking and the poller waits for it to
 // be ready, so deadlines and Close work as with net.UDPConn.
 //
-// The media link's sockets and the gateway's ICE sockets (which pion's ICE mux
-// reads and writes through PacketConn) use it.
+// The media link's media sockets, the gateway's ICE sockets (which pion's ICE
+// mux reads and writes through PacketConn) and its MoQ socket when bound to
+// one address (quic-go, through PacketConn too) use it. RATIONALE.md has the
+// measurements.
 package rawudp
 
 import (
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 )
 
@@ -27,6 +30,9 @@ type PacketConn interface {
 	net.PacketConn
 	ReadFromAddrPort(b []byte) (int, netip.AddrPort, error)
 	WriteToAddrPort(b []byte, to netip.AddrPort) (int, error)
+	SyscallConn() (syscall.RawConn, error)
+	SetReadBuffer(bytes int) error
+	SetWriteBuffer(bytes int) error
 }
 
 // AsPacketConn is c as a PacketConn.
@@ -58,8 +64,11 @@ func (p packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return p.c.WriteToAddrPort(b, ua.AddrPort())
 }
 
-func (p packetConn) Close() error                       { return p.c.conn.Close() }
-func (p packetConn) LocalAddr() net.Addr                { return p.c.conn.LocalAddr() }
-func (p packetConn) SetDeadline(t time.Time) error      { return p.c.conn.SetDeadline(t) }
-func (p packetConn) SetReadDeadline(t time.Time) error  { return p.c.conn.SetReadDeadline(t) }
-func (p packetConn) SetWriteDeadline(t time.Time) error { return p.c.conn.SetWriteDeadline(t) }
+func (p packetConn) SyscallConn() (syscall.RawConn, error) { return p.c.conn.SyscallConn() }
+func (p packetConn) SetReadBuffer(bytes int) error         { return p.c.conn.SetReadBuffer(bytes) }
+func (p packetConn) SetWriteBuffer(bytes int) error        { return p.c.conn.SetWriteBuffer(bytes) }
+func (p packetConn) Close() error                          { return p.c.conn.Close() }
+func (p packetConn) LocalAddr() net.Addr                   { return p.c.conn.LocalAddr() }
+func (p packetConn) SetDeadline(t time.Time) error         { return p.c.conn.SetDeadline(t) }
+func (p packetConn) SetReadDeadline(t time.Time) error     { return p.c.conn.SetReadDeadline(t) }
+func (p packetConn) SetWriteDeadline(t time.Time) error    { return p.c.conn.SetWriteDeadline(t) }

@@ -16,6 +16,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
 
+	"github.com/sluicegw/sluice/internal/rawudp"
 	"github.com/sluicegw/sluice/sdk/moqt"
 )
 
@@ -80,7 +81,7 @@ func Listen(cfg Config) (*Endpoint, error) {
 		return nil, fmt.Errorf("moq: listen %s: %w", cfg.Listen, err)
 	}
 	e.udp = udp
-	e.tr = &quic.Transport{Conn: udp}
+	e.tr = &quic.Transport{Conn: quicConn(udp)}
 	e.ln, err = e.tr.Listen(tlsConf, &quic.Config{
 		EnableDatagrams:                  true, // WebTransport requires both
 		EnableStreamResetPartialDelivery: true,
@@ -138,6 +139,26 @@ func (e *Endpoint) serveHash(addr string) error {
 		_ = e.hashH.Serve(ln)
 	}()
 	return nil
+}
+
+// quicConn is how quic-go reads and writes the endpoint's socket. Bound to one
+// address, with raw system calls (package rawudp), one packet a call: at a
+// push's pace every packet arrives alone, and each of quic-go's own reads and
+// acknowledgements would wake the runtime's sysmon thread for a millisecond
+// of polling (0.76–0.84× the CPU per delivered packet of a MoQ push with it,
+// internal/rawudp/RATIONALE.md). A wildcard bind keeps quic-go's own socket
+// path, which reads each packet's destination address to answer from the
+// address it came to.
+func quicConn(udp net.PacketConn) net.PacketConn {
+	c, ok := udp.(*net.UDPConn)
+	if !ok || c.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
+		return udp
+	}
+	r, err := rawudp.New(c)
+	if err != nil {
+		return udp
+	}
+	return r.AsPacketConn()
 }
 
 // Serve accepts connections until ctx ends or the endpoint closes.
