@@ -45,6 +45,7 @@ type Config struct {
 // Hooks are the add and remove paths; "" calls nothing.
 type Hooks struct{ Add, Remove string }
 
+// WithDefaults fills the defaults of s and checks it; errors name the field.
 func (s Config) WithDefaults() (Config, error) {
 	if s.Idle == 0 {
 		s.Idle = 10 * time.Minute

@@ -476,6 +476,12 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		u := *req.URL
 		u.Host = tunnelHost(a.API, c.route.Service, c.stream)
 		out.URL = &u
+		if out.Body != nil && out.Body != http.NoBody {
+			// A transport closes the body of a call that failed, and the
+			// reverse proxy's body cannot be read once closed; a call whose
+			// tunnel did not open goes again with the same body.
+			out.Body = io.NopCloser(req.Body)
+		}
 		resp, err := f.p.tun.transport(a.API, c.route.Service, out).RoundTrip(out)
 		if err != nil {
 			f.p.limit.release(key)
