@@ -1,8 +1,9 @@
 // Package proxy is the gateway's edge proxy: HTTP and gRPC calls that name a
 // stream go to the operator's service on the agent that carries that stream
 // (SDR's workload routing agent), through a mutual-TLS tunnel that the agent
-// splices to the service (RATIONALE.md). A route takes a path prefix, may rewrite it, and says where the stream
-// id is; the session core says which agent has the stream, or places it.
+// splices to the service (RATIONALE.md). A route takes a path prefix, may
+// rewrite it, and says where the stream id is; the session core says which
+// agent has the stream, or places it.
 package proxy
 
 import (
