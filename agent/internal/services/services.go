@@ -161,7 +161,9 @@ func (u *upstream) only() string {
 func New(cfg Config, agentID string, log *slog.Logger, live func(string) (wire.StreamInfo, bool)) *Proxy {
 	s := &Proxy{cfg: cfg, agentID: agentID, log: log, live: live, up: map[string]*upstream{},
 		held: map[string]time.Time{}, tunnels: map[string]map[*tunnel]struct{}{}, wake: make(chan struct{}, 1),
-		hookc: &http.Client{Timeout: 5 * time.Second}}
+		// Its own transport, so that Run's end can close the hooks'
+		// connection without touching anyone else's.
+		hookc: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{IdleConnTimeout: time.Minute}}}
 	s.hooksTo, _, _ = parseUpstream(cfg.Upstreams["default"]) // "" without one: no hooks
 	for name, addr := range cfg.Upstreams {
 		hostport, mode, _ := parseUpstream(addr) // checked by WithDefaults
@@ -246,6 +248,7 @@ func (s *Proxy) Run(ctx context.Context) {
 			}
 			s.mu.Unlock()
 			s.callHooks(context.Background())
+			s.hookc.CloseIdleConnections()
 			return
 		case <-tick.C:
 			s.expire()

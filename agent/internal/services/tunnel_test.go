@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -213,22 +214,38 @@ func TestATunnelEndsWhenItsStreamsMediaEnds(t *testing.T) {
 	}
 }
 
-// When the agent stops, its tunnels close and new ones are refused.
+// When the agent stops, its tunnels close, no goroutine of theirs is left,
+// and new ones are refused.
 func TestStoppingTheAgentClosesItsTunnels(t *testing.T) {
 	s, _ := newTestServices(t, time.Minute, nil, "echo", echoService(t))
 	a := serveTunnels(t, s)
 	s.hold("cam-1")
-	ans, c := a.open(t, "echo cam-1 h1\n")
-	if ans != "200 ok" {
-		t.Fatalf("open answered %q", ans)
+	before := runtime.NumGoroutine()
+	var conns []*tls.Conn
+	for range 3 {
+		ans, c := a.open(t, "echo cam-1 h1\n")
+		if ans != "200 ok" {
+			t.Fatalf("open answered %q", ans)
+		}
+		if _, err := get(t, c, bufio.NewReader(c), "/x"); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(ctx) }()
 	cancel()
 	<-done
-	if !closedSoon(c) {
-		t.Fatal("a tunnel is still open after the agent stopped")
+	for _, c := range conns {
+		if !closedSoon(c) {
+			t.Fatal("a tunnel is still open after the agent stopped")
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after the tunnels ended, %d before they opened", runtime.NumGoroutine(), before)
+		}
 	}
 	if ans, _ := a.open(t, "echo cam-1 h1\n"); ans != "503 shutting-down" {
 		t.Fatalf("an open after the stop answered %q, want 503 shutting-down", ans)

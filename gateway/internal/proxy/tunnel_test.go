@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -238,5 +240,23 @@ func TestTunnelHostsNameTheirTunnelBack(t *testing.T) {
 	}
 	if _, _, _, err := parseTunnelHost("example.com:80"); err == nil {
 		t.Fatal("a host that names no tunnel was read as one")
+	}
+}
+
+// Closing the proxy closes its idle tunnels, HTTP/1.1 and h2c: no goroutine
+// of theirs is left, here or at the agent.
+func TestClosingTheProxyLeavesNoTunnelGoroutine(t *testing.T) {
+	rig := newTunnelRig(t, always("200 ok"))
+	before := runtime.NumGoroutine()
+	for _, grpc := range []bool{false, false, true} {
+		if code, _ := rig.call(t, grpc); code != http.StatusOK {
+			t.Fatalf("call = %d", code)
+		}
+	}
+	rig.p.Close()
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, %d before the calls", runtime.NumGoroutine(), before)
+		}
 	}
 }
