@@ -10,6 +10,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -86,10 +87,17 @@ func (a *Agent) Manager() *Manager { return a.mgr }
 func (a *Agent) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           a.api(),
-		TLSConfig:         a.ident.ServerTLS("h2", "http/1.1"),
+		TLSConfig:         a.ident.ServerTLS("h2", "http/1.1", wire.ALPNTunnel),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		// A gateway's proxy tunnel is spliced to a service, never parsed as
+		// HTTP here. Protocols is set because a TLSNextProto map alone turns
+		// HTTP/2 off.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){wire.ALPNTunnel: a.svc.ServeTunnel},
+		Protocols:    new(http.Protocols),
 	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(a.ln, "", "") }()
 	mctx, stopMgr := context.WithCancel(context.Background())

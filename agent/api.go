@@ -12,7 +12,8 @@ import (
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
-// api is the agent API (wire.Path*), served over mutual TLS. Every handler goes
+// api is the agent API (wire.Path*), served over mutual TLS; proxied calls
+// come on the same port as tunnels (Run: wire.ALPNTunnel), not through it. Every handler goes
 // through the Manager's methods; answers are written by internal/problem.
 func (a *Agent) api() http.Handler {
 	mux := http.NewServeMux()
@@ -28,7 +29,6 @@ func (a *Agent) api() http.Handler {
 	mux.HandleFunc("GET "+wire.PathEvents, a.handleEvents)
 	mux.HandleFunc("GET "+wire.PathProxyStream, a.svc.HandleGetStream)
 	mux.HandleFunc("PUT "+wire.PathProxyStream, a.svc.HandleHoldStream)
-	mux.HandleFunc(wire.PathProxy, a.svc.HandleProxy)
 	return mux
 }
 

@@ -263,7 +263,7 @@ func New(cfg Config, c *cluster.Cluster, id *pki.Identity, log *slog.Logger, set
 			routes[i] = proxy.Route{Prefix: r.Prefix, Rewrite: r.Rewrite, Service: r.Service, Stream: r.Stream, Timeout: r.Timeout,
 				MaxBody: r.MaxBody, Origin: r.Origin}
 		}
-		pcfg := proxy.Config{Routes: routes, StreamHeader: cfg.StreamHeader}
+		pcfg := proxy.Config{Routes: routes, StreamHeader: cfg.StreamHeader, AgentTLS: id.ClientTLS()}
 		if g.auth != nil {
 			pcfg.Authorize = g.authorizeHTTP
 		}
@@ -351,6 +351,9 @@ func (g *Gateway) Close() error {
 			<-g.moqDone
 		}
 		g.webrtc.Close()
+		if g.proxy != nil {
+			g.proxy.Close()
+		}
 		g.core.Close()
 		g.hooks.Close()
 	})

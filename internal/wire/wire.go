@@ -1,7 +1,8 @@
 // Package wire holds the internal contracts between sluice processes that do not
 // import each other: the agent API that gateways call (JSON over HTTPS with mutual
-// TLS), the control channel between an agent and its node processes, and the serf
-// tag keys every member publishes.
+// TLS) and the proxy tunnels on the same port (tunnel.go), the control channel
+// between an agent and its node processes, and the serf tag keys every member
+// publishes.
 //
 // Everything here is a wire format: fields are added, never renamed or re-typed.
 package wire
@@ -64,15 +65,9 @@ const (
 	// PathProxyStream: GET → ProxyStream when the agent carries the stream's
 	// media or holds it for proxied calls, 404 otherwise; PUT holds it (the
 	// route policy chose this agent), calling the services' add hook.
+	// The calls themselves go through tunnels (ALPNTunnel), not a path.
 	PathProxyStream = "/agent/v1/proxy-streams/{id}"
-	// PathProxy forwards a call to the agent's service {service}, path
-	// {path...}, for the stream named in HeaderStream. The agent answers 421
-	// when the stream is not here (any more): the gateway looks again.
-	PathProxy = "/agent/v1/proxy/{service}/{path...}"
 )
-
-// HeaderStream carries the stream id of a proxied call from gateway to agent.
-const HeaderStream = "Sluice-Stream"
 
 // ProxyStream is an agent's answer about a stream for the proxy.
 type ProxyStream struct {

@@ -1,8 +1,9 @@
-// Package services is the agent's side of the edge proxy: it forwards the
-// calls gateways proxy to the operator's own per-stream services beside the
-// agent (SDR's port mapping), holds the streams that have calls but no media
-// here, and calls the services' add and remove hooks (SDR's add and delete
-// URLs). gateway/internal/proxy/RATIONALE.md says why it is built this way.
+// Package services is the agent's side of the edge proxy: it splices the
+// tunnels gateways open for proxied calls to the operator's own per-stream
+// services beside the agent (SDR's port mapping), holds the streams that have
+// calls but no media here, and calls the services' add and remove hooks (SDR's
+// add and delete URLs). gateway/internal/proxy/RATIONALE.md says why it is
+// built this way.
 package services
 
 import (
@@ -13,13 +14,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/sluicegw/sluice/internal/copybuf"
 	"github.com/sluicegw/sluice/internal/problem"
 	"github.com/sluicegw/sluice/internal/streamid"
 	"github.com/sluicegw/sluice/internal/wire"
@@ -32,7 +30,9 @@ import (
 type Config struct {
 	// Upstreams maps a service name to its address. "host:port" speaks
 	// HTTP/1.1, and HTTP/2 without TLS for gRPC calls; "http://host:port" only
-	// HTTP/1.1; "h2c://host:port" only HTTP/2 without TLS.
+	// HTTP/1.1; "h2c://host:port" only HTTP/2 without TLS. The gateway speaks
+	// the protocol through its tunnel; the agent tells it which one a service
+	// takes.
 	Upstreams map[string]string
 	// Hooks are paths on the "default" service that the agent POSTs a
 	// wire.ServiceHook to when a stream comes to it or leaves it.
@@ -45,6 +45,7 @@ type Config struct {
 // Hooks are the add and remove paths; "" calls nothing.
 type Hooks struct{ Add, Remove string }
 
+// WithDefaults fills the defaults of s and checks it; errors name the field.
 func (s Config) WithDefaults() (Config, error) {
 	if s.Idle == 0 {
 		s.Idle = 10 * time.Minute
@@ -103,8 +104,9 @@ const (
 	upstreamH2C
 )
 
-// Proxy forwards proxied calls to the upstreams and calls their hooks. Lock
-// order: the manager's state lock, then mu (StreamChanged); never the reverse.
+// Proxy splices gateways' tunnels to the upstreams, holds streams for calls
+// and calls the hooks. Lock order: the manager's state lock, then mu
+// (StreamChanged); never the reverse.
 type Proxy struct {
 	cfg     Config
 	agentID string
@@ -115,10 +117,12 @@ type Proxy struct {
 
 	hooksTo string // the default service's host:port, where hooks go
 
-	mu    sync.Mutex
-	held  map[string]time.Time // streams held for proxied calls alone → their last call
-	queue []hookCall           // hooks to call, in order
-	wake  chan struct{}
+	mu      sync.Mutex
+	held    map[string]time.Time            // streams held for proxied calls alone → their last call
+	tunnels map[string]map[*tunnel]struct{} // open tunnels by stream
+	closed  bool                            // Run has ended: no more tunnels
+	queue   []hookCall                      // hooks to call, in order
+	wake    chan struct{}
 }
 
 type hookCall struct {
@@ -127,106 +131,45 @@ type hookCall struct {
 }
 
 type upstream struct {
-	name   string
-	mode   upstreamMode
-	h1, h2 *httputil.ReverseProxy
+	name, hostport string
+	mode           upstreamMode
 }
 
+// speaks reports whether the service takes proto (wire.TunnelH1 or
+// wire.TunnelH2C).
+func (u *upstream) speaks(proto string) bool {
+	switch u.mode {
+	case upstreamH1:
+		return proto == wire.TunnelH1
+	case upstreamH2C:
+		return proto == wire.TunnelH2C
+	}
+	return true
+}
+
+// only is the one protocol a service that takes one speaks.
+func (u *upstream) only() string {
+	if u.mode == upstreamH2C {
+		return wire.TunnelH2C
+	}
+	return wire.TunnelH1
+}
+
+// New makes the agent's side of the proxy for cfg (checked by WithDefaults);
+// live says whether a stream's media is live on the agent. Nothing runs until
+// Run.
 func New(cfg Config, agentID string, log *slog.Logger, live func(string) (wire.StreamInfo, bool)) *Proxy {
 	s := &Proxy{cfg: cfg, agentID: agentID, log: log, live: live, up: map[string]*upstream{},
-		held: map[string]time.Time{}, wake: make(chan struct{}, 1),
-		hookc: &http.Client{Timeout: 5 * time.Second}}
+		held: map[string]time.Time{}, tunnels: map[string]map[*tunnel]struct{}{}, wake: make(chan struct{}, 1),
+		// Its own transport, so that Run's end can close the hooks'
+		// connection without touching anyone else's.
+		hookc: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{IdleConnTimeout: time.Minute}}}
 	s.hooksTo, _, _ = parseUpstream(cfg.Upstreams["default"]) // "" without one: no hooks
 	for name, addr := range cfg.Upstreams {
 		hostport, mode, _ := parseUpstream(addr) // checked by WithDefaults
-		s.up[name] = newUpstream(name, hostport, mode, log)
+		s.up[name] = &upstream{name: name, hostport: hostport, mode: mode}
 	}
 	return s
-}
-
-func newUpstream(name, hostport string, mode upstreamMode, log *slog.Logger) *upstream {
-	target := &url.URL{Scheme: "http", Host: hostport}
-	mk := func(h2c bool) *httputil.ReverseProxy {
-		tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: 0}
-		if h2c {
-			tr.Protocols = new(http.Protocols)
-			tr.Protocols.SetUnencryptedHTTP2(true)
-		}
-		return &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.Out.URL.Scheme, pr.Out.URL.Host = target.Scheme, target.Host
-				pr.Out.URL.Path = "/" + pr.In.PathValue("path")
-				pr.Out.URL.RawPath = ""
-				pr.Out.Host = pr.In.Host
-				pr.Out.Header.Del(wire.HeaderStream)
-				// The gateway set X-Forwarded-* for the client; add the
-				// gateway's address to the chain and keep what the client used.
-				pr.SetXForwarded()
-				for _, h := range []string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
-					if v := pr.In.Header.Get(h); v != "" {
-						pr.Out.Header.Set(h, v)
-					}
-				}
-			},
-			Transport: tr,
-			// Streamed answers (no length: gRPC, SSE) are flushed as they
-			// come by ReverseProxy itself; a short one goes in one write.
-			BufferPool:     &copyBufs,
-			ModifyResponse: trailersOnlyAsTrailers,
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				if r.Context().Err() != nil {
-					return // the caller left; there is no one to answer
-				}
-				log.Info("agent: service call failed", "service", name, "addr", hostport, "err", err)
-				// The detail names the service, not its address: callers are outside.
-				problem.Write(w, http.StatusBadGateway, "service-down", "The service did not answer",
-					fmt.Sprintf("service %s is not answering", name))
-			},
-		}
-	}
-	u := &upstream{name: name, mode: mode}
-	if mode != upstreamH2C {
-		u.h1 = mk(false)
-	}
-	if mode != upstreamH1 {
-		u.h2 = mk(true)
-	}
-	return u
-}
-
-// trailersOnlyAsTrailers turns a gRPC "Trailers-Only" response (an error
-// status in the one header block, no body) into headers and trailers. Relayed
-// as it came, the proxy may flush the header block before it knows the body is
-// empty, and the client then sees a response that ends without trailers
-// (codes.Internal) instead of the service's status.
-func trailersOnlyAsTrailers(res *http.Response) error {
-	st := res.Header.Get("Grpc-Status")
-	if st == "" || res.Trailer.Get("Grpc-Status") != "" {
-		return nil
-	}
-	if res.Trailer == nil {
-		res.Trailer = http.Header{}
-	}
-	for _, k := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"} {
-		if v, ok := res.Header[k]; ok {
-			res.Trailer[k] = v
-			delete(res.Header, k)
-		}
-	}
-	return nil
-}
-
-// copyBufs are the body copy buffers of the agent's service proxies.
-var copyBufs copybuf.Pool
-
-// pick is the proxy for a call: gRPC needs HTTP/2 end to end; everything else
-// (WebSocket upgrades included) goes as HTTP/1.1 where the service takes it.
-func (u *upstream) pick(r *http.Request) *httputil.ReverseProxy {
-	grpc := strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
-	if u.h1 == nil || (grpc && u.h2 != nil) {
-		return u.h2
-	}
-	return u.h1
 }
 
 // here says whether calls for stream belong to this agent: its media is live
@@ -270,6 +213,7 @@ func (s *Proxy) StreamChanged(si wire.StreamInfo, live bool) {
 		s.enqueueLocked(s.cfg.Hooks.Add, wire.ServiceHook{Stream: si.Stream, Agent: s.agentID, Node: si.Node, Media: si.Media, Reason: "media"})
 	case !live && !held:
 		s.enqueueLocked(s.cfg.Hooks.Remove, wire.ServiceHook{Stream: si.Stream, Agent: s.agentID, Node: si.Node, Reason: "ended"})
+		s.closeTunnelsLocked(si.Stream) // the gateways' next calls look again
 	}
 }
 
@@ -284,8 +228,9 @@ func (s *Proxy) enqueueLocked(path string, h wire.ServiceHook) {
 	}
 }
 
-// run calls the hooks in order and lets idle held streams go, until ctx ends;
-// then it tells the services that every held stream leaves.
+// Run calls the hooks in order and lets idle held streams go, until ctx ends;
+// then it closes every tunnel, refuses new ones and tells the services that
+// every held stream leaves.
 func (s *Proxy) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -297,8 +242,13 @@ func (s *Proxy) Run(ctx context.Context) {
 				s.enqueueLocked(s.cfg.Hooks.Remove, wire.ServiceHook{Stream: id, Agent: s.agentID, Reason: "shutdown"})
 			}
 			s.held = map[string]time.Time{}
+			s.closed = true
+			for id := range s.tunnels {
+				s.closeTunnelsLocked(id)
+			}
 			s.mu.Unlock()
 			s.callHooks(context.Background())
+			s.hookc.CloseIdleConnections()
 			return
 		case <-tick.C:
 			s.expire()
@@ -310,6 +260,7 @@ func (s *Proxy) Run(ctx context.Context) {
 
 func (s *Proxy) expire() {
 	s.mu.Lock()
+	s.touchActiveLocked()
 	var gone []string
 	for id, last := range s.held {
 		if time.Since(last) > s.cfg.Idle {
@@ -323,7 +274,10 @@ func (s *Proxy) expire() {
 	for _, id := range gone {
 		if _, media := s.live(id); !media {
 			s.mu.Lock()
-			s.enqueueLocked(s.cfg.Hooks.Remove, wire.ServiceHook{Stream: id, Agent: s.agentID, Reason: "idle"})
+			if _, again := s.held[id]; !again {
+				s.enqueueLocked(s.cfg.Hooks.Remove, wire.ServiceHook{Stream: id, Agent: s.agentID, Reason: "idle"})
+				s.closeTunnelsLocked(id)
+			}
 			s.mu.Unlock()
 		}
 	}
@@ -378,19 +332,4 @@ func (s *Proxy) HandleHoldStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	problem.WriteJSON(w, http.StatusOK, s.hold(id))
-}
-
-// HandleProxy forwards one call to a service, for a stream that is here.
-func (s *Proxy) HandleProxy(w http.ResponseWriter, r *http.Request) {
-	u := s.up[r.PathValue("service")]
-	if u == nil {
-		problem.Write(w, http.StatusNotFound, "no-service", "No such service on this agent", "service "+r.PathValue("service"))
-		return
-	}
-	stream := r.Header.Get(wire.HeaderStream)
-	if _, ok := s.here(stream, true); !ok {
-		problem.Write(w, http.StatusMisdirectedRequest, "stream-not-here", "The stream is not on this agent", "stream "+stream)
-		return
-	}
-	u.pick(r).ServeHTTP(w, r)
 }

@@ -45,24 +45,32 @@ func (h *hookRecorder) wait(t *testing.T, want ...string) {
 	}
 }
 
-func newTestServices(t *testing.T, idle time.Duration, live map[string]bool) (*Proxy, *hookRecorder) {
+// newTestServices makes the agent's proxy with a default service that
+// records hooks, and the extra upstreams given; live is the media that is
+// live here, which the caller may change under liveMu.
+func newTestServices(t *testing.T, idle time.Duration, live map[string]bool, extra ...string) (*Proxy, *hookRecorder) {
 	t.Helper()
 	rec := &hookRecorder{}
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
-	cfg, err := Config{Upstreams: map[string]string{"default": strings.TrimPrefix(srv.URL, "http://")},
-		Hooks: Hooks{Add: "/add", Remove: "/remove"}, Idle: idle}.WithDefaults()
+	up := map[string]string{"default": strings.TrimPrefix(srv.URL, "http://")}
+	for i := 0; i+1 < len(extra); i += 2 {
+		up[extra[i]] = extra[i+1]
+	}
+	cfg, err := Config{Upstreams: up, Hooks: Hooks{Add: "/add", Remove: "/remove"}, Idle: idle}.WithDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
 	s := New(cfg, "agent-1", slog.New(slog.NewTextHandler(io.Discard, nil)), func(id string) (wire.StreamInfo, bool) {
-		mu.Lock()
-		defer mu.Unlock()
+		liveMu.Lock()
+		defer liveMu.Unlock()
 		return wire.StreamInfo{Stream: id}, live[id]
 	})
 	return s, rec
 }
+
+// liveMu guards the live maps the tests hand newTestServices.
+var liveMu sync.Mutex
 
 // A stream held for calls alone gets the add hook once, however often it is
 // held again, and the remove hook when no call came for the idle time.
@@ -94,30 +102,6 @@ func TestMediaStreamsComingAndGoingCallTheHooks(t *testing.T) {
 	s.StreamChanged(wire.StreamInfo{Stream: "live-1"}, false)
 	s.callHooks(t.Context())
 	rec.wait(t, "add live-1 media", "add held-1 proxy", "remove live-1 ended")
-}
-
-// A call for a stream that is not here gets 421, so that the gateway looks
-// again; one for a service the agent has not, 404.
-func TestACallForAStreamElsewhereIsMisdirected(t *testing.T) {
-	s, _ := newTestServices(t, time.Minute, map[string]bool{"live-1": true})
-	mux := http.NewServeMux()
-	mux.HandleFunc(wire.PathProxy, s.HandleProxy)
-	for _, c := range []struct {
-		path, stream string
-		want         int
-	}{
-		{"/agent/v1/proxy/default/x", "elsewhere", http.StatusMisdirectedRequest},
-		{"/agent/v1/proxy/nope/x", "live-1", http.StatusNotFound},
-		{"/agent/v1/proxy/default/add", "live-1", http.StatusOK}, // the recorder answers 200
-	} {
-		req := httptest.NewRequest(http.MethodPost, c.path, strings.NewReader("{}"))
-		req.Header.Set(wire.HeaderStream, c.stream)
-		w := httptest.NewRecorder()
-		mux.ServeHTTP(w, req)
-		if w.Code != c.want {
-			t.Fatalf("%s for %s = %d %s, want %d", c.path, c.stream, w.Code, w.Body, c.want)
-		}
-	}
 }
 
 // Service settings that cannot work are refused, naming the field.

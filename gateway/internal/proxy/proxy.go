@@ -1,8 +1,9 @@
 // Package proxy is the gateway's edge proxy: HTTP and gRPC calls that name a
 // stream go to the operator's service on the agent that carries that stream
-// (SDR's workload routing agent), over the gateway's mutual-TLS link to the
-// agent. A route takes a path prefix, may rewrite it, and says where the stream
-// id is; the session core says which agent has the stream, or places it.
+// (SDR's workload routing agent), through a mutual-TLS tunnel that the agent
+// splices to the service (RATIONALE.md). A route takes a path prefix, may
+// rewrite it, and says where the stream id is; the session core says which
+// agent has the stream, or places it.
 package proxy
 
 import (
@@ -60,6 +61,10 @@ type Route struct {
 // Config configures the proxy.
 type Config struct {
 	Routes []Route
+	// AgentTLS is the mutual-TLS client configuration for agents
+	// (pki.Identity.ClientTLS); the proxy uses a copy whose ALPN asks for a
+	// tunnel (wire.ALPNTunnel). Required.
+	AgentTLS *tls.Config
 	// StreamHeader names the header that carries the stream id (SDR's
 	// convention). Default X-Stream-Id.
 	StreamHeader string
@@ -134,7 +139,6 @@ func (c *Config) check() error {
 // Locator is what the proxy needs of the session core.
 type Locator interface {
 	ProxyAgent(ctx context.Context, req session.ProxyRequest) (session.Agent, error)
-	AgentTransport() http.RoundTripper
 	Admit(ctx context.Context, a session.Admission) (session.ThrottleOutput, bool, error)
 }
 
@@ -144,6 +148,7 @@ type Proxy struct {
 	loc   Locator
 	log   *slog.Logger
 	rp    *httputil.ReverseProxy
+	tun   *tunnels
 	cache mappings
 	limit limiter
 	m     *Metrics
@@ -154,7 +159,10 @@ func New(cfg Config, loc Locator, log *slog.Logger, m *Metrics) (*Proxy, error) 
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, loc: loc, log: log, m: m, cache: mappings{m: map[string]mapping{}},
+	if cfg.AgentTLS == nil {
+		return nil, errors.New("proxy: no TLS configuration for the agents")
+	}
+	p := &Proxy{cfg: cfg, loc: loc, log: log, m: m, tun: newTunnels(cfg.AgentTLS), cache: mappings{m: map[string]mapping{}},
 		limit: limiter{limited: map[string]bool{}, inflight: map[string]int{}}}
 	for i := range p.cfg.Routes {
 		if o := p.cfg.Routes[i].Origin; o != "" {
@@ -165,14 +173,19 @@ func New(cfg Config, loc Locator, log *slog.Logger, m *Metrics) (*Proxy, error) 
 	m.limited(p.limit.Limited)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
-		Transport: &forwarder{p: p, base: loc.AgentTransport(), upgrade: http1Only(loc.AgentTransport())},
+		Transport: &forwarder{p: p},
 		// Flushed as they come when streamed (no length: gRPC, SSE), which
 		// ReverseProxy does by itself; a short answer goes out in one write.
-		BufferPool:   &copyBufs,
-		ErrorHandler: p.fail,
+		BufferPool:     &copyBufs,
+		ModifyResponse: trailersOnlyAsTrailers,
+		ErrorHandler:   p.fail,
 	}
 	return p, nil
 }
+
+// Close closes the proxy's idle tunnels; calls still running end by
+// themselves. The proxy serves no calls after Close.
+func (p *Proxy) Close() { p.tun.close() }
 
 // copyBufs are the body copy buffers of the gateway's proxy.
 var copyBufs copybuf.Pool
@@ -315,9 +328,9 @@ func (p *Proxy) where(rt *Route) string {
 	return "header " + p.cfg.StreamHeader
 }
 
-// rewrite makes the call to the agent: its proxy path for the route's
-// service, the path rewritten, the stream named for the agent. The host is the
-// forwarder's to choose.
+// rewrite makes the call to the service: the path rewritten, the client's
+// Host kept. The URL's host, which names the tunnel, is the forwarder's to
+// choose.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	c := pr.In.Context().Value(callKey{}).(*call)
 	path := pr.In.URL.Path
@@ -325,12 +338,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		path = c.route.Rewrite + strings.TrimPrefix(path, c.route.Prefix)
 		path = "/" + strings.TrimLeft(path, "/")
 	}
-	pr.Out.URL.Scheme = "https"
-	pr.Out.URL.Path = "/agent/v1/proxy/" + c.route.Service + path
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Path = path
 	pr.Out.URL.RawPath = ""
 	pr.Out.Host = pr.In.Host
 	pr.SetXForwarded()
-	pr.Out.Header.Set(wire.HeaderStream, c.stream)
 }
 
 // fail answers a call the gateway could not complete, naming the route and the
@@ -350,6 +362,10 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case c != nil && c.body != nil && errors.As(c.body.err, &mbe):
 		refuse(w, r, http.StatusRequestEntityTooLarge, "body-too-large", "The request body is over the route's limit",
 			fmt.Sprintf("%slimit %d bytes", where, mbe.Limit))
+	case r.Context().Err() == nil && isTunnelError(err):
+		p.m.failed.Inc()
+		p.log.Info("proxy: agent unreachable", "stream", c.streamOr(), "err", err)
+		refuse(w, r, http.StatusBadGateway, "agent-unreachable", "The agent carrying the stream did not answer", where+"try again")
 	case errors.Is(err, context.DeadlineExceeded):
 		p.m.timeouts.Inc()
 		refuse(w, r, http.StatusGatewayTimeout, "timeout", "The service did not answer in time", where+"the route's timeout passed")
@@ -375,6 +391,28 @@ func refuse(w http.ResponseWriter, r *http.Request, status int, kind, title, det
 	h.Set("Grpc-Status", strconv.Itoa(grpcCode(status)))
 	h.Set("Grpc-Message", url.PathEscape(title+": "+detail))
 	w.WriteHeader(http.StatusOK)
+}
+
+// trailersOnlyAsTrailers turns a gRPC "Trailers-Only" response (an error
+// status in the one header block, no body) into headers and trailers. Relayed
+// as it came, the reverse proxy may flush the header block before it knows the
+// body is empty, and the client then sees a response that ends without
+// trailers (codes.Internal) instead of the service's status.
+func trailersOnlyAsTrailers(res *http.Response) error {
+	st := res.Header.Get("Grpc-Status")
+	if st == "" || res.Trailer.Get("Grpc-Status") != "" {
+		return nil
+	}
+	if res.Trailer == nil {
+		res.Trailer = http.Header{}
+	}
+	for _, k := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"} {
+		if v, ok := res.Header[k]; ok {
+			res.Trailer[k] = v
+			delete(res.Header, k)
+		}
+	}
+	return nil
 }
 
 // isGRPC reports whether r is a gRPC call (its content type says so).
@@ -411,46 +449,21 @@ func (c *call) streamOr() string {
 	return c.stream
 }
 
-// forwarder sends a call to the agent that has its stream. When that agent
-// cannot be reached, or answers that the stream is not there (any more), and
-// no byte of the body has gone, it forgets the mapping and tries once more —
-// the stream may have moved, or its agent died and the call places it anew.
-type forwarder struct {
-	p       *Proxy
-	base    http.RoundTripper // HTTP/2: gRPC, streams, trailers
-	upgrade http.RoundTripper // HTTP/1.1, for protocol upgrades (WebSocket)
-}
-
-// http1Only is a copy of the agents' transport that never negotiates HTTP/2:
-// Go's HTTP/2 client cannot carry an Upgrade (WebSocket) request.
-func http1Only(rt http.RoundTripper) http.RoundTripper {
-	tr, ok := rt.(*http.Transport)
-	if !ok {
-		return rt
-	}
-	tr = tr.Clone()
-	tr.ForceAttemptHTTP2 = false
-	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	if tr.TLSClientConfig != nil {
-		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	}
-	return tr
-}
+// forwarder sends a call to the service on the agent that has its stream,
+// through a tunnel. When no tunnel opens — the agent cannot be reached, or
+// answers that the stream is not there (any more) — the call has gone nowhere:
+// it forgets the mapping and tries once more, since the stream may have moved,
+// or its agent died and the call places it anew.
+type forwarder struct{ p *Proxy }
 
 func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := req.Context().Value(callKey{}).(*call)
 	avoid := ""
+	relearned := false
 	for attempt := 0; ; attempt++ {
 		a, err := f.p.agentFor(req, c, avoid)
 		if err != nil {
 			return nil, err
-		}
-		out := req.Clone(req.Context())
-		out.URL.Host = a.API
-		out.Body = req.Body
-		rt := f.base
-		if out.Header.Get("Upgrade") != "" {
-			rt = f.upgrade
 		}
 		key := a.ID + "/" + c.route.Service
 		if !f.p.limit.acquire(key) {
@@ -458,29 +471,68 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, &session.Error{Status: http.StatusGatewayTimeout, Kind: "upstream-limited", Title: "The service is held to 2 calls at once",
 				Detail: "it answered 504 and has not answered 200 since (M2's 504 rule)"}
 		}
-		resp, err := rt.RoundTrip(out)
+		// A shallow copy, as WithContext makes: the reverse proxy's
+		// request is its own, and only the URL's host differs per try.
+		out := req.WithContext(req.Context())
+		u := *req.URL
+		u.Host = tunnelHost(a.API, c.route.Service, c.stream)
+		out.URL = &u
+		if out.Body != nil && out.Body != http.NoBody {
+			// A transport closes the body of a call that failed, and the
+			// reverse proxy's body cannot be read once closed; a call whose
+			// tunnel did not open goes again with the same body.
+			out.Body = io.NopCloser(req.Body)
+		}
+		resp, err := f.p.tun.transport(a.API, c.route.Service, out).RoundTrip(out)
 		if err != nil {
 			f.p.limit.release(key)
 		} else {
 			f.p.limit.answered(key, resp.StatusCode)
 			resp.Body = releasing(resp.Body, func() { f.p.limit.release(key) })
 		}
+		te, refused := asTunnelError(err)
+		if !refused {
+			return resp, err
+		}
 		again := attempt == 0 && !c.body.touched() && req.Context().Err() == nil
-		switch {
-		case err != nil && again:
+		switch st := te.Answer.Status; {
+		case st == http.StatusHTTPVersionNotSupported && !relearned:
+			relearned = true // the transport now speaks what the service does
+			attempt--
+			continue
+		case (st == 0 || st == http.StatusServiceUnavailable) && again:
 			f.p.cache.forget(c.stream, a.ID)
 			avoid = a.ID
 			f.p.m.replaced.Inc()
 			continue
-		case err == nil && resp.StatusCode == http.StatusMisdirectedRequest && again:
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
+		case st == http.StatusMisdirectedRequest && again:
 			f.p.cache.forget(c.stream, a.ID)
 			f.p.m.replaced.Inc()
 			continue
 		}
-		return resp, err
+		return nil, refusal(te, c)
 	}
+}
+
+// refusal is the error a call gets for an agent's refusal of its tunnel, as
+// the agent answered it when it proxied calls itself; an agent that could not
+// be reached stays a tunnel error (502).
+func refusal(te *tunnelError, c *call) error {
+	switch te.Answer.Status {
+	case http.StatusNotFound:
+		return &session.Error{Status: http.StatusNotFound, Kind: "no-service", Title: "No such service on this agent", Detail: "service " + c.route.Service}
+	case http.StatusBadGateway:
+		return &session.Error{Status: http.StatusBadGateway, Kind: "service-down", Title: "The service did not answer",
+			Detail: fmt.Sprintf("service %s is not answering", c.route.Service)}
+	case http.StatusMisdirectedRequest:
+		return &session.Error{Status: http.StatusMisdirectedRequest, Kind: "stream-not-here", Title: "The stream is not on this agent", Detail: "stream " + c.stream}
+	}
+	return te
+}
+
+func isTunnelError(err error) bool {
+	_, ok := asTunnelError(err)
+	return ok
 }
 
 // agentFor is the agent for the call's stream: remembered, else asked.

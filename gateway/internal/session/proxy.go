@@ -93,7 +93,3 @@ func (c *Core) findProxyStream(ctx context.Context, stream, avoid string) (Agent
 	}
 	return held, held.ID != ""
 }
-
-// AgentTransport is the mutual-TLS transport to agents' APIs, for the proxy's
-// forwarding (HTTP/2, so gRPC streams and trailers pass).
-func (c *Core) AgentTransport() http.RoundTripper { return c.agents.hc.Transport }
