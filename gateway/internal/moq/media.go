@@ -76,6 +76,7 @@ type rtpTrack struct {
 	based     bool
 	group     uint64         // the group being written
 	inGroup   bool           // a group's keyframe has been written: its later frames may follow
+	groupDone bool           // the stream of the group being written has ended: all its frames are in
 	turn      chan struct{}  // closed when a new group starts or a waiting one leaves
 	waiting   map[uint64]int // groups whose first frame waits in awaitTurn
 	framed    []byte         // the packet being written; write keeps none
@@ -87,9 +88,13 @@ type rtpTrack struct {
 const groupHold = 100 * time.Millisecond
 
 // awaitTurn holds the first frame of group until it is the lowest group
-// waiting and either the group before it has started or hold has passed (or
-// ctx ends), so racing group streams are written in order instead of the late
-// ones being dropped.
+// waiting and the group before it has been written to its end (its stream
+// ended), or hold has passed (or ctx ends), so racing group streams are
+// written in order instead of the late ones being dropped. A publisher ends a
+// group's stream after its last frame, before it opens the next one's, so in
+// order nothing waits; without the wait, the last frame of a group read a
+// moment after the next group's first was dropped (50 pushes at once lost
+// 0.01% of their frames so).
 func (t *rtpTrack) awaitTurn(ctx context.Context, group uint64, hold time.Duration) {
 	t.mu.Lock()
 	t.waiting[group]++
@@ -107,7 +112,7 @@ func (t *rtpTrack) awaitTurn(ctx context.Context, group uint64, hold time.Durati
 	expired := timer.C
 	for {
 		t.mu.Lock()
-		next := t.inGroup && group <= t.group+1
+		next := t.inGroup && (group <= t.group || group == t.group+1 && t.groupDone)
 		lowest := true
 		for g := range t.waiting {
 			lowest = lowest && g >= group
@@ -124,6 +129,17 @@ func (t *rtpTrack) awaitTurn(ctx context.Context, group uint64, hold time.Durati
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// groupEnded says the stream of group has ended: every frame of it has been
+// given to frame. The next group's first frame may go.
+func (t *rtpTrack) groupEnded(group uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.inGroup && group == t.group && !t.groupDone {
+		t.groupDone = true
+		t.kickLocked()
 	}
 }
 
@@ -160,6 +176,7 @@ func (t *rtpTrack) frame(group, objectID uint64, f hang.Frame) bool {
 	}
 	if objectID == 0 {
 		t.kickLocked()
+		t.groupDone = false
 	}
 	t.group, t.inGroup = group, true
 	if !t.based {

@@ -179,13 +179,15 @@ func TestRacingGroupsAreWrittenInOrder(t *testing.T) {
 	var got capture
 	tr := newRTPTrack(0, "opus", mustCodec(t, "opus"), got.write)
 	tr.frame(0, 0, hang.Frame{TimestampMicros: 0, Payload: []byte{0xfc, 0}})
+	tr.groupEnded(0)
 	var wg sync.WaitGroup
 	for g := uint64(5); g >= 1; g-- {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tr.awaitTurn(context.Background(), g, time.Second)
+			tr.awaitTurn(context.Background(), g, time.Minute)
 			tr.frame(g, 0, hang.Frame{TimestampMicros: g * 20_000, Payload: []byte{0xfc, byte(g)}})
+			tr.groupEnded(g)
 		}()
 		time.Sleep(5 * time.Millisecond) // the later groups arrive first
 	}
@@ -200,6 +202,43 @@ func TestRacingGroupsAreWrittenInOrder(t *testing.T) {
 	}
 	if len(got.pkts) != 6 {
 		t.Fatalf("%d packets, want 6", len(got.pkts))
+	}
+}
+
+// The last frame of a group, read a moment after the next group's first (the
+// two groups' streams are read by goroutines that race), is still written,
+// before the next group: the next group waits for the stream of the one
+// before it to end. Without the wait that frame was dropped.
+func TestAGroupsLastFrameReadAfterTheNextGroupsFirstIsWrittenBeforeIt(t *testing.T) {
+	var got capture
+	tr := newRTPTrack(0, "opus", mustCodec(t, "opus"), got.write)
+	if !tr.frame(0, 0, hang.Frame{TimestampMicros: 0, Payload: []byte{0xfc, 0}}) {
+		t.Fatal("the first group's first frame was refused")
+	}
+	next := make(chan bool)
+	go func() {
+		tr.awaitTurn(context.Background(), 1, time.Minute)
+		next <- tr.frame(1, 0, hang.Frame{TimestampMicros: 40_000, Payload: []byte{0xfc, 2}})
+	}()
+	select {
+	case <-next:
+		t.Fatal("the next group went before the group before it had ended")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if !tr.frame(0, 1, hang.Frame{TimestampMicros: 20_000, Payload: []byte{0xfc, 1}}) {
+		t.Fatal("the first group's last frame was dropped")
+	}
+	tr.groupEnded(0)
+	if !<-next {
+		t.Fatal("the next group's first frame was refused")
+	}
+	for i, p := range got.pkts {
+		if int(p.Payload[1]) != i {
+			t.Fatalf("packet %d carries frame %d, want the frames in order", i, p.Payload[1])
+		}
+	}
+	if len(got.pkts) != 3 {
+		t.Fatalf("%d packets, want 3", len(got.pkts))
 	}
 }
 

@@ -184,6 +184,19 @@ func (tr *track) onObject(group uint64, o moqt.Object) {
 	}
 }
 
+// groupEnded tells the track's RTP output that a group's stream has ended.
+func (tr *track) groupEnded(group uint64) {
+	if tr.catalog {
+		return
+	}
+	tr.b.mu.Lock()
+	out := tr.b.out[tr.name]
+	tr.b.mu.Unlock()
+	if out != nil {
+		out.groupEnded(group)
+	}
+}
+
 // acceptData serves the client's unidirectional data streams, at most
 // MaxDataStreams at once.
 func (s *moqSession) acceptData() {
@@ -257,6 +270,8 @@ func (s *moqSession) readData(rs transport.ReceiveStream) error {
 		s.stopStream(rs, moqt.ResetCancelled) // a track that ended meanwhile
 		return nil
 	}
+	// However the stream ends, its group has no more frames to come.
+	defer tr.groupEnded(sg.Header.GroupID)
 	for {
 		// The idle deadline moves on with the objects, re-armed once a
 		// quarter of it has passed rather than for every object.

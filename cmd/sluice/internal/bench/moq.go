@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/sluicegw/sluice/internal/mediaload"
@@ -84,8 +87,35 @@ func benchManyPushes(ctx context.Context, deps Deps, self string, devArgs []stri
 	time.Sleep(warmup)
 	r, err := l.m.Measure(l.pid, l.n, window, stderr)
 	if err == nil {
-		fmt.Fprintf(stderr, "%d MoQ pushes: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%%s\n",
-			n, r.PPS, r.CPUPerPkt, r.P50, r.P99, 100*r.Loss, dropNote(r))
+		fmt.Fprintf(stderr, "%d MoQ pushes: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%%s%s\n",
+			n, r.PPS, r.CPUPerPkt, r.P50, r.P99, 100*r.Loss, dropNote(r), serverDrops(ctx, urls[0]))
 	}
 	return r, err
+}
+
+// serverDrops names the gateway's drop counters that are not zero after a
+// run (from its /metrics): where a loss the viewers saw was made, if it was
+// made in the gateway rather than on the way.
+func serverDrops(ctx context.Context, base string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if ok && strings.HasSuffix(strings.SplitN(name, "{", 2)[0], "_dropped_total") && value != "0" {
+			out = append(out, name+" "+value)
+		}
+	}
+	if len(out) == 0 {
+		return ", no drop counted by the gateway"
+	}
+	return " (the gateway counted " + strings.Join(out, ", ") + ")"
 }
