@@ -65,6 +65,12 @@ func runTargets(ctx context.Context, targets []benchTarget, plan runPlan, stderr
 		}
 		for i := range rs {
 			rs[i].round = round
+			if rs[i].target == baseName(targets) {
+				// The bench knows a packet's send time by its sequence number,
+				// which another server may rewrite (MediaMTX does): a latency
+				// looked up so would be another packet's.
+				rs[i].P50, rs[i].P99 = 0, 0
+			}
 			r := rs[i]
 			fmt.Fprintf(stderr, "round %d: %s, %d viewers: %.0f pkt/s delivered, %.1f µs CPU/pkt, latency p50 %s p99 %s, loss %.2f%%%s\n",
 				round, r.target, r.n, r.PPS, r.CPUPerPkt, ms(r.P50), ms(r.P99), 100*r.Loss, dropNote(r.Result))
@@ -264,4 +270,14 @@ func spread(xs []float64) string {
 		out += fmt.Sprintf("%.2f", x)
 	}
 	return out + ")"
+}
+
+// baseName is the name of the baseline among targets, or "".
+func baseName(targets []benchTarget) string {
+	for _, tg := range targets {
+		if tg.base != nil {
+			return tg.name
+		}
+	}
+	return ""
 }
