@@ -28,6 +28,10 @@ const (
 	// tunnelOpenTimeout bounds dialing an agent, the TLS handshake and the
 	// agent's answer to the open line.
 	tunnelOpenTimeout = 10 * time.Second
+	// modeTTL is how long a service's one protocol is remembered: an
+	// operator may change agent.services to a service that speaks both, and
+	// its gRPC calls then find HTTP/2 again within it.
+	modeTTL = time.Minute
 )
 
 // tunnels are the gateway's end of the proxy's tunnels: HTTP/1.1 and HTTP/2
@@ -39,9 +43,16 @@ type tunnels struct {
 	tls    *tls.Config
 	h1, h2 *http.Transport
 	// modes remembers the one protocol of an agent's service that speaks
-	// only one ("api/service" → wire.TunnelH1 or wire.TunnelH2C), as its
-	// agent answered; a service not in it takes both.
+	// only one ("api/service" → a mode), as its agent answered, for modeTTL;
+	// a service not in it takes both.
 	modes sync.Map
+}
+
+// mode is a service's one protocol (wire.TunnelH1 or wire.TunnelH2C), as its
+// agent answered at a time.
+type mode struct {
+	proto string
+	at    time.Time
 }
 
 func newTunnels(agentTLS *tls.Config) *tunnels {
@@ -77,11 +88,17 @@ func (t *tunnels) close() {
 // needs HTTP/2 end to end; everything else, WebSocket upgrades included, goes
 // as HTTP/1.1 — unless the service speaks only one of the two.
 func (t *tunnels) transport(api, service string, req *http.Request) *http.Transport {
-	if m, ok := t.modes.Load(api + "/" + service); ok {
-		if m == wire.TunnelH2C {
+	key := api + "/" + service
+	if v, ok := t.modes.Load(key); ok {
+		m := v.(mode)
+		switch {
+		case time.Since(m.at) > modeTTL:
+			t.modes.CompareAndDelete(key, v)
+		case m.proto == wire.TunnelH2C:
 			return t.h2
+		default:
+			return t.h1
 		}
-		return t.h1
 	}
 	if isGRPC(req) && req.Header.Get("Upgrade") == "" {
 		return t.h2
@@ -162,7 +179,7 @@ func (t *tunnels) dial(ctx context.Context, proto, addr string) (net.Conn, error
 	if ans.Status != http.StatusOK {
 		conn.Close()
 		if ans.Status == http.StatusHTTPVersionNotSupported && (ans.Word == wire.TunnelH1 || ans.Word == wire.TunnelH2C) {
-			t.modes.Store(api+"/"+service, ans.Word)
+			t.modes.Store(api+"/"+service, mode{ans.Word, time.Now()})
 		}
 		return nil, &tunnelError{Agent: api, Answer: ans}
 	}

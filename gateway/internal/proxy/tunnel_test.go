@@ -197,6 +197,22 @@ func TestACallSpeaksTheProtocolTheAgentSaysItsServiceSpeaks(t *testing.T) {
 	if got := rig.agents[0].opened(); len(got) != 2 || got[0] != "default cam-1 h2c" || got[1] != "default cam-1 h1" {
 		t.Fatalf("opens %q, want one h2c refused, then one h1 kept for both calls", got)
 	}
+	// Remembered for modeTTL only: the operator may have made the service
+	// speak both since, and a later gRPC call asks for HTTP/2 again.
+	var key any
+	rig.p.tun.modes.Range(func(k, v any) bool {
+		key = k
+		rig.p.tun.modes.Store(k, mode{v.(mode).proto, time.Now().Add(-2 * modeTTL)})
+		return false
+	})
+	if key == nil {
+		t.Fatal("the service's one protocol was not remembered")
+	}
+	greq := httptest.NewRequest(http.MethodPost, "/grpc.health.v1.Health/Check", nil)
+	greq.Header.Set("Content-Type", "application/grpc")
+	if tr := rig.p.tun.transport(strings.SplitN(key.(string), "/", 2)[0], "default", greq); tr != rig.p.tun.h2 {
+		t.Fatal("a gRPC call still goes as HTTP/1.1 after the remembered protocol expired")
+	}
 
 	rig = newTunnelRig(t, always("200 ok"))
 	if code, _ := rig.call(t, true); code != http.StatusOK {
