@@ -17,6 +17,7 @@ import (
 	"github.com/sluicegw/sluice/agent"
 	"github.com/sluicegw/sluice/agent/node"
 	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/procs"
 	"github.com/sluicegw/sluice/internal/promexpo"
 	"github.com/sluicegw/sluice/internal/wire"
 )
@@ -37,6 +38,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	log := newLogger(stderr)
+	go procs.Run(ctx, log) // one P while the process is quiet (internal/procs)
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice agent:", err)

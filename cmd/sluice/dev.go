@@ -16,6 +16,7 @@ import (
 	"github.com/sluicegw/sluice/internal/freeport"
 	"github.com/sluicegw/sluice/internal/loopback"
 	"github.com/sluicegw/sluice/internal/pki"
+	"github.com/sluicegw/sluice/internal/procs"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -36,6 +37,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr)
+	go procs.Run(ctx, log) // one P while the process is quiet (internal/procs)
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice dev:", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicegw/sluice/gateway"
 	"github.com/sluicegw/sluice/internal/cluster"
 	"github.com/sluicegw/sluice/internal/loopback"
+	"github.com/sluicegw/sluice/internal/procs"
 	"github.com/sluicegw/sluice/internal/wire"
 )
 
@@ -35,6 +36,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	log := newLogger(stderr)
+	go procs.Run(ctx, log) // one P while the process is quiet (internal/procs)
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice gateway:", err)
