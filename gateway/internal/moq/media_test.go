@@ -195,13 +195,20 @@ func TestRacingGroupsAreWrittenInOrder(t *testing.T) {
 	if tr.frame(2, 0, hang.Frame{TimestampMicros: 40_000, Payload: []byte{0xfc, 2}}) {
 		t.Error("a group older than the current one was written")
 	}
-	for i, p := range got.pkts {
+	got.inOrder(t, 6)
+}
+
+// inOrder checks that the n packets captured carry 0, 1, … in their second
+// payload byte: the frames (or groups) in the order they were made.
+func (c *capture) inOrder(t *testing.T, n int) {
+	t.Helper()
+	for i, p := range c.pkts {
 		if int(p.Payload[1]) != i {
-			t.Fatalf("packet %d carries group %d", i, p.Payload[1])
+			t.Fatalf("packet %d carries frame %d, want the frames in order", i, p.Payload[1])
 		}
 	}
-	if len(got.pkts) != 6 {
-		t.Fatalf("%d packets, want 6", len(got.pkts))
+	if len(c.pkts) != n {
+		t.Fatalf("%d packets, want %d", len(c.pkts), n)
 	}
 }
 
@@ -232,14 +239,7 @@ func TestAGroupsLastFrameReadAfterTheNextGroupsFirstIsWrittenBeforeIt(t *testing
 	if !<-next {
 		t.Fatal("the next group's first frame was refused")
 	}
-	for i, p := range got.pkts {
-		if int(p.Payload[1]) != i {
-			t.Fatalf("packet %d carries frame %d, want the frames in order", i, p.Payload[1])
-		}
-	}
-	if len(got.pkts) != 3 {
-		t.Fatalf("%d packets, want 3", len(got.pkts))
-	}
+	got.inOrder(t, 3)
 }
 
 // BenchmarkFrameToRTP is the gateway's work per pushed video frame before the
