@@ -114,29 +114,15 @@ func (s started) prepare(ctx context.Context, deps Deps, n int) (*load, error) {
 	return prepareWHIP(ctx, s.urls[0], s.pid, n)
 }
 
+// runInTurn measures one target at a time: each in runTogether's way alone.
 func runInTurn(ctx context.Context, targets []benchTarget, plan runPlan, stderr io.Writer) ([]result, error) {
 	var results []result
 	for _, tg := range targets {
-		ss, stop, err := startAll(ctx, []benchTarget{tg}, plan.self)
+		rs, err := runTogether(ctx, []benchTarget{tg}, plan, stderr)
 		if err != nil {
 			return nil, err
 		}
-		for _, n := range plan.ns {
-			l, err := ss[0].prepare(ctx, plan.deps, n)
-			if err != nil {
-				stop()
-				return nil, fmt.Errorf("%s with %d viewers: %w", tg.name, n, err)
-			}
-			time.Sleep(plan.warmup)
-			r, err := l.m.Measure(l.pid, l.n, plan.window, stderr)
-			l.close()
-			if err != nil {
-				stop()
-				return nil, fmt.Errorf("%s with %d viewers: %w", tg.name, n, err)
-			}
-			results = append(results, result{target: tg.name, n: n, Result: r})
-		}
-		stop()
+		results = append(results, rs...)
 	}
 	return results, nil
 }
@@ -166,10 +152,16 @@ func runTogether(ctx context.Context, targets []benchTarget, plan runPlan, stder
 		time.Sleep(plan.warmup)
 		rs := make([]result, len(ss))
 		errs := make([]error, len(ss))
+		// Alone, a target's split of CPU between the gateway and its nodes
+		// is worth printing; together the lines would interleave.
+		split := stderr
+		if len(loads) > 1 {
+			split = io.Discard
+		}
 		var wg sync.WaitGroup
 		for i, l := range loads {
 			wg.Go(func() {
-				r, err := l.m.Measure(l.pid, l.n, plan.window, io.Discard)
+				r, err := l.m.Measure(l.pid, l.n, plan.window, split)
 				rs[i], errs[i] = result{target: ss[i].tg.name, n: n, Result: r}, err
 			})
 		}
